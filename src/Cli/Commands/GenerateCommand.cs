@@ -1,0 +1,65 @@
+using System.CommandLine;
+using System.Text;
+using Kernels.Runtime.Inference;
+
+namespace Kernels.Cli.Commands;
+
+/// <summary><c>kernels generate</c>: text on stdout exactly as llama2.c prints it, statistics on stderr.</summary>
+internal static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var common = new CommonOptions();
+        var prompt = new Option<string>("--prompt", "-i") { Description = "Prompt text (BOS is prepended)", DefaultValueFactory = _ => "" };
+        var steps = new Option<int>("--steps", "-n") { Description = "Positions to run, prompt included (0 = the model's context)", DefaultValueFactory = _ => 256 };
+        var temperature = new Option<float>("--temperature", "-t") { Description = "0 = greedy", DefaultValueFactory = _ => 1.0f };
+        var topP = new Option<float>("--top-p", "-p") { Description = "Nucleus sampling threshold (1 = off)", DefaultValueFactory = _ => 0.9f };
+        var seed = new Option<ulong?>("--seed", "-s") { Description = "Sampling seed (default: time)" };
+        var command = new Command("generate", "Generate text from a prompt");
+        common.AddTo(command);
+        command.Options.Add(prompt);
+        command.Options.Add(steps);
+        command.Options.Add(temperature);
+        command.Options.Add(topP);
+        command.Options.Add(seed);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            try
+            {
+                using var model = CommonOptions.LoadModel(parse.GetValue(common.Model)!);
+                var tokenizer = CommonOptions.LoadTokenizer(model, parse.GetValue(common.Tokenizer));
+                using var ops = CommonOptions.CreateOps(parse.GetValue(common.Device)!);
+                using var transformer = new Transformer(model, ops);
+                var generator = new TextGenerator(transformer, tokenizer);
+                var options = new GenerationOptions
+                {
+                    Steps = parse.GetValue(steps),
+                    Temperature = parse.GetValue(temperature),
+                    TopP = parse.GetValue(topP),
+                    Seed = parse.GetValue(seed) ?? (ulong)DateTime.UtcNow.Ticks,
+                };
+                var stdout = new StreamWriter(Console.OpenStandardOutput(), new UTF8Encoding(false)) { AutoFlush = true };
+                await foreach (string piece in generator.GenerateAsync(parse.GetValue(prompt) ?? "", options, cancellationToken))
+                {
+                    stdout.Write(piece);
+                }
+                stdout.Write('\n');
+                var s = generator.LastStats!;
+                Console.Error.WriteLine($"backend: {ops.Name}");
+                Console.Error.WriteLine($"prompt: {s.PromptTokens} tokens in {s.PrefillTime.TotalMilliseconds:F1} ms ({s.PrefillTokensPerSecond:F1} tok/s); " +
+                                        $"generated: {s.GeneratedTokens} tokens, achieved tok/s: {s.DecodeTokensPerSecond:F2}");
+                return 0;
+            }
+            catch (OperationCanceledException)
+            {
+                Console.Error.WriteLine("cancelled");
+                return 130;
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                return CliConsole.Fail(e);
+            }
+        });
+        return command;
+    }
+}

@@ -1,0 +1,104 @@
+using System.CommandLine;
+using System.Text;
+using System.Text.Json;
+using Kernels.Runtime.Evaluation;
+using Kernels.Runtime.Inference;
+using Spectre.Console;
+
+namespace Kernels.Cli.Commands;
+
+/// <summary><c>kernels perplexity</c>: non-overlapping windows, BOS first, PPL / mean NLL / tokens/s.</summary>
+internal static class PerplexityCommand
+{
+    public static Command Create()
+    {
+        var common = new CommonOptions();
+        var text = new Option<string>("--text") { Description = "UTF-8 text file to score", Required = true };
+        var context = new Option<int>("--context", "-c") { Description = "Window length in tokens", DefaultValueFactory = _ => 256 };
+        var maxBytes = new Option<long?>("--max-bytes") { Description = "Score only the first N bytes of the file (e.g. 16178 = the llama2.c reference span)" };
+        var json = new Option<string?>("--json") { Description = "Write {perplexity, mean_nll, tokens, tokens_per_s, ...} to this file" };
+        var command = new Command("perplexity", "Perplexity of a model on a text file");
+        common.AddTo(command);
+        command.Options.Add(text);
+        command.Options.Add(context);
+        command.Options.Add(maxBytes);
+        command.Options.Add(json);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            try
+            {
+                using var model = CommonOptions.LoadModel(parse.GetValue(common.Model)!);
+                var tokenizer = CommonOptions.LoadTokenizer(model, parse.GetValue(common.Tokenizer));
+                using var ops = CommonOptions.CreateOps(parse.GetValue(common.Device)!);
+                int ctx = parse.GetValue(context);
+                using var transformer = new Transformer(model, ops, maxBatch: Math.Min(ctx, 512));
+                string body = ReadText(parse.GetValue(text)!, parse.GetValue(maxBytes));
+                int[] tokens = tokenizer.Encode(body, addBos: false, addEos: false);
+                var evaluator = new PerplexityEvaluator(transformer);
+                var result = CliConsole.WithProgress("perplexity", p => evaluator.Evaluate(tokens, ctx, tokenizer.Bos, p, cancellationToken));
+                Report(result, ops.Name, ctx);
+                if (parse.GetValue(json) is { } path)
+                {
+                    WriteJson(path, result, parse.GetValue(common.Model)!, parse.GetValue(text)!, ctx, ops.Name);
+                }
+                await Task.CompletedTask;
+                return 0;
+            }
+            catch (OperationCanceledException)
+            {
+                Console.Error.WriteLine("cancelled");
+                return 130;
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                return CliConsole.Fail(e);
+            }
+        });
+        return command;
+    }
+
+    /// <summary>Reads the file, optionally only its first <paramref name="maxBytes"/> bytes (decoded as UTF-8).</summary>
+    internal static string ReadText(string path, long? maxBytes)
+    {
+        byte[] bytes = File.ReadAllBytes(path);
+        int n = maxBytes is { } m && m >= 0 && m < bytes.Length ? (int)m : bytes.Length;
+        return Encoding.UTF8.GetString(bytes, 0, n);
+    }
+
+    private static void Report(PerplexityResult r, string backend, int ctx)
+    {
+        var table = new Table().AddColumns("metric", "value");
+        table.AddRow("tokens", r.Tokens.ToString());
+        table.AddRow("windows", $"{r.Chunks.Count} x {ctx}");
+        table.AddRow("mean NLL", r.MeanNll.ToString("F6"));
+        table.AddRow("perplexity", r.Perplexity.ToString("F4"));
+        table.AddRow("tokens/s", r.TokensPerSecond.ToString("F1"));
+        table.AddRow("backend", Markup.Escape(backend));
+        CliConsole.Out.Write(table);
+    }
+
+    internal static void WriteJson(string path, PerplexityResult r, string model, string text, int ctx, string backend, IDictionary<string, object>? extra = null)
+    {
+        var doc = new Dictionary<string, object>
+        {
+            ["perplexity"] = r.Perplexity,
+            ["mean_nll"] = r.MeanNll,
+            ["tokens"] = r.Tokens,
+            ["tokens_per_s"] = r.TokensPerSecond,
+            ["seconds"] = r.Elapsed.TotalSeconds,
+            ["context"] = ctx,
+            ["windows"] = r.Chunks.Count,
+            ["model"] = model,
+            ["text"] = text,
+            ["backend"] = backend,
+        };
+        if (extra is not null)
+        {
+            foreach (var kv in extra)
+            {
+                doc[kv.Key] = kv.Value;
+            }
+        }
+        File.WriteAllText(path, JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
+    }
+}

@@ -1,0 +1,18 @@
+using System.CommandLine;
+using Kernels.Cli.Commands;
+
+namespace Kernels.Cli;
+
+public static class Program
+{
+    public static async Task<int> Main(string[] args)
+    {
+        var root = new RootCommand("kernels: sparse Llama inference kernels and runtime (dense vs N:M sparse, KV pruning, dynamic input pruning)")
+        {
+            GenerateCommand.Create(),
+            PerplexityCommand.Create(),
+            InspectCommand.Create(),
+        };
+        return await root.Parse(args).InvokeAsync();
+    }
+}

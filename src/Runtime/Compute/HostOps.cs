@@ -1,0 +1,213 @@
+using Kernels.Runtime.Model;
+using Kernels.Simd;
+using Kernels.Simd.Matrices;
+using Kernels.Simd.Threading;
+
+namespace Kernels.Runtime.Compute;
+
+/// <summary>A tensor in host memory (64-byte aligned).</summary>
+public sealed unsafe class HostTensor : DeviceTensor
+{
+    private readonly NativeBuffer _buffer;
+
+    public HostTensor(int length) : base(length) => _buffer = NativeBuffer.Of<float>(length);
+
+    public float* Pointer => (float*)_buffer.Pointer;
+
+    public Span<float> Span => new(_buffer.Pointer, Length);
+
+    public Span<float> Slice(int offset, int count) => Span.Slice(offset, count);
+
+    public override void Dispose() => _buffer.Dispose();
+}
+
+/// <summary>
+/// The CPU backend on the SIMD kernels of Kernels.Simd (AVX-512/AVX2/128-bit as dispatched),
+/// multithreaded on the shared worker pool.
+/// </summary>
+public unsafe class HostOps : ITransformerOps
+{
+    public virtual string Name => $"cpu-simd {SimdInfo.Tier}, {WorkerPool.Shared.ThreadCount} threads";
+
+    public DeviceTensor Allocate(int length) => new HostTensor(length);
+
+    protected static HostTensor H(DeviceTensor t) => t as HostTensor ?? throw new ArgumentException("tensor belongs to another backend");
+
+    public virtual void Embed(DenseMatrix embedding, ReadOnlySpan<int> tokens, DeviceTensor x)
+    {
+        int dim = embedding.Columns;
+        var xs = H(x).Span;
+        for (int t = 0; t < tokens.Length; t++)
+        {
+            if ((uint)tokens[t] >= (uint)embedding.Rows)
+            {
+                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[t]} outside the vocabulary of {embedding.Rows}");
+            }
+            embedding.ReadRow(tokens[t], xs.Slice(t * dim, dim));
+        }
+    }
+
+    public virtual void RmsNorm(DeviceTensor x, float[] weight, float epsilon, int n, DeviceTensor y) =>
+        Kernels.Simd.RmsNorm.Apply(H(x).Slice(0, n * weight.Length), weight, H(y).Span, epsilon);
+
+    public virtual void MatMul(WeightMatrix w, DeviceTensor x, int n, DeviceTensor y) =>
+        w.Multiply(H(x).Slice(0, n * w.Columns), H(y).Slice(0, n * w.Rows), n);
+
+    public void Rope(DeviceTensor x, int n, int heads, RopeTable table, ReadOnlySpan<int> positions)
+    {
+        int width = heads * table.HeadDim;
+        var xs = H(x).Span;
+        for (int t = 0; t < n; t++)
+        {
+            Kernels.Simd.Rope.ApplyInterleaved(xs.Slice(t * width, width), table.HeadDim, table.Cos(positions[t]), table.Sin(positions[t]));
+        }
+    }
+
+    public void Attention(IKvCache cache, int layer, int cacheLayer, bool appendKv, DeviceTensor q, DeviceTensor k, DeviceTensor v,
+        int n, int heads, int kvHeads, ReadOnlySpan<int> positions, DeviceTensor output)
+    {
+        var kv = cache as HostKvCache ?? throw new ArgumentException("KV cache belongs to another backend");
+        int d = kv.HeadDim;
+        int kvWidth = kvHeads * d;
+        var baseCounts = new int[kvHeads];
+        for (int g = 0; g < kvHeads; g++)
+        {
+            if (appendKv)
+            {
+                kv.Reserve(cacheLayer, g, n);
+                var h = kv.Get(cacheLayer, g);
+                baseCounts[g] = h.Count;
+                var ks = H(k).Span;
+                var vs = H(v).Span;
+                for (int t = 0; t < n; t++)
+                {
+                    ks.Slice(t * kvWidth + g * d, d).CopyTo(h.Keys.AsSpan((h.Count + t) * d, d));
+                    vs.Slice(t * kvWidth + g * d, d).CopyTo(h.Values.AsSpan((h.Count + t) * d, d));
+                    h.Positions[h.Count + t] = positions[t];
+                }
+                h.Count += n;
+            }
+            else
+            {
+                // Shared cache: the source layer appended this batch already.
+                baseCounts[g] = kv.Get(cacheLayer, g).Count - n;
+            }
+        }
+        fixed (int* bc = baseCounts)
+        {
+            var job = new AttentionJob
+            {
+                Cache = kv, Layer = cacheLayer, Q = H(q).Pointer, Out = H(output).Pointer, N = n, Heads = heads, KvHeads = kvHeads,
+                HeadDim = d, BaseCounts = bc, Track = kv.TrackAttention, Self = this,
+            };
+            // With tracking, one item per KV head owns its accumulators (no races); otherwise (token, kv head) items.
+            int items = kv.TrackAttention ? kvHeads : n * kvHeads;
+            if ((long)n * heads * (baseCounts[0] + n) * d < 32 * 1024)
+            {
+                job.Execute(0, items);
+            }
+            else
+            {
+                WorkerPool.Shared.For(items, 1, ref job);
+            }
+        }
+    }
+
+    /// <summary>One query head against one KV head's first <paramref name="count"/> slots.</summary>
+    protected virtual void AttendHead(float* q, HostKvCache.Head head, int count, int headDim, float* scores, float* output, float* received)
+    {
+        fixed (float* keys = head.Keys)
+        fixed (float* values = head.Values)
+        {
+            Kernels.Simd.Attention.Attend(q, keys, values, count, headDim, scores, output, received);
+        }
+    }
+
+    private struct AttentionJob : IRangeJob
+    {
+        public HostKvCache Cache;
+        public HostOps Self;
+        public int Layer, N, Heads, KvHeads, HeadDim;
+        public float* Q;
+        public float* Out;
+        public int* BaseCounts;
+        public bool Track;
+
+        [ThreadStatic] private static float[]? t_scores;
+
+        public readonly void Execute(int begin, int end)
+        {
+            int group = Heads / KvHeads;
+            int qWidth = Heads * HeadDim;
+            for (int item = begin; item < end; item++)
+            {
+                int g = Track ? item : item % KvHeads;
+                int t0 = Track ? 0 : item / KvHeads;
+                int t1 = Track ? N : t0 + 1;
+                var head = Cache.Get(Layer, g);
+                int need = BaseCounts[g] + N;
+                if (t_scores is null || t_scores.Length < need)
+                {
+                    t_scores = new float[Math.Max(need, 256)];
+                }
+                fixed (float* scores = t_scores)
+                fixed (float* received = Track ? head.Received : null)
+                {
+                    for (int t = t0; t < t1; t++)
+                    {
+                        int count = BaseCounts[g] + t + 1;
+                        for (int j = 0; j < group; j++)
+                        {
+                            int h = g * group + j;
+                            Self.AttendHead(Q + (long)t * qWidth + h * HeadDim, head, count, HeadDim, scores, Out + (long)t * qWidth + h * HeadDim, received);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public virtual void SwiGlu(DeviceTensor gate, DeviceTensor up, int count, DeviceTensor h) =>
+        Kernels.Simd.SwiGlu.Apply(H(gate).Pointer, H(up).Pointer, H(h).Pointer, count);
+
+    public void AddInPlace(DeviceTensor x, DeviceTensor delta, int count) =>
+        VectorMath.Add(H(x).Pointer, H(delta).Pointer, H(x).Pointer, count);
+
+    public void Copy(DeviceTensor source, int sourceOffset, DeviceTensor destination, int destinationOffset, int count) =>
+        H(source).Slice(sourceOffset, count).CopyTo(H(destination).Slice(destinationOffset, count));
+
+    public void Download(DeviceTensor source, int offset, Span<float> destination) =>
+        H(source).Slice(offset, destination.Length).CopyTo(destination);
+
+    public void Upload(ReadOnlySpan<float> source, DeviceTensor destination, int offset) =>
+        source.CopyTo(H(destination).Slice(offset, source.Length));
+
+    public int ArgMax(DeviceTensor source, int offset, int count) => VectorMath.ArgMax(H(source).Slice(offset, count));
+
+    public IKvCache CreateKvCache(LlamaModel model, int capacity) => new HostKvCache(model, capacity);
+
+    public virtual void Dispose() => GC.SuppressFinalize(this);
+}
+
+/// <summary>
+/// The reference backend: the same host memory and cache, every kernel the plain scalar
+/// definition from <see cref="Kernels.Simd.Reference.ScalarReference"/> (llama2.c's order of
+/// operations). Slow; for tests and for checking the SIMD backend.
+/// </summary>
+public sealed unsafe class ReferenceOps : HostOps
+{
+    public override string Name => "reference (scalar)";
+
+    public override void RmsNorm(DeviceTensor x, float[] weight, float epsilon, int n, DeviceTensor y) =>
+        Kernels.Simd.Reference.ScalarReference.RmsNorm(H(x).Slice(0, n * weight.Length), weight, H(y).Span, epsilon);
+
+    public override void MatMul(WeightMatrix w, DeviceTensor x, int n, DeviceTensor y) =>
+        Kernels.Simd.Reference.ScalarReference.MatMul(w, H(x).Slice(0, n * w.Columns), H(y).Slice(0, n * w.Rows), n);
+
+    protected override void AttendHead(float* q, HostKvCache.Head head, int count, int headDim, float* scores, float* output, float* received) =>
+        Kernels.Simd.Reference.ScalarReference.Attend(new ReadOnlySpan<float>(q, headDim), head.Keys, head.Values, count, headDim,
+            new Span<float>(scores, count), new Span<float>(output, headDim), received == null ? default : new Span<float>(received, count));
+
+    public override void SwiGlu(DeviceTensor gate, DeviceTensor up, int count, DeviceTensor h) =>
+        Kernels.Simd.Reference.ScalarReference.SwiGlu(H(gate).Slice(0, count), H(up).Slice(0, count), H(h).Span);
+}

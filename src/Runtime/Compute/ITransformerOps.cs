@@ -1,0 +1,88 @@
+using Kernels.Runtime.Model;
+using Kernels.Simd.Matrices;
+
+namespace Kernels.Runtime.Compute;
+
+/// <summary>A float buffer that lives wherever the backend computes (host memory, GPU memory).</summary>
+public abstract class DeviceTensor : IDisposable
+{
+    protected DeviceTensor(int length) => Length = length;
+
+    public int Length { get; }
+
+    public abstract void Dispose();
+}
+
+/// <summary>
+/// The operations the forward pass calls. Backends implement them over their own tensors and
+/// KV caches; the model code (Inference.Transformer) never touches memory directly.
+/// </summary>
+/// <remarks>
+/// Parameter order: sources, then arguments, then destination. Shapes are row-major; n is the
+/// number of tokens in the batch. Weights are passed as the model's own objects; a device
+/// backend uploads each once (keyed by reference) and reuses it.
+/// </remarks>
+public interface ITransformerOps : IDisposable
+{
+    /// <summary>Backend and device, for logs ("cpu-simd Vector512, 2 threads").</summary>
+    string Name { get; }
+
+    DeviceTensor Allocate(int length);
+
+    /// <summary>x[n, dim] = embedding rows of <paramref name="tokens"/>.</summary>
+    void Embed(DenseMatrix embedding, ReadOnlySpan<int> tokens, DeviceTensor x);
+
+    /// <summary>y[n, dim] = RMSNorm(x[n, dim]) ⊙ weight.</summary>
+    void RmsNorm(DeviceTensor x, float[] weight, float epsilon, int n, DeviceTensor y);
+
+    /// <summary>y[n, w.Rows] = x[n, w.Columns] · Wᵀ.</summary>
+    void MatMul(WeightMatrix w, DeviceTensor x, int n, DeviceTensor y);
+
+    /// <summary>Rotates x[n, heads·headDim] in place; row t is at <paramref name="positions"/>[t].</summary>
+    void Rope(DeviceTensor x, int n, int heads, RopeTable table, ReadOnlySpan<int> positions);
+
+    /// <summary>
+    /// Appends k/v [n, kvHeads·headDim] of layer <paramref name="layer"/> to the cache (unless
+    /// <paramref name="appendKv"/> is false: the layer reuses another layer's cache) and computes
+    /// causal attention of q [n, heads·headDim] into output [n, heads·headDim].
+    /// </summary>
+    void Attention(IKvCache cache, int layer, int cacheLayer, bool appendKv, DeviceTensor q, DeviceTensor k, DeviceTensor v,
+        int n, int heads, int kvHeads, ReadOnlySpan<int> positions, DeviceTensor output);
+
+    /// <summary>h[count] = silu(gate) ⊙ up.</summary>
+    void SwiGlu(DeviceTensor gate, DeviceTensor up, int count, DeviceTensor h);
+
+    /// <summary>x[count] += delta[count].</summary>
+    void AddInPlace(DeviceTensor x, DeviceTensor delta, int count);
+
+    /// <summary>Copies count floats between tensors of this backend.</summary>
+    void Copy(DeviceTensor source, int sourceOffset, DeviceTensor destination, int destinationOffset, int count);
+
+    /// <summary>Host copy of count floats from <paramref name="source"/> at offset.</summary>
+    void Download(DeviceTensor source, int offset, Span<float> destination);
+
+    /// <summary>Writes host data into a tensor.</summary>
+    void Upload(ReadOnlySpan<float> source, DeviceTensor destination, int offset);
+
+    /// <summary>Index of the largest of count values at offset (first on ties): greedy sampling without downloading logits.</summary>
+    int ArgMax(DeviceTensor source, int offset, int count);
+
+    /// <summary>A KV cache for this backend sized for <paramref name="capacity"/> tokens per layer and head.</summary>
+    IKvCache CreateKvCache(LlamaModel model, int capacity);
+}
+
+/// <summary>Per-layer, per-KV-head key/value storage owned by a backend.</summary>
+public interface IKvCache : IDisposable
+{
+    /// <summary>Tokens held for (layer, kvHead).</summary>
+    int Count(int layer, int kvHead);
+
+    /// <summary>Bytes of key/value storage currently allocated.</summary>
+    long BytesHeld { get; }
+
+    /// <summary>Bytes holding live entries (Σ count · 2 · headDim · 4).</summary>
+    long BytesUsed { get; }
+
+    /// <summary>Forgets every entry (positions restart).</summary>
+    void Reset();
+}

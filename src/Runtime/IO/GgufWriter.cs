@@ -1,0 +1,216 @@
+using System.Text;
+using Kernels.Runtime.Model;
+using Kernels.Simd.Matrices;
+
+namespace Kernels.Runtime.IO;
+
+/// <summary>
+/// Writes GGUF v3 files: metadata of the common scalar/array types and tensors given as raw
+/// bytes (F32/F16/BF16, or any ggml type id for fixtures). <see cref="WriteModel"/> exports a
+/// <see cref="LlamaModel"/> (llama architecture, interleaved RoPE, embedded vocabulary).
+/// </summary>
+public sealed class GgufWriter
+{
+    private readonly List<(string Key, object Value)> _metadata = new();
+    private readonly List<(string Name, long[] Dims, GgmlType Type, byte[] Data)> _tensors = new();
+
+    public int Alignment { get; init; } = 32;
+
+    public GgufWriter Add(string key, object value)
+    {
+        _metadata.Add((key, value));
+        return this;
+    }
+
+    /// <summary>Adds a tensor; <paramref name="shape"/> is outermost first ([rows, cols]), stored innermost first as GGUF does.</summary>
+    public GgufWriter AddTensor(string name, long[] shape, GgmlType type, byte[] data)
+    {
+        _tensors.Add((name, shape.Reverse().ToArray(), type, data));
+        return this;
+    }
+
+    public void Write(string path)
+    {
+        using var fs = File.Create(path);
+        using var w = new BinaryWriter(fs, Encoding.UTF8, leaveOpen: true);
+        w.Write(GgufFile.Magic);
+        w.Write(3u);
+        w.Write((ulong)_tensors.Count);
+        w.Write((ulong)(_metadata.Count + 1));
+        WriteString(w, "general.alignment");
+        w.Write(4u);
+        w.Write((uint)Alignment);
+        foreach (var (key, value) in _metadata)
+        {
+            WriteString(w, key);
+            WriteValue(w, value);
+        }
+        long offset = 0;
+        var offsets = new List<long>();
+        foreach (var t in _tensors)
+        {
+            WriteString(w, t.Name);
+            w.Write((uint)t.Dims.Length);
+            foreach (long d in t.Dims)
+            {
+                w.Write((ulong)d);
+            }
+            w.Write((uint)t.Type);
+            w.Write((ulong)offset);
+            offsets.Add(offset);
+            offset += (t.Data.Length + Alignment - 1) / Alignment * Alignment;
+        }
+        w.Flush();
+        Pad(fs);
+        foreach (var t in _tensors)
+        {
+            fs.Write(t.Data);
+            Pad(fs);
+        }
+    }
+
+    private void Pad(Stream s)
+    {
+        long pad = (Alignment - s.Position % Alignment) % Alignment;
+        for (long i = 0; i < pad; i++)
+        {
+            s.WriteByte(0);
+        }
+    }
+
+    private static void WriteString(BinaryWriter w, string s)
+    {
+        byte[] b = Encoding.UTF8.GetBytes(s);
+        w.Write((ulong)b.Length);
+        w.Write(b);
+    }
+
+    private static void WriteValue(BinaryWriter w, object v)
+    {
+        switch (v)
+        {
+            case byte b: w.Write(0u); w.Write(b); break;
+            case uint u: w.Write(4u); w.Write(u); break;
+            case int i: w.Write(5u); w.Write(i); break;
+            case float f: w.Write(6u); w.Write(f); break;
+            case bool b: w.Write(7u); w.Write((byte)(b ? 1 : 0)); break;
+            case string s: w.Write(8u); WriteString(w, s); break;
+            case ulong u: w.Write(10u); w.Write(u); break;
+            case long l: w.Write(11u); w.Write(l); break;
+            case double d: w.Write(12u); w.Write(d); break;
+            case string[] a:
+                w.Write(9u); w.Write(8u); w.Write((ulong)a.Length);
+                foreach (string s in a)
+                {
+                    WriteString(w, s);
+                }
+                break;
+            case float[] a:
+                w.Write(9u); w.Write(6u); w.Write((ulong)a.Length);
+                foreach (float f in a)
+                {
+                    w.Write(f);
+                }
+                break;
+            case int[] a:
+                w.Write(9u); w.Write(5u); w.Write((ulong)a.Length);
+                foreach (int i in a)
+                {
+                    w.Write(i);
+                }
+                break;
+            default:
+                throw new ArgumentException($"unsupported GGUF metadata value type {v.GetType().Name}");
+        }
+    }
+
+    private static GgmlType TypeOf(ElementType t) => t switch
+    {
+        ElementType.F32 => GgmlType.F32,
+        ElementType.F16 => GgmlType.F16,
+        _ => GgmlType.BF16,
+    };
+
+    /// <summary>
+    /// Exports a model as GGUF. Matrices are written dense in <paramref name="type"/> (sparse
+    /// ones densified with their zeros, which is how the runtime recognises N:M patterns on load).
+    /// Per-layer head counts and KV-sharing sources go into arrays when layers differ.
+    /// </summary>
+    public static void WriteModel(LlamaModel model, string path, ElementType type, IDictionary<string, object>? extraMetadata = null)
+    {
+        var c = model.Config;
+        var w = new GgufWriter()
+            .Add("general.architecture", "llama")
+            .Add("general.name", Path.GetFileNameWithoutExtension(path))
+            .Add("llama.context_length", (uint)c.MaxSequenceLength)
+            .Add("llama.embedding_length", (uint)c.Dim)
+            .Add("llama.block_count", (uint)model.Layers.Count)
+            .Add("llama.feed_forward_length", (uint)c.HiddenDim)
+            .Add("llama.rope.dimension_count", (uint)c.HeadDim)
+            .Add("llama.attention.key_length", (uint)c.HeadDim)
+            .Add("llama.attention.layer_norm_rms_epsilon", c.NormEpsilon)
+            .Add("llama.rope.freq_base", c.RopeTheta)
+            .Add("llama.vocab_size", (uint)c.VocabSize);
+        bool uniformHeads = model.Layers.All(l => l.Heads == c.Heads && l.KvHeads == c.KvHeads);
+        if (uniformHeads)
+        {
+            w.Add("llama.attention.head_count", (uint)c.Heads).Add("llama.attention.head_count_kv", (uint)c.KvHeads);
+        }
+        else
+        {
+            w.Add("llama.attention.head_count", model.Layers.Select(l => l.Heads).ToArray())
+             .Add("llama.attention.head_count_kv", model.Layers.Select(l => l.KvHeads).ToArray());
+        }
+        if (model.Layers.Any(l => l.SharesKvWith >= 0))
+        {
+            w.Add("kernels.kv_share_source", model.Layers.Select(l => l.SharesKvWith).ToArray());
+        }
+        if (model.Vocabulary is { } v)
+        {
+            w.Add("tokenizer.ggml.model", "llama")
+             .Add("tokenizer.ggml.tokens", v.Pieces.Select(p => Encoding.UTF8.GetString(p).Replace(' ', '\u2581')).ToArray())
+             .Add("tokenizer.ggml.scores", v.Scores)
+             .Add("tokenizer.ggml.token_type", v.Kinds.Select(k => (int)k).ToArray())
+             .Add("tokenizer.ggml.bos_token_id", (uint)v.Bos)
+             .Add("tokenizer.ggml.eos_token_id", (uint)v.Eos)
+             .Add("tokenizer.ggml.unknown_token_id", (uint)v.Unknown);
+        }
+        if (extraMetadata is not null)
+        {
+            foreach (var kv in extraMetadata)
+            {
+                w.Add(kv.Key, kv.Value);
+            }
+        }
+        var gt = TypeOf(type);
+        void Mat(string name, WeightMatrix m)
+        {
+            var dense = new float[(long)m.Rows * m.Columns];
+            m.CopyToDense(dense);
+            w.AddTensor(name, new long[] { m.Rows, m.Columns }, gt, HfFolder.Encode(dense, type));
+        }
+        void Vec(string name, float[] x) => w.AddTensor(name, new long[] { x.Length }, GgmlType.F32, HfFolder.Encode(x, ElementType.F32));
+
+        Mat("token_embd.weight", model.TokenEmbedding);
+        for (int l = 0; l < model.Layers.Count; l++)
+        {
+            var layer = model.Layers[l];
+            string p = $"blk.{l}.";
+            Vec(p + "attn_norm.weight", layer.AttentionNorm);
+            Mat(p + "attn_q.weight", layer.Query);
+            Mat(p + "attn_k.weight", layer.Key);
+            Mat(p + "attn_v.weight", layer.Value);
+            Mat(p + "attn_output.weight", layer.Output);
+            Vec(p + "ffn_norm.weight", layer.FfnNorm);
+            Mat(p + "ffn_gate.weight", layer.Gate);
+            Mat(p + "ffn_up.weight", layer.Up);
+            Mat(p + "ffn_down.weight", layer.Down);
+        }
+        Vec("output_norm.weight", model.FinalNorm);
+        if (!model.SharedClassifier)
+        {
+            Mat("output.weight", model.Classifier);
+        }
+        w.Write(path);
+    }
+}

@@ -1,0 +1,278 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Kernels.Runtime.Model;
+using Kernels.Simd.Matrices;
+
+namespace Kernels.Runtime.IO;
+
+/// <summary>
+/// Hugging Face model folders: config.json + model.safetensors, or shards listed in
+/// model.safetensors.index.json; F32/F16/BF16. Q/K rows are permuted from HF's rotate-half
+/// layout to the runtime's interleaved layout at load (so those two matrices are copied;
+/// everything else is mapped).
+/// </summary>
+public static unsafe class HfFolder
+{
+    public static bool IsHfFolder(string path) => Directory.Exists(path) && File.Exists(System.IO.Path.Combine(path, "config.json"));
+
+    public static LlamaConfig ReadConfig(string folder)
+    {
+        string path = System.IO.Path.Combine(folder, "config.json");
+        JsonNode root;
+        try
+        {
+            root = JsonNode.Parse(File.ReadAllText(path)) ?? throw new ModelFormatException(path, "empty JSON");
+        }
+        catch (JsonException e)
+        {
+            throw new ModelFormatException(path, "not valid JSON", e);
+        }
+        string? type = root["model_type"]?.GetValue<string>();
+        if (type is not null && type != "llama" && type != "mistral")
+        {
+            throw new ModelFormatException(path, $"model_type '{type}' is not supported (llama)");
+        }
+        int Req(string key) => root[key]?.GetValue<int>() ?? throw new ModelFormatException(path, $"required key {key} is missing");
+        int heads = Req("num_attention_heads");
+        int dim = Req("hidden_size");
+        return LlamaConfig.Create(
+            dim, Req("intermediate_size"), Req("num_hidden_layers"), heads,
+            root["num_key_value_heads"]?.GetValue<int>() ?? heads,
+            Req("vocab_size"),
+            root["max_position_embeddings"]?.GetValue<int>() ?? 2048,
+            root["rms_norm_eps"]?.GetValue<float>() ?? 1e-5f,
+            root["rope_theta"]?.GetValue<float>() ?? 10000f,
+            root["head_dim"]?.GetValue<int>() ?? 0).Validated(path);
+    }
+
+    /// <summary>All tensors of the folder, from the single file or the shard index (headers only).</summary>
+    public static Dictionary<string, SafetensorsTensor> ReadTensorTable(string folder)
+    {
+        string single = System.IO.Path.Combine(folder, "model.safetensors");
+        string index = System.IO.Path.Combine(folder, "model.safetensors.index.json");
+        var files = new List<string>();
+        if (File.Exists(index))
+        {
+            JsonNode? root;
+            try
+            {
+                root = JsonNode.Parse(File.ReadAllText(index));
+            }
+            catch (JsonException e)
+            {
+                throw new ModelFormatException(index, "not valid JSON", e);
+            }
+            var map = root?["weight_map"]?.AsObject() ?? throw new ModelFormatException(index, "weight_map is missing");
+            files.AddRange(map.Select(kv => kv.Value!.GetValue<string>()).Distinct().Select(f => System.IO.Path.Combine(folder, f)));
+        }
+        else if (File.Exists(single))
+        {
+            files.Add(single);
+        }
+        else
+        {
+            files.AddRange(Directory.GetFiles(folder, "*.safetensors").Order());
+        }
+        if (files.Count == 0)
+        {
+            throw new ModelFormatException(folder, "no model.safetensors, shard index or *.safetensors file");
+        }
+        var table = new Dictionary<string, SafetensorsTensor>();
+        foreach (string f in files)
+        {
+            if (!File.Exists(f))
+            {
+                throw new ModelFormatException(f, "shard listed in the index is missing");
+            }
+            foreach (var t in Safetensors.ReadHeader(f).Tensors)
+            {
+                table[t.Name] = t;
+            }
+        }
+        return table;
+    }
+
+    public static LlamaModel Load(string folder, IProgress<float>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var config = ReadConfig(folder);
+        var table = ReadTensorTable(folder);
+        var maps = new Dictionary<string, MappedFile>();
+        try
+        {
+            MappedFile Map(string file)
+            {
+                if (!maps.TryGetValue(file, out var m))
+                {
+                    maps[file] = m = new MappedFile(file);
+                }
+                return m;
+            }
+
+            DenseMatrix Mat(string name, int rows, int cols)
+            {
+                if (!table.TryGetValue(name, out var t))
+                {
+                    throw new ModelFormatException(folder, $"tensor {name} is missing");
+                }
+                if (t.Shape.Length != 2 || t.Shape[1] != cols || rows >= 0 && t.Shape[0] != rows)
+                {
+                    throw new ModelFormatException(t.File, $"tensor {name}: shape [{string.Join(", ", t.Shape)}], expected [{(rows >= 0 ? rows : "*")}, {cols}]");
+                }
+                var m = Map(t.File);
+                m.CheckRange(t.Offset, t.ByteLength, $"tensor {name}");
+                return new DenseMatrix(name, (int)t.Shape[0], cols, t.ElementType(t.File), m.Pointer + t.Offset, m);
+            }
+
+            float[] Vec(string name, int length)
+            {
+                if (!table.TryGetValue(name, out var t))
+                {
+                    throw new ModelFormatException(folder, $"tensor {name} is missing");
+                }
+                if (t.Shape.Aggregate(1L, (a, b) => a * b) != length)
+                {
+                    throw new ModelFormatException(t.File, $"tensor {name}: shape [{string.Join(", ", t.Shape)}], expected [{length}]");
+                }
+                var type = t.ElementType(t.File);
+                var m = Map(t.File);
+                var r = new float[length];
+                for (int i = 0; i < length; i++)
+                {
+                    r[i] = type.ReadAsSingle(m.Pointer + t.Offset, i);
+                }
+                return r;
+            }
+
+            var embedding = Mat("model.embed_tokens.weight", config.VocabSize, config.Dim);
+            WeightMatrix classifier = table.ContainsKey("lm_head.weight") ? Mat("lm_head.weight", config.VocabSize, config.Dim) : embedding;
+            var layers = new List<LlamaLayer>();
+            var owned = new List<IDisposable>();
+            for (int l = 0; l < config.Layers; l++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                string p = $"model.layers.{l}.";
+                var qHf = Mat(p + "self_attn.q_proj.weight", -1, config.Dim);
+                var kHf = Mat(p + "self_attn.k_proj.weight", -1, config.Dim);
+                var q = RopeLayout.HalfSplitToInterleaved(qHf, config.HeadDim);
+                var k = RopeLayout.HalfSplitToInterleaved(kHf, config.HeadDim);
+                layers.Add(new LlamaLayer
+                {
+                    AttentionNorm = Vec(p + "input_layernorm.weight", config.Dim),
+                    Query = q,
+                    Key = k,
+                    Value = Mat(p + "self_attn.v_proj.weight", k.Rows, config.Dim),
+                    Output = Mat(p + "self_attn.o_proj.weight", config.Dim, q.Rows),
+                    FfnNorm = Vec(p + "post_attention_layernorm.weight", config.Dim),
+                    Gate = Mat(p + "mlp.gate_proj.weight", config.HiddenDim, config.Dim),
+                    Down = Mat(p + "mlp.down_proj.weight", config.Dim, config.HiddenDim),
+                    Up = Mat(p + "mlp.up_proj.weight", config.HiddenDim, config.Dim),
+                    Heads = q.Rows / config.HeadDim,
+                    KvHeads = k.Rows / config.HeadDim,
+                });
+                progress?.Report((l + 1f) / Math.Max(1, config.Layers));
+            }
+            var model = new LlamaModel(config, embedding, layers, Vec("model.norm.weight", config.Dim), classifier, folder);
+            foreach (var m in maps.Values)
+            {
+                model.Own(m);
+            }
+            model.Metadata["format"] = "HF safetensors";
+            progress?.Report(1f);
+            return model;
+        }
+        catch
+        {
+            foreach (var m in maps.Values)
+            {
+                m.Dispose();
+            }
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Writes <paramref name="model"/> as an HF folder (config.json + model.safetensors) in
+    /// <paramref name="type"/>, permuting Q/K rows to the rotate-half layout HF expects.
+    /// Only dense matrices are written (sparse ones are densified).
+    /// </summary>
+    public static void Write(LlamaModel model, string folder, ElementType type)
+    {
+        Directory.CreateDirectory(folder);
+        var c = model.Config;
+        if (model.Layers.Any(l => l.Heads != c.Heads || l.KvHeads != c.KvHeads))
+        {
+            throw new NotSupportedException("HF config.json cannot express per-layer head counts; export head-pruned models as GGUF");
+        }
+        var config = new JsonObject
+        {
+            ["architectures"] = new JsonArray("LlamaForCausalLM"),
+            ["model_type"] = "llama",
+            ["hidden_size"] = c.Dim,
+            ["intermediate_size"] = c.HiddenDim,
+            ["num_hidden_layers"] = c.Layers,
+            ["num_attention_heads"] = c.Heads,
+            ["num_key_value_heads"] = c.KvHeads,
+            ["vocab_size"] = c.VocabSize,
+            ["max_position_embeddings"] = c.MaxSequenceLength,
+            ["rms_norm_eps"] = c.NormEpsilon,
+            ["rope_theta"] = c.RopeTheta,
+            ["tie_word_embeddings"] = model.SharedClassifier,
+            ["torch_dtype"] = type switch { ElementType.F32 => "float32", ElementType.F16 => "float16", _ => "bfloat16" },
+        };
+        File.WriteAllText(System.IO.Path.Combine(folder, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+
+        string dtype = type switch { ElementType.F32 => "F32", ElementType.F16 => "F16", _ => "BF16" };
+        var tensors = new List<(string, long[], string, byte[])>();
+        void AddMatrix(string name, WeightMatrix m, bool permute)
+        {
+            var dense = new float[(long)m.Rows * m.Columns];
+            m.CopyToDense(dense);
+            if (permute)
+            {
+                var permuted = new float[dense.Length];
+                for (int r = 0; r < m.Rows; r++)
+                {
+                    Array.Copy(dense, (long)r * m.Columns, permuted, (long)RopeLayout.HalfSplitRowFor(r, c.HeadDim) * m.Columns, m.Columns);
+                }
+                dense = permuted;
+            }
+            tensors.Add((name, new long[] { m.Rows, m.Columns }, dtype, Encode(dense, type)));
+        }
+        void AddVector(string name, float[] v) => tensors.Add((name, new long[] { v.Length }, dtype, Encode(v, type)));
+
+        AddMatrix("model.embed_tokens.weight", model.TokenEmbedding, false);
+        for (int l = 0; l < model.Layers.Count; l++)
+        {
+            var layer = model.Layers[l];
+            string p = $"model.layers.{l}.";
+            AddVector(p + "input_layernorm.weight", layer.AttentionNorm);
+            AddMatrix(p + "self_attn.q_proj.weight", layer.Query, true);
+            AddMatrix(p + "self_attn.k_proj.weight", layer.Key, true);
+            AddMatrix(p + "self_attn.v_proj.weight", layer.Value, false);
+            AddMatrix(p + "self_attn.o_proj.weight", layer.Output, false);
+            AddVector(p + "post_attention_layernorm.weight", layer.FfnNorm);
+            AddMatrix(p + "mlp.gate_proj.weight", layer.Gate, false);
+            AddMatrix(p + "mlp.up_proj.weight", layer.Up, false);
+            AddMatrix(p + "mlp.down_proj.weight", layer.Down, false);
+        }
+        AddVector("model.norm.weight", model.FinalNorm);
+        if (!model.SharedClassifier)
+        {
+            AddMatrix("lm_head.weight", model.Classifier, false);
+        }
+        Safetensors.Write(System.IO.Path.Combine(folder, "model.safetensors"), tensors);
+    }
+
+    internal static byte[] Encode(float[] values, ElementType type)
+    {
+        var bytes = new byte[values.LongLength * type.Size()];
+        fixed (byte* b = bytes)
+        {
+            for (long i = 0; i < values.LongLength; i++)
+            {
+                type.WriteFromSingle(b, i, values[i]);
+            }
+        }
+        return bytes;
+    }
+}

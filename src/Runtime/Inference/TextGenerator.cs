@@ -1,0 +1,136 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Text;
+using Kernels.Runtime.Compute;
+using Kernels.Runtime.Tokenization;
+
+namespace Kernels.Runtime.Inference;
+
+/// <summary>Options of one generation, llama2.c's defaults.</summary>
+public sealed record GenerationOptions
+{
+    /// <summary>Total positions including the prompt (llama2.c -n); clamped to the context.</summary>
+    public int Steps { get; init; } = 256;
+    public float Temperature { get; init; } = 1.0f;
+    public float TopP { get; init; } = 0.9f;
+    public ulong Seed { get; init; } = 42;
+    /// <summary>Stop when the model emits BOS (llama2.c's behaviour).</summary>
+    public bool StopAtBos { get; init; } = true;
+}
+
+/// <summary>Counters of the last generation.</summary>
+public sealed record GenerationStats(int PromptTokens, int GeneratedTokens, TimeSpan PrefillTime, TimeSpan DecodeTime)
+{
+    public double DecodeTokensPerSecond => GeneratedTokens > 0 && DecodeTime > TimeSpan.Zero ? GeneratedTokens / DecodeTime.TotalSeconds : 0;
+    public double PrefillTokensPerSecond => PromptTokens > 0 && PrefillTime > TimeSpan.Zero ? PromptTokens / PrefillTime.TotalSeconds : 0;
+}
+
+/// <summary>
+/// Streams text as llama2.c's generate loop prints it: the prompt (BOS prepended, forced) and
+/// then sampled tokens, each piece decoded against the previous token, until Steps positions or BOS.
+/// The prompt is prefilled as one batch.
+/// </summary>
+public sealed class TextGenerator
+{
+    private readonly Transformer _transformer;
+    private readonly ITokenizer _tokenizer;
+
+    public TextGenerator(Transformer transformer, ITokenizer tokenizer)
+    {
+        _transformer = transformer;
+        _tokenizer = tokenizer;
+    }
+
+    public GenerationStats? LastStats { get; private set; }
+
+    /// <summary>Optional KV cache factory (eviction policies); default: a full cache.</summary>
+    public Func<Transformer, IKvCache>? CacheFactory { get; set; }
+
+    /// <summary>Called after every forward with the cache (eviction hooks).</summary>
+    public Action<IKvCache, int>? AfterForward { get; set; }
+
+    public async IAsyncEnumerable<string> GenerateAsync(string prompt, GenerationOptions options,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var model = _transformer.Model;
+        int[] promptTokens = _tokenizer.Encode(prompt, addBos: true, addEos: false);
+        int steps = options.Steps <= 0 || options.Steps > model.Config.MaxSequenceLength ? model.Config.MaxSequenceLength : options.Steps;
+        var sampler = new Sampler(model.Config.VocabSize, options.Temperature, options.TopP, options.Seed);
+        var logits = sampler.IsGreedy ? Array.Empty<float>() : new float[model.Config.VocabSize];
+        var utf8 = Encoding.UTF8.GetDecoder();
+        var chars = new char[64];
+        using var cache = CacheFactory?.Invoke(_transformer) ?? _transformer.CreateCache();
+
+        string Text(ReadOnlySpan<byte> bytes, bool flush = false)
+        {
+            int need = utf8.GetCharCount(bytes, flush);
+            if (need > chars.Length)
+            {
+                chars = new char[need * 2];
+            }
+            int count = utf8.GetChars(bytes, chars, flush);
+            return new string(chars, 0, count);
+        }
+
+        int Next(int pos)
+        {
+            if (sampler.IsGreedy)
+            {
+                return _transformer.ArgMax(0);
+            }
+            _transformer.ReadLogits(0, logits);
+            return sampler.Sample(logits);
+        }
+
+        var clock = Stopwatch.StartNew();
+        int prefillCount = Math.Min(promptTokens.Length, steps);
+        _transformer.Forward(promptTokens.AsSpan(0, prefillCount), 0, cache, LogitsMode.Last);
+        AfterForward?.Invoke(cache, prefillCount);
+        var prefillTime = clock.Elapsed;
+        // Prompt pieces after BOS, as llama2.c prints them while forcing the prompt.
+        int token = promptTokens[0];
+        for (int i = 1; i < prefillCount; i++)
+        {
+            string piece = Text(_tokenizer.DecodePiece(token, promptTokens[i]));
+            token = promptTokens[i];
+            if (piece.Length > 0)
+            {
+                yield return piece;
+            }
+        }
+        int generated = 0;
+        clock.Restart();
+        int pos = prefillCount - 1;
+        // llama2.c: every position pos < steps is forwarded and prints the token that follows it.
+        while (pos < steps)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int next = pos < promptTokens.Length - 1 ? promptTokens[pos + 1] : Next(pos);
+            pos++;
+            if (options.StopAtBos && next == _tokenizer.Bos)
+            {
+                break;
+            }
+            string piece = Text(_tokenizer.DecodePiece(token, next));
+            token = next;
+            generated++;
+            if (piece.Length > 0)
+            {
+                yield return piece;
+            }
+            if (pos >= steps)
+            {
+                break;
+            }
+            _transformer.Forward(new[] { token }, pos, cache, LogitsMode.Last);
+            AfterForward?.Invoke(cache, pos + 1);
+            await Task.Yield();
+        }
+        string tail = Text(ReadOnlySpan<byte>.Empty, flush: true);
+        if (tail.Length > 0)
+        {
+            yield return tail;
+        }
+        LastStats = new GenerationStats(prefillCount, generated, prefillTime, clock.Elapsed);
+    }
+}

@@ -1,0 +1,250 @@
+using Kernels.Runtime.Compute;
+using Kernels.Runtime.Model;
+
+namespace Kernels.Runtime.Inference;
+
+/// <summary>Which logits a forward pass computes.</summary>
+public enum LogitsMode
+{
+    /// <summary>No classifier (prefill whose logits are not needed).</summary>
+    None,
+
+    /// <summary>Only the last token's logits.</summary>
+    Last,
+
+    /// <summary>Logits of every token in the batch (perplexity).</summary>
+    All,
+}
+
+/// <summary>
+/// The Llama forward pass, written once against <see cref="ITransformerOps"/>: embedding,
+/// per layer RMSNorm → Q/K/V → RoPE → GQA attention with KV cache → output projection →
+/// residual, RMSNorm → SwiGLU MLP → residual; final RMSNorm and classifier. Batches of tokens
+/// (prefill) and single tokens (decode) take the same path.
+/// </summary>
+public sealed class Transformer : IDisposable
+{
+    private readonly ITransformerOps _ops;
+    private readonly int _maxBatch;
+    private DeviceTensor? _x, _xb, _q, _k, _v, _att, _proj, _gate, _up, _h, _last, _logits;
+    private int _logitRows;
+
+    public Transformer(LlamaModel model, ITransformerOps ops, int maxBatch = 256)
+    {
+        Model = model;
+        _ops = ops;
+        _maxBatch = Math.Max(1, maxBatch);
+        Rope = new RopeTable(model.Config.HeadDim, model.Config.MaxSequenceLength, model.Config.RopeTheta);
+    }
+
+    public LlamaModel Model { get; }
+    public ITransformerOps Ops => _ops;
+    public RopeTable Rope { get; }
+    public int MaxBatch => _maxBatch;
+
+    /// <summary>Optional per-block MLP replacement (dynamic input pruning etc.); null runs the dense SwiGLU MLP.</summary>
+    public IMlpOverride? Mlp { get; set; }
+
+    /// <summary>Optional observer of block inputs and linear inputs (calibration, analysis).</summary>
+    public IForwardObserver? Observer { get; set; }
+
+    /// <summary>Layer indices to skip (layer removal experiments without rebuilding the model).</summary>
+    public HashSet<int>? SkipLayers { get; set; }
+
+    /// <summary>Tensor holding the logits of the last forward ([rows, vocab]).</summary>
+    public DeviceTensor Logits => _logits ?? throw new InvalidOperationException("no forward pass has produced logits");
+
+    /// <summary>Rows of <see cref="Logits"/> written by the last forward.</summary>
+    public int LogitRows => _logitRows;
+
+    public IKvCache CreateCache(int? capacity = null) => _ops.CreateKvCache(Model, capacity ?? Model.Config.MaxSequenceLength);
+
+    /// <summary>
+    /// Runs <paramref name="tokens"/> at positions startPosition.. (appending to the cache) and
+    /// leaves the requested logits in <see cref="Logits"/>.
+    /// </summary>
+    public void Forward(ReadOnlySpan<int> tokens, int startPosition, IKvCache cache, LogitsMode mode)
+    {
+        if (tokens.Length == 0)
+        {
+            throw new ArgumentException("no tokens to run", nameof(tokens));
+        }
+        if (startPosition < 0 || startPosition + tokens.Length > Model.Config.MaxSequenceLength)
+        {
+            throw new ArgumentOutOfRangeException(nameof(startPosition), $"positions {startPosition}..{startPosition + tokens.Length - 1} exceed the model's context of {Model.Config.MaxSequenceLength}");
+        }
+        int vocab = Model.Config.VocabSize;
+        EnsureLogits(mode == LogitsMode.All ? tokens.Length : 1);
+        _logitRows = 0;
+        Span<int> positionBuffer = new int[Math.Min(_maxBatch, tokens.Length)];
+        for (int off = 0; off < tokens.Length; off += _maxBatch)
+        {
+            int n = Math.Min(_maxBatch, tokens.Length - off);
+            bool lastChunk = off + n == tokens.Length;
+            var chunkMode = mode == LogitsMode.All ? LogitsMode.All : lastChunk ? mode : LogitsMode.None;
+            Span<int> positions = positionBuffer[..n];
+            for (int i = 0; i < n; i++)
+            {
+                positions[i] = startPosition + off + i;
+            }
+            RunChunk(tokens.Slice(off, n), positions, cache, chunkMode, mode == LogitsMode.All ? off * vocab : 0);
+        }
+        _logitRows = mode switch { LogitsMode.All => tokens.Length, LogitsMode.Last => 1, _ => 0 };
+    }
+
+    private void RunChunk(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, IKvCache cache, LogitsMode mode, int logitOffset)
+    {
+        var c = Model.Config;
+        int n = tokens.Length;
+        EnsureActivations();
+        _ops.Embed(Model.TokenEmbedding, tokens, _x!);
+        for (int l = 0; l < Model.Layers.Count; l++)
+        {
+            if (SkipLayers?.Contains(l) == true)
+            {
+                continue;
+            }
+            var layer = Model.Layers[l];
+            Observer?.OnBlockInput(l, _x!, n);
+            AttentionBlock(l, layer, n, positions, cache);
+            MlpBlock(l, layer, n);
+        }
+        Observer?.OnBlockInput(Model.Layers.Count, _x!, n);
+        if (mode == LogitsMode.None)
+        {
+            return;
+        }
+        if (mode == LogitsMode.Last)
+        {
+            _ops.Copy(_x!, (n - 1) * c.Dim, _last!, 0, c.Dim);
+            _ops.RmsNorm(_last!, Model.FinalNorm, c.NormEpsilon, 1, _xb!);
+            _ops.MatMul(Model.Classifier, _xb!, 1, _logits!);
+            return;
+        }
+        _ops.RmsNorm(_x!, Model.FinalNorm, c.NormEpsilon, n, _xb!);
+        if (logitOffset == 0)
+        {
+            _ops.MatMul(Model.Classifier, _xb!, n, _logits!);
+        }
+        else
+        {
+            using var tmp = _ops.Allocate(n * c.VocabSize);
+            _ops.MatMul(Model.Classifier, _xb!, n, tmp);
+            _ops.Copy(tmp, 0, _logits!, logitOffset, n * c.VocabSize);
+        }
+    }
+
+    private void AttentionBlock(int l, LlamaLayer layer, int n, ReadOnlySpan<int> positions, IKvCache cache)
+    {
+        var c = Model.Config;
+        _ops.RmsNorm(_x!, layer.AttentionNorm, c.NormEpsilon, n, _xb!);
+        Observer?.OnLinearInput(l, LinearKind.Query, _xb!, n);
+        _ops.MatMul(layer.Query, _xb!, n, _q!);
+        bool ownKv = layer.SharesKvWith < 0;
+        if (ownKv)
+        {
+            _ops.MatMul(layer.Key, _xb!, n, _k!);
+            _ops.MatMul(layer.Value, _xb!, n, _v!);
+            _ops.Rope(_k!, n, layer.KvHeads, Rope, positions);
+        }
+        _ops.Rope(_q!, n, layer.Heads, Rope, positions);
+        _ops.Attention(cache, l, ownKv ? l : layer.SharesKvWith, ownKv, _q!, _k!, _v!, n, layer.Heads, layer.KvHeads, positions, _att!);
+        Observer?.OnLinearInput(l, LinearKind.Output, _att!, n);
+        _ops.MatMul(layer.Output, _att!, n, _proj!);
+        _ops.AddInPlace(_x!, _proj!, n * c.Dim);
+    }
+
+    private void MlpBlock(int l, LlamaLayer layer, int n)
+    {
+        var c = Model.Config;
+        _ops.RmsNorm(_x!, layer.FfnNorm, c.NormEpsilon, n, _xb!);
+        if (Mlp is not null && Mlp.TryRun(this, l, layer, _xb!, n, _proj!))
+        {
+            _ops.AddInPlace(_x!, _proj!, n * c.Dim);
+            return;
+        }
+        Observer?.OnLinearInput(l, LinearKind.Gate, _xb!, n);
+        _ops.MatMul(layer.Gate, _xb!, n, _gate!);
+        _ops.MatMul(layer.Up, _xb!, n, _up!);
+        _ops.SwiGlu(_gate!, _up!, n * c.HiddenDim, _h!);
+        Observer?.OnLinearInput(l, LinearKind.Down, _h!, n);
+        _ops.MatMul(layer.Down, _h!, n, _proj!);
+        _ops.AddInPlace(_x!, _proj!, n * c.Dim);
+    }
+
+    private void EnsureActivations()
+    {
+        if (_x is not null)
+        {
+            return;
+        }
+        var c = Model.Config;
+        int b = _maxBatch;
+        int qWidth = Model.Layers.Count == 0 ? c.Heads * c.HeadDim : Math.Max(c.Heads * c.HeadDim, Model.Layers.Max(l => l.Heads * c.HeadDim));
+        int kvWidth = Math.Max(c.KvDim, Model.Layers.Count == 0 ? 0 : Model.Layers.Max(l => l.KvHeads * c.HeadDim));
+        _x = _ops.Allocate(b * c.Dim);
+        _xb = _ops.Allocate(b * c.Dim);
+        _q = _ops.Allocate(b * qWidth);
+        _k = _ops.Allocate(b * kvWidth);
+        _v = _ops.Allocate(b * kvWidth);
+        _att = _ops.Allocate(b * qWidth);
+        _proj = _ops.Allocate(b * c.Dim);
+        _gate = _ops.Allocate(b * c.HiddenDim);
+        _up = _ops.Allocate(b * c.HiddenDim);
+        _h = _ops.Allocate(b * c.HiddenDim);
+        _last = _ops.Allocate(c.Dim);
+    }
+
+    private void EnsureLogits(int rows)
+    {
+        int need = rows * Model.Config.VocabSize;
+        if (_logits is null || _logits.Length < need)
+        {
+            _logits?.Dispose();
+            _logits = _ops.Allocate(need);
+        }
+    }
+
+    /// <summary>Copies the logits of row <paramref name="row"/> of the last forward to the host.</summary>
+    public void ReadLogits(int row, Span<float> destination) => _ops.Download(Logits, row * Model.Config.VocabSize, destination[..Model.Config.VocabSize]);
+
+    /// <summary>Greedy token of row <paramref name="row"/> computed on the backend (no logits download).</summary>
+    public int ArgMax(int row) => _ops.ArgMax(Logits, row * Model.Config.VocabSize, Model.Config.VocabSize);
+
+    public void Dispose()
+    {
+        foreach (var t in new[] { _x, _xb, _q, _k, _v, _att, _proj, _gate, _up, _h, _last, _logits })
+        {
+            t?.Dispose();
+        }
+    }
+}
+
+/// <summary>Linear layers whose inputs an observer sees.</summary>
+public enum LinearKind
+{
+    /// <summary>Input of Q, K and V (the normed block input).</summary>
+    Query,
+    /// <summary>Input of the attention output projection.</summary>
+    Output,
+    /// <summary>Input of gate and up (the normed MLP input).</summary>
+    Gate,
+    /// <summary>Input of down (the SwiGLU activation h).</summary>
+    Down,
+}
+
+/// <summary>Sees activations during a forward (calibration statistics, analysis). Tensors are read through the ops.</summary>
+public interface IForwardObserver
+{
+    /// <summary>Residual stream entering block <paramref name="layer"/> ([n, dim]); layer == Layers for the final output.</summary>
+    void OnBlockInput(int layer, DeviceTensor x, int n);
+
+    void OnLinearInput(int layer, LinearKind kind, DeviceTensor input, int n);
+}
+
+/// <summary>Replaces a block's MLP (y = W_down(silu(W_gate x) ⊙ W_up x)) for some tokens/layers.</summary>
+public interface IMlpOverride
+{
+    /// <summary>Writes the MLP output for x[n, dim] into y[n, dim] and returns true, or returns false to run the dense MLP.</summary>
+    bool TryRun(Transformer transformer, int layer, LlamaLayer weights, DeviceTensor x, int n, DeviceTensor y);
+}

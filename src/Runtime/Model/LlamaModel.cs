@@ -1,0 +1,107 @@
+using Kernels.Simd.Matrices;
+
+namespace Kernels.Runtime.Model;
+
+/// <summary>
+/// The single in-memory representation every loader produces and every backend runs:
+/// configuration, weights (memory-mapped views where the file layout allows), optional
+/// embedded vocabulary and the file's metadata.
+/// </summary>
+public sealed class LlamaModel : IDisposable
+{
+    private readonly List<IDisposable> _owned = new();
+
+    public LlamaModel(LlamaConfig config, DenseMatrix embedding, IReadOnlyList<LlamaLayer> layers, float[] finalNorm,
+        WeightMatrix classifier, string source)
+    {
+        Config = config;
+        TokenEmbedding = embedding;
+        Layers = layers.ToList();
+        FinalNorm = finalNorm;
+        Classifier = classifier;
+        Source = source;
+        Validate();
+    }
+
+    public LlamaConfig Config { get; private set; }
+    public DenseMatrix TokenEmbedding { get; }               // [vocab, dim]
+    public List<LlamaLayer> Layers { get; }
+    public float[] FinalNorm { get; }                        // [dim]
+    public WeightMatrix Classifier { get; }                  // [vocab, dim]; may be TokenEmbedding itself
+    public bool SharedClassifier => ReferenceEquals(Classifier, TokenEmbedding);
+    public Vocabulary? Vocabulary { get; set; }
+    public string Source { get; }
+    public Dictionary<string, string> Metadata { get; } = new();
+
+    /// <summary>Keeps <paramref name="resource"/> (a mapping, a buffer) alive as long as the model.</summary>
+    public void Own(IDisposable resource) => _owned.Add(resource);
+
+    /// <summary>Called after structural edits (layer removal); keeps <see cref="Config"/> consistent.</summary>
+    public void SyncConfig() => Config = Config with { Layers = Layers.Count };
+
+    /// <summary>Total bytes of all weights (what a decode step streams, embedding row aside).</summary>
+    public long WeightBytes => Layers.Sum(l => l.Linears().Sum(x => x.Matrix.ByteSize)) + (SharedClassifier ? TokenEmbedding.ByteSize : TokenEmbedding.ByteSize + Classifier.ByteSize);
+
+    private void Validate()
+    {
+        var c = Config;
+        void Check(bool ok, string tensor, string problem)
+        {
+            if (!ok)
+            {
+                throw new ModelFormatException(Source, $"tensor {tensor}: {problem}");
+            }
+        }
+        Check(TokenEmbedding.Rows == c.VocabSize && TokenEmbedding.Columns == c.Dim, "token_embd", $"shape [{TokenEmbedding.Rows}, {TokenEmbedding.Columns}], expected [{c.VocabSize}, {c.Dim}]");
+        Check(Classifier.Rows == c.VocabSize && Classifier.Columns == c.Dim, "output", $"shape [{Classifier.Rows}, {Classifier.Columns}], expected [{c.VocabSize}, {c.Dim}]");
+        Check(FinalNorm.Length == c.Dim, "output_norm", $"length {FinalNorm.Length}, expected {c.Dim}");
+        Check(Layers.Count == c.Layers, "blk.*", $"{Layers.Count} layers, config says {c.Layers}");
+        for (int i = 0; i < Layers.Count; i++)
+        {
+            var l = Layers[i];
+            string p = $"blk.{i}.";
+            int qd = l.Heads * c.HeadDim, kvd = l.KvHeads * c.HeadDim;
+            Check(l.KvHeads > 0 && l.Heads % l.KvHeads == 0, p + "attn", $"{l.Heads} heads not a multiple of {l.KvHeads} kv heads");
+            Check(l.AttentionNorm.Length == c.Dim, p + "attn_norm", $"length {l.AttentionNorm.Length}, expected {c.Dim}");
+            Check(l.FfnNorm.Length == c.Dim, p + "ffn_norm", $"length {l.FfnNorm.Length}, expected {c.Dim}");
+            CheckShape(l.Query, qd, c.Dim, p + "attn_q");
+            CheckShape(l.Key, kvd, c.Dim, p + "attn_k");
+            CheckShape(l.Value, kvd, c.Dim, p + "attn_v");
+            CheckShape(l.Output, c.Dim, qd, p + "attn_output");
+            CheckShape(l.Gate, c.HiddenDim, c.Dim, p + "ffn_gate");
+            CheckShape(l.Up, c.HiddenDim, c.Dim, p + "ffn_up");
+            CheckShape(l.Down, c.Dim, c.HiddenDim, p + "ffn_down");
+        }
+
+        void CheckShape(WeightMatrix m, int rows, int cols, string name) =>
+            Check(m.Rows == rows && m.Columns == cols, name, $"shape [{m.Rows}, {m.Columns}], expected [{rows}, {cols}]");
+    }
+
+    /// <summary>Re-runs the shape checks after an edit (pruning, head removal).</summary>
+    public void Revalidate() => Validate();
+
+    public void Dispose()
+    {
+        var seen = new HashSet<object>(ReferenceEqualityComparer.Instance);
+        void D(IDisposable? d)
+        {
+            if (d is not null && seen.Add(d))
+            {
+                d.Dispose();
+            }
+        }
+        D(TokenEmbedding);
+        D(Classifier);
+        foreach (var l in Layers)
+        {
+            foreach (var (_, m) in l.Linears())
+            {
+                D(m);
+            }
+        }
+        foreach (var o in _owned)
+        {
+            D(o);
+        }
+    }
+}

@@ -1,0 +1,64 @@
+using System.Diagnostics;
+using Kernels.Tests.Infrastructure;
+using Xunit;
+
+namespace Kernels.Tests.Cli;
+
+/// <summary>The kernels executable as a user runs it (separate process: stdout holds only the text).</summary>
+public sealed class CliTests
+{
+    internal static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, "kernels.dll");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(dll);
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(300_000))
+        {
+            p.Kill(true);
+            Assert.Fail("kernels timed out");
+        }
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    [DataFact]
+    public void Generate_prints_exactly_the_llama2c_text_on_stdout()
+    {
+        var (code, stdout, stderr) = Run("generate", "--model", TestData.Stories260KBin, "--tokenizer", TestData.Tok512,
+            "--prompt", "Once upon a time", "--steps", "256", "--temperature", "0");
+        Assert.Equal(0, code);
+        Assert.Equal(File.ReadAllText(TestData.Reference("gen_once_n256.txt")), stdout);
+        Assert.Contains("tok/s", stderr);
+    }
+
+    [DataFact]
+    public void Perplexity_writes_json()
+    {
+        using var tmp = new TempDir();
+        var (code, _, stderr) = Run("perplexity", "--model", TestData.Stories260KGguf, "--text", TestData.File_("tinystories_valid_sample.txt"),
+            "--context", "256", "--max-bytes", "16178", "--json", tmp.File("p.json"));
+        Assert.True(code == 0, stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(tmp.File("p.json")));
+        Assert.InRange(doc.RootElement.GetProperty("perplexity").GetDouble(), 4.4925, 4.4945);
+        Assert.Equal(7786, doc.RootElement.GetProperty("tokens").GetInt32());
+        Assert.True(doc.RootElement.GetProperty("tokens_per_s").GetDouble() > 0);
+        Assert.True(doc.RootElement.TryGetProperty("mean_nll", out _));
+    }
+
+    [DataFact]
+    public void Inspect_and_errors()
+    {
+        var (code, stdout, _) = Run("inspect", TestData.Stories260KGguf);
+        Assert.Equal(0, code);
+        Assert.Contains("blk.4.ffn_down.weight", stdout);
+        var (bad, _, err) = Run("generate", "--model", TestData.Tok512, "--prompt", "x");
+        Assert.NotEqual(0, bad);
+        Assert.Contains("tok512.bin", err);
+    }
+}
