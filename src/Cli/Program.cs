@@ -12,6 +12,7 @@ public static class Program
             GenerateCommand.Create(),
             PerplexityCommand.Create(),
             InspectCommand.Create(),
+            BenchCommand.Create(),
         };
         return await root.Parse(args).InvokeAsync();
     }

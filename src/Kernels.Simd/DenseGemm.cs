@@ -26,7 +26,7 @@ namespace Kernels.Simd;
 public static unsafe class DenseGemm
 {
     /// <summary>Batches at least this large use the packed, register-blocked kernel.</summary>
-    public static int PackedMinTokens { get; set; } = 24;
+    public static int PackedMinTokens { get; set; } = 128;
 
     internal const int KC = 256;
 
@@ -45,6 +45,7 @@ public static unsafe class DenseGemm
         switch (w.ElementType)
         {
             case ElementType.F32: Dispatch<F32Loader>(w, x, y, n, kernel); break;
+            case ElementType.F16 when w.HalfValuesFinite: Dispatch<F16FiniteLoader>(w, x, y, n, kernel); break;
             case ElementType.F16: Dispatch<F16Loader>(w, x, y, n, kernel); break;
             case ElementType.BF16: Dispatch<BF16Loader>(w, x, y, n, kernel); break;
             default: ThrowHelper.NotSupported($"{w.Name}: element type {w.ElementType}"); break;
@@ -157,6 +158,7 @@ public static unsafe class DenseGemm
         public int N;
         public int NR;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int begin, int end)
         {
             for (int p = begin; p < end; p++)
@@ -193,6 +195,7 @@ public static unsafe class DenseGemm
         public float* Y;
         public int K, M, N, NR, MR;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int begin, int end)
         {
             float* wp = Scratch.PackedW((long)KC * MR + KC);
@@ -262,11 +265,17 @@ public static unsafe class DenseGemm
         private static void Kernel8(float* wp, float* xp, int kc, float* y, int ldy, int rv, int tv, bool accumulate)
         {
             int c = TTier.Count;
+            // Allocated before the loop: a zeroing helper call after it would force the JIT to spill
+            // every accumulator inside the loop (vector registers do not survive calls).
+            float* tile = stackalloc float[16 * 16];
             TVec c00 = TTier.Zero, c01 = TTier.Zero, c10 = TTier.Zero, c11 = TTier.Zero;
             TVec c20 = TTier.Zero, c21 = TTier.Zero, c30 = TTier.Zero, c31 = TTier.Zero;
             TVec c40 = TTier.Zero, c41 = TTier.Zero, c50 = TTier.Zero, c51 = TTier.Zero;
             TVec c60 = TTier.Zero, c61 = TTier.Zero, c70 = TTier.Zero, c71 = TTier.Zero;
-            for (int kk = 0; kk < kc; kk++)
+            float* xEnd = xp + 8 * kc;
+            // Pointer-bounded loop with all stores after it: keeps the 16 accumulators in registers
+            // (an index loop followed by array stores made the JIT spill them every iteration).
+            while (xp < xEnd)
             {
                 TVec w0 = TTier.Load(wp);
                 TVec w1 = TTier.Load(wp + c);
@@ -289,21 +298,27 @@ public static unsafe class DenseGemm
                 wp += 2 * c;
                 xp += 8;
             }
-            TVec* tile = stackalloc TVec[16];
-            tile[0] = c00; tile[1] = c01; tile[2] = c10; tile[3] = c11;
-            tile[4] = c20; tile[5] = c21; tile[6] = c30; tile[7] = c31;
-            tile[8] = c40; tile[9] = c41; tile[10] = c50; tile[11] = c51;
-            tile[12] = c60; tile[13] = c61; tile[14] = c70; tile[15] = c71;
-            StoreTile((float*)tile, 8, y, ldy, rv, tv, accumulate);
+            int mr = 2 * c;
+            TTier.Store(tile, c00); TTier.Store(tile + c, c01);
+            TTier.Store(tile + mr, c10); TTier.Store(tile + mr + c, c11);
+            TTier.Store(tile + 2 * mr, c20); TTier.Store(tile + 2 * mr + c, c21);
+            TTier.Store(tile + 3 * mr, c30); TTier.Store(tile + 3 * mr + c, c31);
+            TTier.Store(tile + 4 * mr, c40); TTier.Store(tile + 4 * mr + c, c41);
+            TTier.Store(tile + 5 * mr, c50); TTier.Store(tile + 5 * mr + c, c51);
+            TTier.Store(tile + 6 * mr, c60); TTier.Store(tile + 6 * mr + c, c61);
+            TTier.Store(tile + 7 * mr, c70); TTier.Store(tile + 7 * mr + c, c71);
+            StoreTile(tile, 8, y, ldy, rv, tv, accumulate);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void Kernel4(float* wp, float* xp, int kc, float* y, int ldy, int rv, int tv, bool accumulate)
         {
             int c = TTier.Count;
+            float* tile = stackalloc float[16 * 8];
             TVec c00 = TTier.Zero, c01 = TTier.Zero, c10 = TTier.Zero, c11 = TTier.Zero;
             TVec c20 = TTier.Zero, c21 = TTier.Zero, c30 = TTier.Zero, c31 = TTier.Zero;
-            for (int kk = 0; kk < kc; kk++)
+            float* xEnd = xp + 4 * kc;
+            while (xp < xEnd)
             {
                 TVec w0 = TTier.Load(wp);
                 TVec w1 = TTier.Load(wp + c);
@@ -318,10 +333,12 @@ public static unsafe class DenseGemm
                 wp += 2 * c;
                 xp += 4;
             }
-            TVec* tile = stackalloc TVec[8];
-            tile[0] = c00; tile[1] = c01; tile[2] = c10; tile[3] = c11;
-            tile[4] = c20; tile[5] = c21; tile[6] = c30; tile[7] = c31;
-            StoreTile((float*)tile, 4, y, ldy, rv, tv, accumulate);
+            int mr = 2 * c;
+            TTier.Store(tile, c00); TTier.Store(tile + c, c01);
+            TTier.Store(tile + mr, c10); TTier.Store(tile + mr + c, c11);
+            TTier.Store(tile + 2 * mr, c20); TTier.Store(tile + 2 * mr + c, c21);
+            TTier.Store(tile + 3 * mr, c30); TTier.Store(tile + 3 * mr + c, c31);
+            StoreTile(tile, 4, y, ldy, rv, tv, accumulate);
         }
 
         /// <summary>tile[t][MR] → Y[t, r] for the valid tv tokens and rv rows.</summary>
@@ -364,6 +381,7 @@ public static unsafe class DenseGemm
         public float* Y;
         public int K, M, N;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int begin, int end)
         {
             long stride = (long)K * TLoad.Type.Size();
@@ -482,6 +500,7 @@ public static unsafe class DenseGemm
         public float* Y;
         public int K, M, N;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int begin, int end)
         {
             long stride = (long)K * TLoad.Type.Size();

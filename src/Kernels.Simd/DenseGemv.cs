@@ -27,6 +27,7 @@ public static unsafe class DenseGemv
         switch (w.ElementType)
         {
             case ElementType.F32: Dispatch<F32Loader>(w, x, y); break;
+            case ElementType.F16 when w.HalfValuesFinite: Dispatch<F16FiniteLoader>(w, x, y); break;
             case ElementType.F16: Dispatch<F16Loader>(w, x, y); break;
             case ElementType.BF16: Dispatch<BF16Loader>(w, x, y); break;
             default: ThrowHelper.NotSupported($"{w.Name}: element type {w.ElementType}"); break;
@@ -84,6 +85,7 @@ public static unsafe class DenseGemv
         public float* Y;
         public int K;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int begin, int end)
         {
             long stride = (long)K * TLoad.Type.Size();
@@ -98,7 +100,7 @@ public static unsafe class DenseGemv
             }
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void Dot4(byte* w0, long stride, float* x, int k, float* y)
         {
             int n = TTier.Count;
@@ -137,7 +139,7 @@ public static unsafe class DenseGemv
             y[3] = TTier.Sum(a3);
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static float Dot(byte* w, float* x, int k)
         {
             int n = TTier.Count;
@@ -183,6 +185,7 @@ public static unsafe class DenseGemv
         public float* Y;
         public int K;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int begin, int end)
         {
             long stride = (long)K * TLoad.Type.Size();

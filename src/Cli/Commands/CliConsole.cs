@@ -5,12 +5,25 @@ namespace Kernels.Cli.Commands;
 /// <summary>Spectre consoles: results tables on stdout, progress and statistics on stderr (stdout stays clean for generated text).</summary>
 internal static class CliConsole
 {
-    public static readonly IAnsiConsole Err = AnsiConsole.Create(new AnsiConsoleSettings
-    {
-        Out = new AnsiConsoleOutput(Console.Error),
-    });
+    public static readonly IAnsiConsole Err = Create(Console.Error, Console.IsErrorRedirected);
 
-    public static readonly IAnsiConsole Out = AnsiConsole.Console;
+    public static readonly IAnsiConsole Out = Create(Console.Out, Console.IsOutputRedirected);
+
+    /// <summary>Redirected output (files, CI logs, tests) gets a wide, plain console so tables do not wrap at 80 columns.</summary>
+    private static IAnsiConsole Create(TextWriter writer, bool redirected)
+    {
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(writer),
+            Ansi = redirected ? AnsiSupport.No : AnsiSupport.Detect,
+            ColorSystem = redirected ? ColorSystemSupport.NoColors : ColorSystemSupport.Detect,
+        });
+        if (redirected)
+        {
+            console.Profile.Width = 220;
+        }
+        return console;
+    }
 
     /// <summary>Runs <paramref name="work"/> with a progress bar on stderr (plain when stderr is not a terminal).</summary>
     public static T WithProgress<T>(string title, Func<IProgress<float>, T> work)

@@ -12,12 +12,36 @@ internal sealed class CommonOptions
     public readonly Option<string> Model = new("--model", "-m") { Description = "Model: llama2.c .bin, .gguf, or HF folder (config.json + safetensors)", Required = true };
     public readonly Option<string?> Tokenizer = new("--tokenizer", "-z") { Description = "Tokenizer: llama2.c tokenizer .bin or SentencePiece .model (default: the model's embedded vocabulary)" };
     public readonly Option<string> Device = new("--device") { Description = "Backend: cpu (SIMD kernels), reference (scalar)", DefaultValueFactory = _ => "cpu" };
+    public readonly Option<string> Sparse = new("--sparse") { Description = "auto: store linears that hold a 2:4 / 4:8 pattern in the compressed N:M format; off: keep them dense", DefaultValueFactory = _ => "auto" };
 
     public void AddTo(Command command)
     {
         command.Options.Add(Model);
         command.Options.Add(Tokenizer);
         command.Options.Add(Device);
+        command.Options.Add(Sparse);
+    }
+
+    /// <summary>Loads the model named by the options and applies --sparse.</summary>
+    public LlamaModel Load(ParseResult parse)
+    {
+        var model = LoadModel(parse.GetValue(Model)!);
+        string sparse = parse.GetValue(Sparse)!;
+        if (sparse == "auto")
+        {
+            var log = Kernels.Runtime.Sparsity.SparseCompression.CompressDetected(model);
+            if (log.Count > 0)
+            {
+                Console.Error.WriteLine($"sparse: {log.Count} linears compressed ({string.Join(", ", log.Select(e => e.After).Distinct())}), " +
+                                        $"{log.Sum(e => e.BytesBefore) / 1e6:F2} MB -> {log.Sum(e => e.BytesAfter) / 1e6:F2} MB");
+            }
+        }
+        else if (sparse != "off")
+        {
+            model.Dispose();
+            throw new ArgumentException($"unknown --sparse '{sparse}' (auto, off)");
+        }
+        return model;
     }
 
     public static ITransformerOps CreateOps(string device) => device switch

@@ -26,7 +26,7 @@ internal static class GenerateCommand
         {
             try
             {
-                using var model = CommonOptions.LoadModel(parse.GetValue(common.Model)!);
+                using var model = common.Load(parse);
                 var tokenizer = CommonOptions.LoadTokenizer(model, parse.GetValue(common.Tokenizer));
                 using var ops = CommonOptions.CreateOps(parse.GetValue(common.Device)!);
                 using var transformer = new Transformer(model, ops);

@@ -27,7 +27,7 @@ internal static class PerplexityCommand
         {
             try
             {
-                using var model = CommonOptions.LoadModel(parse.GetValue(common.Model)!);
+                using var model = common.Load(parse);
                 var tokenizer = CommonOptions.LoadTokenizer(model, parse.GetValue(common.Tokenizer));
                 using var ops = CommonOptions.CreateOps(parse.GetValue(common.Device)!);
                 int ctx = parse.GetValue(context);

@@ -51,6 +51,28 @@ public sealed unsafe class DenseMatrix : WeightMatrix
     /// <summary>First byte of row 0; rows are contiguous (row stride = Columns elements).</summary>
     public byte* Data { get; }
 
+    private int _finite; // 0 unknown, 1 all finite, 2 has Inf/NaN
+
+    /// <summary>
+    /// For F16: true when no element is Inf/NaN, so kernels may use the fast exact widening.
+    /// Checked once (one pass over the data) and cached; weights are immutable after load.
+    /// </summary>
+    public bool HalfValuesFinite
+    {
+        get
+        {
+            if (ElementType != ElementType.F16)
+            {
+                return false;
+            }
+            if (_finite == 0)
+            {
+                _finite = Vectors.HalfBits.AllFinite((ushort*)Data, (long)Rows * Columns) ? 1 : 2;
+            }
+            return _finite == 1;
+        }
+    }
+
     public long RowStrideBytes => (long)Columns * ElementType.Size();
 
     public override long ByteSize => (long)Rows * Columns * ElementType.Size();
@@ -61,6 +83,8 @@ public sealed unsafe class DenseMatrix : WeightMatrix
     public byte* Row(int row) => Data + row * RowStrideBytes;
 
     public override float GetElement(int row, int column) => ElementType.ReadAsSingle(Data, (long)row * Columns + column);
+
+    public override void CopyRow(int row, Span<float> destination) => ReadRow(row, destination);
 
     /// <summary>Copies row <paramref name="row"/> into <paramref name="destination"/> as float (embedding lookup).</summary>
     public void ReadRow(int row, Span<float> destination)

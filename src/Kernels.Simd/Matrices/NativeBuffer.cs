@@ -3,11 +3,19 @@ using System.Runtime.InteropServices;
 namespace Kernels.Simd.Matrices;
 
 /// <summary>A zero-initialised, 64-byte aligned block of native memory (cache-line and zmm aligned).</summary>
-public sealed unsafe class NativeBuffer : IDisposable
+/// <remarks>
+/// On Linux, blocks of 4 MiB and more are mapped with mmap and advised to use transparent huge
+/// pages: first-touch page faults dominate building multi-GB weight sets in a VM (measured here:
+/// 4.3 s for 2.3 GB with 4 KiB pages), and 2 MiB pages also cut TLB misses when GEMV streams them.
+/// </remarks>
+public sealed unsafe partial class NativeBuffer : IDisposable
 {
     public const int Alignment = 64;
+    private const long HugeThreshold = 4L << 20;
 
     private void* _pointer;
+    private readonly bool _mapped;
+    private readonly nuint _mappedLength;
 
     public NativeBuffer(long byteLength)
     {
@@ -15,10 +23,24 @@ public sealed unsafe class NativeBuffer : IDisposable
         ByteLength = byteLength;
         // Round the allocation up so SIMD code may read whole vectors of the last line.
         nuint size = (nuint)Math.Max(Alignment, (byteLength + Alignment - 1) / Alignment * Alignment);
-        _pointer = NativeMemory.AlignedAlloc(size, Alignment);
-        NativeMemory.Clear(_pointer, size);
-        GC.AddMemoryPressure((long)size);
-        AllocatedBytes = (long)size;
+        if (byteLength >= HugeThreshold && OperatingSystem.IsLinux())
+        {
+            _mappedLength = (size + (2u << 20) - 1) & ~((nuint)(2u << 20) - 1);
+            void* p = Mmap(null, _mappedLength, ProtRead | ProtWrite, MapPrivate | MapAnonymous, -1, 0);
+            if (p != (void*)-1)
+            {
+                Madvise(p, _mappedLength, MadvHugePage);
+                _pointer = p;
+                _mapped = true;
+            }
+        }
+        if (_pointer == null)
+        {
+            _pointer = NativeMemory.AlignedAlloc(size, Alignment);
+            NativeMemory.Clear(_pointer, size);
+        }
+        AllocatedBytes = _mapped ? (long)_mappedLength : (long)size;
+        GC.AddMemoryPressure(AllocatedBytes);
     }
 
     public long ByteLength { get; }
@@ -33,20 +55,37 @@ public sealed unsafe class NativeBuffer : IDisposable
 
     public void Dispose()
     {
-        if (_pointer != null)
-        {
-            NativeMemory.AlignedFree(_pointer);
-            _pointer = null;
-            GC.RemoveMemoryPressure(AllocatedBytes);
-        }
+        Free();
         GC.SuppressFinalize(this);
     }
 
-    ~NativeBuffer()
+    private void Free()
     {
         if (_pointer != null)
         {
-            NativeMemory.AlignedFree(_pointer);
+            if (_mapped)
+            {
+                Munmap(_pointer, _mappedLength);
+            }
+            else
+            {
+                NativeMemory.AlignedFree(_pointer);
+            }
+            _pointer = null;
+            GC.RemoveMemoryPressure(AllocatedBytes);
         }
     }
+
+    ~NativeBuffer() => Free();
+
+    private const int ProtRead = 1, ProtWrite = 2, MapPrivate = 2, MapAnonymous = 0x20, MadvHugePage = 14;
+
+    [LibraryImport("libc", EntryPoint = "mmap")]
+    private static partial void* Mmap(void* address, nuint length, int protection, int flags, int fd, nint offset);
+
+    [LibraryImport("libc", EntryPoint = "munmap")]
+    private static partial int Munmap(void* address, nuint length);
+
+    [LibraryImport("libc", EntryPoint = "madvise")]
+    private static partial int Madvise(void* address, nuint length, int advice);
 }

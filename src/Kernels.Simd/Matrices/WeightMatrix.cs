@@ -39,8 +39,25 @@ public abstract class WeightMatrix : IDisposable
     /// <summary>Reads W[row, column] as float (slow; for tests, conversion and references).</summary>
     public abstract float GetElement(int row, int column);
 
+    /// <summary>Writes row <paramref name="row"/> as float (zeros included).</summary>
+    public virtual void CopyRow(int row, Span<float> destination)
+    {
+        if ((uint)row >= (uint)Rows)
+        {
+            ThrowHelper.OutOfRange(nameof(row), $"{Name}: row {row} outside [0, {Rows})");
+        }
+        if (destination.Length < Columns)
+        {
+            ThrowHelper.DestinationTooShort();
+        }
+        for (int c = 0; c < Columns; c++)
+        {
+            destination[c] = GetElement(row, c);
+        }
+    }
+
     /// <summary>Writes the whole matrix as dense float32 (row-major), zeros included.</summary>
-    public virtual void CopyToDense(Span<float> destination)
+    public void CopyToDense(Span<float> destination)
     {
         if (destination.Length < (long)Rows * Columns)
         {
@@ -48,11 +65,16 @@ public abstract class WeightMatrix : IDisposable
         }
         for (int r = 0; r < Rows; r++)
         {
-            for (int c = 0; c < Columns; c++)
-            {
-                destination[r * Columns + c] = GetElement(r, c);
-            }
+            CopyRow(r, destination.Slice(r * Columns, Columns));
         }
+    }
+
+    /// <summary>The whole matrix as a new dense float32 array.</summary>
+    public float[] ToDenseArray()
+    {
+        var a = new float[(long)Rows * Columns];
+        CopyToDense(a);
+        return a;
     }
 
     protected void CheckMultiplyArguments(ReadOnlySpan<float> x, Span<float> y, int n)

@@ -28,6 +28,28 @@ internal unsafe interface IFloatVector<TVec> where TVec : unmanaged
     /// <summary>Loads <see cref="Count"/> IEEE binary16 values and widens them to float (exact).</summary>
     static abstract TVec LoadHalf(ushort* source);
 
+    /// <summary>
+    /// Loads <see cref="Count"/> IEEE binary16 values known to be finite (exact for normals,
+    /// subnormals and zeros; infinities and NaNs come out as ±65536·(1+m), so callers check first).
+    /// </summary>
+    /// <remarks>
+    /// Sign-extend to 32 bits and shift left 13: sign lands in bit 31, the 5-bit exponent in bits
+    /// 27..23, the mantissa in 22..13; masking bits 30..28 leaves a float whose value is the half's
+    /// times 2^-112, which one multiply by 2^112 rebiases. 4 operations instead of 9 for the
+    /// general conversion: that is what keeps F16 GEMV at the memory bandwidth.
+    /// </remarks>
+    static abstract TVec LoadHalfFinite(ushort* source);
+
+    /// <summary>
+    /// Loads 2·<see cref="Count"/> finite halves stored pairwise interleaved (a0, b0, a1, b1, …)
+    /// and returns a and b. Widening in place inside 32-bit lanes needs no shuffle: the even half
+    /// is (lane &lt;&lt; 16) &gt;&gt;ₐ 3, the odd one lane &gt;&gt;ₐ 3, both masked and rebiased.
+    /// </summary>
+    static abstract void LoadHalfPairInterleaved(ushort* source, out TVec first, out TVec second);
+
+    /// <summary>Bfloat16 counterpart of <see cref="LoadHalfPairInterleaved"/> (even = lane &lt;&lt; 16, odd = lane &amp; 0xFFFF0000).</summary>
+    static abstract void LoadBFloat16PairInterleaved(ushort* source, out TVec first, out TVec second);
+
     /// <summary>Loads <see cref="Count"/> bfloat16 values and widens them to float (exact).</summary>
     static abstract TVec LoadBFloat16(ushort* source);
 
@@ -93,4 +115,34 @@ public static class HalfBits
 
     /// <summary>2^112: rebiases a half exponent shifted into float position (also exact for subnormals).</summary>
     internal const float HalfRebias = 5.192296858534828e33f;
+
+    /// <summary>Keeps the sign, half exponent and mantissa after a sign-extended half is shifted left by 13.</summary>
+    internal const int FiniteHalfMask = unchecked((int)0x8FFF_E000);
+
+    /// <summary>True when no value is ±Inf or NaN (so <see cref="IFloatVector{TVec}.LoadHalfFinite"/> is exact).</summary>
+    public static unsafe bool AllFinite(ushort* data, long count)
+    {
+        // Exponent bits all ones ↔ Inf/NaN. OR-reduce over 64-bit words: any word holding such a
+        // half is found by the per-element check below only when the cheap test says "maybe".
+        long i = 0;
+        for (; i + 4 <= count; i += 4)
+        {
+            ulong w = *(ulong*)(data + i);
+            ulong e = w & 0x7C00_7C00_7C00_7C00UL;
+            // A 16-bit lane equals 0x7C00 exactly when (e ^ 0x7C00) lane is zero.
+            ulong x = e ^ 0x7C00_7C00_7C00_7C00UL;
+            if (((x - 0x0001_0001_0001_0001UL) & ~x & 0x8000_8000_8000_8000UL) != 0)
+            {
+                return false;
+            }
+        }
+        for (; i < count; i++)
+        {
+            if ((data[i] & 0x7C00) == 0x7C00)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
 }

@@ -24,6 +24,31 @@ internal readonly unsafe struct Vec128 : IFloatVector<Vector128<float>>
         WidenHalf(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)source).AsUInt16()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> LoadHalfFinite(ushort* source)
+    {
+        Vector128<int> t = Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(long*)source).AsInt16()) << 13;
+        return (t & Vector128.Create(HalfBits.FiniteHalfMask)).AsSingle() * Vector128.Create(HalfBits.HalfRebias);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadHalfPairInterleaved(ushort* source, out Vector128<float> first, out Vector128<float> second)
+    {
+        Vector128<int> raw = Vector128.Load((int*)source);
+        Vector128<int> mask = Vector128.Create(HalfBits.FiniteHalfMask);
+        Vector128<float> rebias = Vector128.Create(HalfBits.HalfRebias);
+        first = (Vector128.ShiftRightArithmetic(raw << 16, 3) & mask).AsSingle() * rebias;
+        second = (Vector128.ShiftRightArithmetic(raw, 3) & mask).AsSingle() * rebias;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadBFloat16PairInterleaved(ushort* source, out Vector128<float> first, out Vector128<float> second)
+    {
+        Vector128<int> raw = Vector128.Load((int*)source);
+        first = (raw << 16).AsSingle();
+        second = (raw & Vector128.Create(unchecked((int)0xFFFF_0000))).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> LoadBFloat16(ushort* source) =>
         (Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)source).AsUInt16()) << 16).AsSingle();
 

@@ -25,6 +25,31 @@ internal readonly unsafe struct Vec256 : IFloatVector<Vector256<float>>
         WidenHalf(Avx2.ConvertToVector256Int32(source).AsUInt32());
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> LoadHalfFinite(ushort* source)
+    {
+        Vector256<int> t = Avx2.ConvertToVector256Int32((short*)source) << 13;
+        return (t & Vector256.Create(HalfBits.FiniteHalfMask)).AsSingle() * Vector256.Create(HalfBits.HalfRebias);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadHalfPairInterleaved(ushort* source, out Vector256<float> first, out Vector256<float> second)
+    {
+        Vector256<int> raw = Vector256.Load((int*)source);
+        Vector256<int> mask = Vector256.Create(HalfBits.FiniteHalfMask);
+        Vector256<float> rebias = Vector256.Create(HalfBits.HalfRebias);
+        first = (Vector256.ShiftRightArithmetic(raw << 16, 3) & mask).AsSingle() * rebias;
+        second = (Vector256.ShiftRightArithmetic(raw, 3) & mask).AsSingle() * rebias;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadBFloat16PairInterleaved(ushort* source, out Vector256<float> first, out Vector256<float> second)
+    {
+        Vector256<int> raw = Vector256.Load((int*)source);
+        first = (raw << 16).AsSingle();
+        second = (raw & Vector256.Create(unchecked((int)0xFFFF_0000))).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> LoadBFloat16(ushort* source) =>
         Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(source), 16).AsSingle();
 

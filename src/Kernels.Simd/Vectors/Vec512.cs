@@ -25,6 +25,31 @@ internal readonly unsafe struct Vec512 : IFloatVector<Vector512<float>>
         WidenHalf(Avx512F.ConvertToVector512UInt32(Vector256.Load(source)));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> LoadHalfFinite(ushort* source)
+    {
+        Vector512<int> t = Avx512F.ConvertToVector512Int32(Vector256.Load((short*)source)) << 13;
+        return (t & Vector512.Create(HalfBits.FiniteHalfMask)).AsSingle() * Vector512.Create(HalfBits.HalfRebias);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadHalfPairInterleaved(ushort* source, out Vector512<float> first, out Vector512<float> second)
+    {
+        Vector512<int> raw = Vector512.Load((int*)source);
+        Vector512<int> mask = Vector512.Create(HalfBits.FiniteHalfMask);
+        Vector512<float> rebias = Vector512.Create(HalfBits.HalfRebias);
+        first = (Vector512.ShiftRightArithmetic(raw << 16, 3) & mask).AsSingle() * rebias;
+        second = (Vector512.ShiftRightArithmetic(raw, 3) & mask).AsSingle() * rebias;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadBFloat16PairInterleaved(ushort* source, out Vector512<float> first, out Vector512<float> second)
+    {
+        Vector512<int> raw = Vector512.Load((int*)source);
+        first = (raw << 16).AsSingle();
+        second = (raw & Vector512.Create(unchecked((int)0xFFFF_0000))).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> LoadBFloat16(ushort* source) =>
         Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(source)), 16).AsSingle();
 

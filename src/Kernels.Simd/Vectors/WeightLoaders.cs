@@ -39,6 +39,19 @@ internal readonly unsafe struct F16Loader : IWeightLoader
     public static float LoadScalar(byte* data, nint index) => HalfBits.HalfToSingle(((ushort*)data)[index]);
 }
 
+/// <summary>F16 weights already checked finite (<see cref="HalfBits.AllFinite"/>): the 4-operation widening.</summary>
+internal readonly unsafe struct F16FiniteLoader : IWeightLoader
+{
+    public static ElementType Type => ElementType.F16;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TVec Load<TTier, TVec>(byte* data, nint index)
+        where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => TTier.LoadHalfFinite((ushort*)data + index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float LoadScalar(byte* data, nint index) => HalfBits.HalfToSingle(((ushort*)data)[index]);
+}
+
 internal readonly unsafe struct BF16Loader : IWeightLoader
 {
     public static ElementType Type => ElementType.BF16;
@@ -49,4 +62,84 @@ internal readonly unsafe struct BF16Loader : IWeightLoader
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float LoadScalar(byte* data, nint index) => HalfBits.BFloat16ToSingle(((ushort*)data)[index]);
+}
+
+/// <summary>
+/// Loads the kept values of a compressed N:M row two steps (2·Count values) at a time. 16-bit
+/// types store every full block of 32 kept values pairwise interleaved (k, k+16, k+1, k+17, …) so
+/// both steps widen inside 32-bit lanes without shuffles; F32 is stored in order.
+/// </summary>
+internal unsafe interface ISparseValues
+{
+    static abstract ElementType Type { get; }
+
+    /// <summary>Loads stored values [index, index + 2·Count) as two vectors of kept values.</summary>
+    static abstract void LoadPair<TTier, TVec>(byte* values, nint index, out TVec first, out TVec second)
+        where TTier : struct, IFloatVector<TVec> where TVec : unmanaged;
+
+    /// <summary>Kept index of the first vector of the pair stored at <paramref name="index"/>; the second starts at <see cref="SecondOffset{TTier, TVec}"/> after it.</summary>
+    static abstract int FirstKept(int index);
+
+    static abstract int SecondOffset<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged;
+
+    /// <summary>Kept values covered by whole pairs (the rest is summed in scalar code).</summary>
+    static abstract int PairedKept<TTier, TVec>(int kept) where TTier : struct, IFloatVector<TVec> where TVec : unmanaged;
+}
+
+internal readonly unsafe struct SparseF32Values : ISparseValues
+{
+    public static ElementType Type => ElementType.F32;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadPair<TTier, TVec>(byte* values, nint index, out TVec first, out TVec second)
+        where TTier : struct, IFloatVector<TVec> where TVec : unmanaged
+    {
+        first = TTier.Load((float*)values + index);
+        second = TTier.Load((float*)values + index + TTier.Count);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int FirstKept(int index) => index;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int SecondOffset<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => TTier.Count;
+
+    public static int PairedKept<TTier, TVec>(int kept) where TTier : struct, IFloatVector<TVec> where TVec : unmanaged =>
+        kept / (2 * TTier.Count) * (2 * TTier.Count);
+}
+
+internal readonly unsafe struct SparseF16Values : ISparseValues
+{
+    public static ElementType Type => ElementType.F16;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadPair<TTier, TVec>(byte* values, nint index, out TVec first, out TVec second)
+        where TTier : struct, IFloatVector<TVec> where TVec : unmanaged =>
+        TTier.LoadHalfPairInterleaved((ushort*)values + index, out first, out second);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int FirstKept(int index) => index - ((index & 31) >> 1);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int SecondOffset<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => 16;
+
+    public static int PairedKept<TTier, TVec>(int kept) where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => kept / 32 * 32;
+}
+
+internal readonly unsafe struct SparseBF16Values : ISparseValues
+{
+    public static ElementType Type => ElementType.BF16;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadPair<TTier, TVec>(byte* values, nint index, out TVec first, out TVec second)
+        where TTier : struct, IFloatVector<TVec> where TVec : unmanaged =>
+        TTier.LoadBFloat16PairInterleaved((ushort*)values + index, out first, out second);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int FirstKept(int index) => index - ((index & 31) >> 1);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int SecondOffset<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => 16;
+
+    public static int PairedKept<TTier, TVec>(int kept) where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => kept / 32 * 32;
 }

@@ -62,3 +62,29 @@ public sealed class CliTests
         Assert.Contains("tok512.bin", err);
     }
 }
+
+public sealed class BenchCliTests
+{
+    [Fact]
+    public void Bench_writes_json_and_chart_for_every_variant()
+    {
+        using var tmp = new TempDir();
+        var (code, stdout, stderr) = CliTests.Run("bench", "--shape", "small", "--layers", "2", "--types", "f32,f16",
+            "--decode-tokens", "3", "--prefill-tokens", "16", "--json", tmp.File("b.json"), "--chart", tmp.File("b.png"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("2:4 F16", stdout);
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(tmp.File("b.json")));
+        var variants = doc.RootElement.GetProperty("variants").EnumerateArray().ToList();
+        Assert.Equal(6, variants.Count);
+        foreach (var v in variants)
+        {
+            Assert.True(v.GetProperty("tokens_per_s").GetDouble() > 0);
+            Assert.True(v.GetProperty("weight_bytes").GetInt64() > 0);
+            Assert.True(v.GetProperty("speedup_vs_dense").GetDouble() > 0);
+        }
+        var dense = variants.First(v => v.GetProperty("name").GetString() == "dense F16");
+        var sparse = variants.First(v => v.GetProperty("name").GetString() == "2:4 F16");
+        Assert.True(sparse.GetProperty("weight_bytes").GetInt64() < dense.GetProperty("weight_bytes").GetInt64());
+        Assert.True(new FileInfo(tmp.File("b.png")).Length > 1000);
+    }
+}

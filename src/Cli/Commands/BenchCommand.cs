@@ -1,0 +1,168 @@
+using System.CommandLine;
+using System.Text.Json;
+using Kernels.Runtime.Benchmarking;
+using Kernels.Runtime.Compute;
+using Kernels.Runtime.Model;
+using Kernels.Simd;
+using Kernels.Simd.Matrices;
+using Spectre.Console;
+
+namespace Kernels.Cli.Commands;
+
+/// <summary>
+/// <c>kernels bench</c>: the main job. Builds a synthetic Llama-shaped model in memory for every
+/// variant (dense, 2:4, 4:8 × F32, F16), times decode and prefill, prints a table and writes
+/// JSON and a PNG chart.
+/// </summary>
+internal static class BenchCommand
+{
+    internal sealed record Variant(string Name, ElementType Type, NmPattern? Sparsity);
+
+    public static Command Create()
+    {
+        var shape = new Option<string>("--shape") { Description = "Model shape: tinyllama (default: dim 2048, hidden 5632, 22 layers, 32 heads, 4 KV heads, vocab 32000), 7b, small", DefaultValueFactory = _ => "tinyllama" };
+        var layers = new Option<int?>("--layers") { Description = "Override the number of layers" };
+        var quick = new Option<bool>("--quick") { Description = "F16 variants only, 12 decode tokens, 64-token prefill (< 60 s)" };
+        var types = new Option<string>("--types") { Description = "Value types to run: f32,f16", DefaultValueFactory = _ => "f32,f16" };
+        var decode = new Option<int?>("--decode-tokens") { Description = "Timed decode steps per variant (default 32, quick 12)" };
+        var prefill = new Option<int?>("--prefill-tokens") { Description = "Prompt length of the timed prefill (default 256, quick 64)" };
+        var json = new Option<string?>("--json") { Description = "Write results as JSON" };
+        var chart = new Option<string>("--chart") { Description = "PNG chart path", DefaultValueFactory = _ => "kernels-bench.png" };
+        var command = new Command("bench", "Dense vs 2:4 vs 4:8 decode/prefill on a synthetic Llama-shaped model (no downloads)")
+        {
+            shape, layers, quick, types, decode, prefill, json, chart,
+        };
+        command.SetAction((parse, cancellationToken) =>
+        {
+            try
+            {
+                var s = SyntheticShape.Parse(parse.GetValue(shape)!);
+                if (parse.GetValue(layers) is { } l)
+                {
+                    s = s with { Layers = l, Name = $"{s.Name}-{l}L" };
+                }
+                bool q = parse.GetValue(quick);
+                var valueTypes = q ? new[] { ElementType.F16 } : ParseTypes(parse.GetValue(types)!);
+                var options = new ModelBenchmarkOptions
+                {
+                    DecodeTokens = parse.GetValue(decode) ?? (q ? 12 : 32),
+                    PrefillTokens = parse.GetValue(prefill) ?? (q ? 64 : 256),
+                    PrefillRepeats = q ? 1 : 3,
+                };
+                var variants = valueTypes.SelectMany(t => new[]
+                {
+                    new Variant($"dense {t}", t, null),
+                    new Variant($"2:4 {t}", t, NmPattern.TwoFour),
+                    new Variant($"4:8 {t}", t, NmPattern.FourEight),
+                }).ToList();
+                var results = Run(s, variants, options, cancellationToken);
+                Report(s, results, options);
+                WriteChart(parse.GetValue(chart)!, s, results);
+                if (parse.GetValue(json) is { } path)
+                {
+                    WriteJson(path, s, results, options);
+                }
+                return Task.FromResult(0);
+            }
+            catch (OperationCanceledException)
+            {
+                return Task.FromResult(130);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                return Task.FromResult(CliConsole.Fail(e));
+            }
+        });
+        return command;
+    }
+
+    private static ElementType[] ParseTypes(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+        .Select(t => t.ToLowerInvariant() switch
+        {
+            "f32" => ElementType.F32,
+            "f16" => ElementType.F16,
+            "bf16" => ElementType.BF16,
+            _ => throw new ArgumentException($"unknown type '{t}' (f32, f16, bf16)"),
+        }).ToArray();
+
+    internal static List<(Variant Variant, ModelBenchmarkResult Result)> Run(SyntheticShape shape, IReadOnlyList<Variant> variants, ModelBenchmarkOptions options, CancellationToken ct)
+    {
+        var results = new List<(Variant, ModelBenchmarkResult)>();
+        CliConsole.Err.MarkupLine($"[grey]{Markup.Escape(SimdInfo.Describe())}[/]");
+        CliConsole.Err.MarkupLine($"[grey]shape {Markup.Escape(shape.ToString())}[/]");
+        foreach (var v in variants)
+        {
+            ct.ThrowIfCancellationRequested();
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            PeakMemory.Reset();
+            using var model = CliConsole.WithProgress($"building {v.Name}", p => SyntheticModel.Create(shape, v.Type, v.Sparsity, seed: 7, p));
+            using var ops = new HostOps();
+            var r = CliConsole.WithProgress($"timing {v.Name}", _ => ModelBenchmark.Run(model, ops, options, ct));
+            CliConsole.Err.MarkupLine($"  {Markup.Escape(v.Name),-10} decode {r.DecodeMsPerToken,8:F2} ms/token ({r.DecodeTokensPerSecond:F2} tok/s, {r.DecodeWeightGBps:F1} GB/s of weights), prefill {r.PrefillTokensPerSecond:F1} tok/s");
+            results.Add((v, r));
+        }
+        return results;
+    }
+
+    private static ModelBenchmarkResult? Dense(List<(Variant Variant, ModelBenchmarkResult Result)> results, ElementType t) =>
+        results.FirstOrDefault(x => x.Variant.Type == t && x.Variant.Sparsity is null).Result;
+
+    private static void Report(SyntheticShape shape, List<(Variant Variant, ModelBenchmarkResult Result)> results, ModelBenchmarkOptions o)
+    {
+        var table = new Table().Title($"{shape.Name}: decode ({o.DecodeTokens} steps, median) and prefill ({o.PrefillTokens} tokens)");
+        table.AddColumns("variant", "decode tok/s", "ms/token", "weights GB/s", "prefill tok/s", "weight bytes", "peak RSS", "decode speed-up", "prefill speed-up");
+        foreach (var (v, r) in results)
+        {
+            var d = Dense(results, v.Type);
+            table.AddRow(v.Name, r.DecodeTokensPerSecond.ToString("F2"), r.DecodeMsPerToken.ToString("F2"), r.DecodeWeightGBps.ToString("F1"),
+                r.PrefillTokensPerSecond.ToString("F1"), $"{r.WeightBytes / 1e9:F3} GB", $"{r.PeakResidentBytes / 1e9:F2} GB",
+                d is null ? "-" : $"{d.DecodeMsPerToken / r.DecodeMsPerToken:F2}x", d is null || d.PrefillTokensPerSecond == 0 ? "-" : $"{r.PrefillTokensPerSecond / d.PrefillTokensPerSecond:F2}x");
+        }
+        CliConsole.Out.Write(table);
+    }
+
+    private static void WriteChart(string path, SyntheticShape shape, List<(Variant Variant, ModelBenchmarkResult Result)> results)
+    {
+        var groups = results.Select(r => r.Variant.Name).ToList();
+        Charts.Bars(path, $"{shape.Name}, {SimdInfo.Tier}, {Kernels.Simd.Threading.WorkerPool.Shared.ThreadCount} threads", "tokens/s",
+            groups, new[]
+            {
+                ("decode tok/s", results.Select(r => r.Result.DecodeTokensPerSecond).ToArray()),
+                ("prefill tok/s / 10", results.Select(r => r.Result.PrefillTokensPerSecond / 10).ToArray()),
+            });
+        CliConsole.Err.MarkupLine($"chart: {Markup.Escape(Path.GetFullPath(path))}");
+    }
+
+    private static void WriteJson(string path, SyntheticShape shape, List<(Variant Variant, ModelBenchmarkResult Result)> results, ModelBenchmarkOptions o)
+    {
+        var doc = new Dictionary<string, object>
+        {
+            ["shape"] = shape,
+            ["simd"] = SimdInfo.Describe(),
+            ["threads"] = Kernels.Simd.Threading.WorkerPool.Shared.ThreadCount,
+            ["decode_tokens"] = o.DecodeTokens,
+            ["prefill_tokens"] = o.PrefillTokens,
+            ["variants"] = results.Select(x =>
+            {
+                var d = Dense(results, x.Variant.Type);
+                return new Dictionary<string, object?>
+                {
+                    ["name"] = x.Variant.Name,
+                    ["value_type"] = x.Variant.Type.ToString(),
+                    ["sparsity"] = x.Variant.Sparsity?.ToString() ?? "dense",
+                    ["tokens_per_s"] = x.Result.DecodeTokensPerSecond,
+                    ["ms_per_token"] = x.Result.DecodeMsPerToken,
+                    ["decode_weight_gbps"] = x.Result.DecodeWeightGBps,
+                    ["prefill_tokens_per_s"] = x.Result.PrefillTokensPerSecond,
+                    ["weight_bytes"] = x.Result.WeightBytes,
+                    ["peak_rss_bytes"] = x.Result.PeakResidentBytes,
+                    ["speedup_vs_dense"] = d is null ? null : d.DecodeMsPerToken / x.Result.DecodeMsPerToken,
+                    ["prefill_speedup_vs_dense"] = d is null || d.PrefillTokensPerSecond == 0 ? null : x.Result.PrefillTokensPerSecond / d.PrefillTokensPerSecond,
+                };
+            }).ToList(),
+        };
+        File.WriteAllText(path, JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
+        CliConsole.Err.MarkupLine($"json: {Markup.Escape(Path.GetFullPath(path))}");
+    }
+}

@@ -1,0 +1,350 @@
+namespace Kernels.Simd.Matrices;
+
+/// <summary>
+/// Compressed N:M matrix with groups along the input (reduction) dimension: per row, the N kept
+/// values of every group of M consecutive columns, plus their in-group indices.
+/// </summary>
+/// <remarks>
+/// <para>Layout (row-major, every row 64-byte aligned):</para>
+/// <list type="bullet">
+/// <item>values: [Rows, ValueStride] in <see cref="ValueType"/> (F32/F16/BF16); kept values in
+/// column order, ValueStride = KeptPerRow rounded up to 32 (zero padded).</item>
+/// <item>metadata: [Rows, MetaStride] bytes, in blocks of 16 kept values. 2:4: one uint32 per
+/// block, value j's index at bits 2j..2j+1 (2 bits per kept value). 4:8: per row first one uint32
+/// per block holding the low 2 bits of each index, then one uint16 per block holding the high
+/// bits (3 bits per kept value). Indices are strictly increasing within a group.</item>
+/// <item>dense tail: when Columns is not a multiple of M, the last Columns mod M columns are
+/// kept dense ([Rows, TailColumns]) — the documented policy for dimensions that do not divide
+/// (stories260K's hidden_dim 172 under 4:8: 21 groups + 4 dense columns). Pruners leave those
+/// columns unpruned.</item>
+/// </list>
+/// </remarks>
+public sealed unsafe class NmSparseMatrix : WeightMatrix
+{
+    private readonly NativeBuffer _values;
+    private readonly NativeBuffer _meta;
+    private readonly DenseMatrix? _tail;
+
+    private NmSparseMatrix(string name, int rows, int columns, NmPattern pattern, ElementType valueType)
+        : base(name, rows, columns)
+    {
+        pattern.ThrowIfUnsupported(name);
+        Pattern = pattern;
+        ValueType = valueType;
+        Groups = columns / pattern.M;
+        TailColumns = columns - Groups * pattern.M;
+        KeptPerRow = Groups * pattern.N;
+        Blocks = (KeptPerRow + 15) / 16;
+        ValueStride = (KeptPerRow + 31) / 32 * 32;
+        int metaBytes = pattern.M == 4 ? 4 * Blocks : 6 * Blocks + 2; // +2: kernels read the last uint16 as a uint32
+        MetaStride = (metaBytes + 7) / 8 * 8;
+        _values = new NativeBuffer((long)rows * ValueStride * valueType.Size());
+        _meta = new NativeBuffer((long)rows * MetaStride);
+        if (TailColumns > 0)
+        {
+            _tail = new DenseMatrix(name + ".tail", rows, TailColumns, valueType);
+        }
+    }
+
+    public NmPattern Pattern { get; }
+    public ElementType ValueType { get; }
+
+    /// <summary>Complete groups per row (columns covered: Groups·M).</summary>
+    public int Groups { get; }
+
+    /// <summary>Trailing columns stored dense (Columns mod M).</summary>
+    public int TailColumns { get; }
+
+    public int KeptPerRow { get; }
+
+    /// <summary>Blocks of 16 kept values per row (the last one may be partial).</summary>
+    internal int Blocks { get; }
+
+    public int ValueStride { get; }
+
+    public int MetaStride { get; }
+
+    private int _finite;
+
+    /// <summary>F16 values contain no Inf/NaN (checked once): the fast widening is exact.</summary>
+    internal bool HalfValuesFinite
+    {
+        get
+        {
+            if (_finite == 0)
+            {
+                _finite = ValueType == ElementType.F16 && Vectors.HalfBits.AllFinite((ushort*)Values, (long)Rows * ValueStride)
+                          && (_tail is null || _tail.HalfValuesFinite) ? 1 : 2;
+            }
+            return _finite == 1;
+        }
+    }
+
+    internal byte* Values => (byte*)_values.Pointer;
+    internal byte* Meta => (byte*)_meta.Pointer;
+    internal DenseMatrix? Tail => _tail;
+
+    /// <summary>Bytes streamed per GEMV: kept values, their index bits, and the dense tail.</summary>
+    public override long ByteSize =>
+        (long)Rows * KeptPerRow * ValueType.Size() + (long)Rows * KeptPerRow * Pattern.IndexBits / 8 + (_tail?.ByteSize ?? 0);
+
+    public override string Format => $"{Pattern} {ValueType} (input groups{(TailColumns > 0 ? $", {TailColumns} dense tail columns" : "")})";
+
+    /// <summary>In-group index (0..M-1) of kept value <paramref name="k"/> of row <paramref name="row"/>.</summary>
+    public int IndexOf(int row, int k)
+    {
+        byte* m = Meta + (long)row * MetaStride;
+        int block = k >> 4, j = k & 15;
+        uint lo = (*(uint*)(m + 4 * block) >> (2 * j)) & 3;
+        if (Pattern.M == 4)
+        {
+            return (int)lo;
+        }
+        uint hi = (uint)(*(ushort*)(m + 4 * Blocks + 2 * block) >> j) & 1;
+        return (int)(lo | hi << 2);
+    }
+
+    /// <summary>Kept value <paramref name="k"/> of row <paramref name="row"/>.</summary>
+    public float ValueOf(int row, int k) => ValueType.ReadAsSingle(Values, (long)row * ValueStride + StorageIndex(k));
+
+    /// <summary>
+    /// Where kept value k is stored within its row. 16-bit types interleave every full block of
+    /// 32 kept values pairwise (k, k+16, k+1, k+17, …) so kernels widen two steps without shuffles.
+    /// </summary>
+    public int StorageIndex(int k)
+    {
+        if (ValueType == ElementType.F32 || k >= KeptPerRow / 32 * 32)
+        {
+            return k;
+        }
+        int r = k & 31;
+        return (k & ~31) + (r < 16 ? 2 * r : 2 * (r - 16) + 1);
+    }
+
+    public override float GetElement(int row, int column)
+    {
+        if (column >= Groups * Pattern.M)
+        {
+            return _tail!.GetElement(row, column - Groups * Pattern.M);
+        }
+        int g = column / Pattern.M, i = column % Pattern.M;
+        for (int k = g * Pattern.N; k < (g + 1) * Pattern.N; k++)
+        {
+            if (IndexOf(row, k) == i)
+            {
+                return ValueOf(row, k);
+            }
+        }
+        return 0f;
+    }
+
+    public override void CopyRow(int row, Span<float> destination)
+    {
+        if ((uint)row >= (uint)Rows)
+        {
+            ThrowHelper.OutOfRange(nameof(row), $"{Name}: row {row} outside [0, {Rows})");
+        }
+        destination[..Columns].Clear();
+        for (int k = 0; k < KeptPerRow; k++)
+        {
+            destination[k / Pattern.N * Pattern.M + IndexOf(row, k)] = ValueOf(row, k);
+        }
+        _tail?.CopyRow(row, destination.Slice(Groups * Pattern.M, TailColumns));
+    }
+
+    /// <summary>
+    /// Compresses a matrix whose every group has at most N non-zeros (a pruned matrix). Groups
+    /// with fewer non-zeros keep explicit zeros. Throws, naming the first offending group, if the
+    /// matrix is not N:M sparse.
+    /// </summary>
+    public static NmSparseMatrix Compress(WeightMatrix source, NmPattern pattern, ElementType valueType)
+    {
+        var m = new NmSparseMatrix(source.Name, source.Rows, source.Columns, pattern, valueType);
+        try
+        {
+            // Rows are independent: compress them in parallel (one-off conversion, not a kernel).
+            Parallel.For(0, (source.Rows + 63) / 64, block =>
+            {
+                var row = new float[source.Columns];
+                for (int r = block * 64; r < Math.Min(source.Rows, block * 64 + 64); r++)
+                {
+                    source.CopyRow(r, row);
+                    m.CompressRow(r, row);
+                }
+            });
+            return m;
+        }
+        catch (AggregateException e) when (e.InnerException is ArgumentException inner)
+        {
+            m.Dispose();
+            throw inner;
+        }
+        catch
+        {
+            m.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Selects N entries per group (the non-zeros, then the first zeros), stores values and packs indices.</summary>
+    private void CompressRow(int r, float[] row)
+    {
+        var pattern = Pattern;
+        int n = pattern.N, m = pattern.M;
+        var values = new float[KeptPerRow];
+        var indices = new byte[KeptPerRow];
+        int k = 0;
+        for (int g = 0; g < Groups; g++)
+        {
+            int baseColumn = g * m;
+            uint mask = 0;
+            int count = 0;
+            for (int i = 0; i < m; i++)
+            {
+                if (row[baseColumn + i] != 0f)
+                {
+                    mask |= 1u << i;
+                    count++;
+                }
+            }
+            if (count > n)
+            {
+                throw new ArgumentException($"{Name}: row {r}, columns {baseColumn}..{baseColumn + m - 1} hold {count} non-zeros, more than {n}: the matrix is not {pattern} sparse along its input dimension");
+            }
+            for (int i = 0; count < n; i++)
+            {
+                if ((mask >> i & 1) == 0)
+                {
+                    mask |= 1u << i;
+                    count++;
+                }
+            }
+            // Ascending positions: the stored order kernels expect.
+            for (int i = 0; i < m; i++)
+            {
+                if ((mask >> i & 1) != 0)
+                {
+                    values[k] = row[baseColumn + i];
+                    indices[k++] = (byte)i;
+                }
+            }
+        }
+        // Values in storage order (16-bit types interleave whole 32-blocks), then one typed pass.
+        byte* dst = Values + (long)r * ValueStride * ValueType.Size();
+        switch (ValueType)
+        {
+            case ElementType.F32:
+                values.AsSpan().CopyTo(new Span<float>(dst, KeptPerRow));
+                break;
+            case ElementType.F16:
+                for (int j = 0; j < KeptPerRow; j++)
+                {
+                    ((ushort*)dst)[StorageIndex(j)] = BitConverter.HalfToUInt16Bits((Half)values[j]);
+                }
+                break;
+            default:
+                for (int j = 0; j < KeptPerRow; j++)
+                {
+                    ((ushort*)dst)[StorageIndex(j)] = Vectors.HalfBits.SingleToBFloat16(values[j]);
+                }
+                break;
+        }
+        byte* meta = Meta + (long)r * MetaStride;
+        for (int b = 0; b < Blocks; b++)
+        {
+            uint lo = 0, hi = 0;
+            for (int j = 0; j < 16 && 16 * b + j < KeptPerRow; j++)
+            {
+                uint idx = indices[16 * b + j];
+                lo |= (idx & 3) << (2 * j);
+                hi |= (idx >> 2 & 1) << j;
+            }
+            *(uint*)(meta + 4 * b) = lo;
+            if (m == 8)
+            {
+                *(ushort*)(meta + 4 * Blocks + 2 * b) = (ushort)hi;
+            }
+        }
+        for (int t = 0; t < TailColumns; t++)
+        {
+            ValueType.WriteFromSingle(_tail!.Data, (long)r * TailColumns + t, row[Groups * m + t]);
+        }
+    }
+
+    /// <summary>True when every group of M input columns of <paramref name="source"/> has at most N non-zeros.</summary>
+    public static bool Satisfies(WeightMatrix source, NmPattern pattern)
+    {
+        int groups = source.Columns / pattern.M;
+        var row = new float[source.Columns];
+        for (int r = 0; r < source.Rows; r++)
+        {
+            source.CopyRow(r, row);
+            for (int g = 0; g < groups; g++)
+            {
+                int nz = 0;
+                for (int i = 0; i < pattern.M; i++)
+                {
+                    nz += row[g * pattern.M + i] != 0f ? 1 : 0;
+                }
+                if (nz > pattern.N)
+                {
+                    return false;
+                }
+            }
+        }
+        return groups > 0;
+    }
+
+    private void Set(int row, int k, int index, float value)
+    {
+        ValueType.WriteFromSingle(Values, (long)row * ValueStride + StorageIndex(k), value);
+        byte* m = Meta + (long)row * MetaStride;
+        int block = k >> 4, j = k & 15;
+        uint* lo = (uint*)(m + 4 * block);
+        *lo = (*lo & ~(3u << (2 * j))) | ((uint)index & 3) << (2 * j);
+        if (Pattern.M == 8)
+        {
+            ushort* hi = (ushort*)(m + 4 * Blocks + 2 * block);
+            *hi = (ushort)((*hi & ~(1 << j)) | ((index >> 2) & 1) << j);
+        }
+    }
+
+    /// <summary>Checks the structural invariant: indices strictly increasing and below M in every group.</summary>
+    public void Validate()
+    {
+        for (int r = 0; r < Rows; r++)
+        {
+            for (int g = 0; g < Groups; g++)
+            {
+                int last = -1;
+                for (int j = 0; j < Pattern.N; j++)
+                {
+                    int i = IndexOf(r, g * Pattern.N + j);
+                    if (i <= last || i >= Pattern.M)
+                    {
+                        throw new InvalidDataException($"{Name}: row {r} group {g}: indices not strictly increasing within [0, {Pattern.M})");
+                    }
+                    last = i;
+                }
+            }
+        }
+    }
+
+    public override void Multiply(ReadOnlySpan<float> x, Span<float> y, int n)
+    {
+        CheckMultiplyArguments(x, y, n);
+        fixed (float* px = x)
+        fixed (float* py = y)
+        {
+            SparseGemm.Multiply(this, px, py, n);
+        }
+    }
+
+    public override void Dispose()
+    {
+        _values.Dispose();
+        _meta.Dispose();
+        _tail?.Dispose();
+        base.Dispose();
+    }
+}

@@ -1,0 +1,315 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using Kernels.Simd.Matrices;
+using Kernels.Simd.Threading;
+using Kernels.Simd.Vectors;
+
+namespace Kernels.Simd;
+
+/// <summary>
+/// Y[n, Rows] = X[n, Columns] · Wᵀ for an input-axis N:M matrix (<see cref="NmSparseMatrix"/>),
+/// decode (n = 1) and prefill (n &gt; 1) alike; multithreaded over rows.
+/// </summary>
+/// <remarks>
+/// Tiles of 4 rows x 4 tokens (4 x 1 for single tokens): per step of one vector of kept values,
+/// each row's metadata is decoded once into permute indices, each token's 2-vector window of x
+/// is loaded once, and one two-source permute per (row, token) gathers the activations that
+/// meet that row's kept weights. Only kept values and their index bits are read from memory,
+/// which is what makes decode up to 2x faster than dense. Remainders of fewer than one vector of
+/// kept values per row and the dense tail columns are summed in scalar code.
+/// </remarks>
+public static unsafe class SparseGemm
+{
+    public static void Multiply(NmSparseMatrix w, float* x, float* y, int n)
+    {
+        if (n <= 0 || w.Rows == 0)
+        {
+            return;
+        }
+        switch (w.ValueType)
+        {
+            case ElementType.F32: ByPattern<SparseF32Values, F32Loader>(w, x, y, n); break;
+            case ElementType.F16 when w.HalfValuesFinite: ByPattern<SparseF16Values, F16Loader>(w, x, y, n); break;
+            case ElementType.F16: Scalar<F16Loader>(w, x, y, n); break; // Inf/NaN weights: exact scalar path
+            default: ByPattern<SparseBF16Values, BF16Loader>(w, x, y, n); break;
+        }
+    }
+
+    private static void Scalar<TLoad>(NmSparseMatrix w, float* x, float* y, int n) where TLoad : struct, IWeightLoader
+    {
+        var job = new ScalarJob<TLoad> { W = w, X = x, Y = y, N = n };
+        Schedule(w, n, ref job);
+    }
+
+    private static void ByPattern<TValues, TLoad>(NmSparseMatrix w, float* x, float* y, int n)
+        where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
+    {
+        bool fourEight = w.Pattern.M == 8;
+        if (SimdInfo.Use512)
+        {
+            if (fourEight)
+            {
+                Run<Vec512, Vector512<float>, Vector512<int>, Gather512FourEight, TValues, TLoad>(w, x, y, n);
+            }
+            else
+            {
+                Run<Vec512, Vector512<float>, Vector512<int>, Gather512TwoFour, TValues, TLoad>(w, x, y, n);
+            }
+        }
+        else if (SimdInfo.Use256)
+        {
+            if (fourEight)
+            {
+                Run<Vec256, Vector256<float>, Vector256<int>, Gather256FourEight, TValues, TLoad>(w, x, y, n);
+            }
+            else
+            {
+                Run<Vec256, Vector256<float>, Vector256<int>, Gather256TwoFour, TValues, TLoad>(w, x, y, n);
+            }
+        }
+        else
+        {
+            // 128-bit and scalar tiers: the scalar definition (permutes over 4 lanes do not pay).
+            Scalar<TLoad>(w, x, y, n);
+        }
+    }
+
+    /// <summary>Batches at least this large use the broadcast kernel (no permutes; FMA-bound).</summary>
+    public static int BroadcastMinTokens { get; set; } = 96;
+
+    private static void Run<TTier, TVec, TIdx, TGather, TValues, TLoad>(NmSparseMatrix w, float* x, float* y, int n)
+        where TTier : struct, IFloatVector<TVec> where TVec : unmanaged where TIdx : unmanaged
+        where TGather : struct, ISparseGather<TVec, TIdx> where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
+    {
+        if (n >= BroadcastMinTokens)
+        {
+            SparseBroadcastGemm.Run<TTier, TVec, TIdx, TGather, TValues, TLoad>(w, x, y, n);
+            return;
+        }
+        var job = new Job<TTier, TVec, TIdx, TGather, TValues, TLoad>
+        {
+            Values = w.Values, Meta = w.Meta, ValueStride = w.ValueStride, MetaStride = w.MetaStride, Blocks = w.Blocks,
+            Kept = w.KeptPerRow, K = w.Columns, M = w.Rows, N = n, X = x, Y = y,
+            Tail = w.Tail is { } t ? t.Data : null, TailColumns = w.TailColumns, GroupedColumns = w.Groups * w.Pattern.M,
+        };
+        Schedule(w, n, ref job);
+    }
+
+    private static void Schedule<TJob>(NmSparseMatrix w, int n, ref TJob job) where TJob : struct, IRangeJob
+    {
+        int rows = w.Rows;
+        if (w.ByteSize * Math.Max(1, n / 4) < DenseGemv.ParallelThresholdBytes)
+        {
+            job.Execute(0, rows);
+            return;
+        }
+        long rowBytes = Math.Max(1, w.ByteSize / Math.Max(1, rows));
+        int chunk = (int)Math.Clamp((1L << 20) / rowBytes / Math.Max(1, n / 4), 4, Math.Max(4, rows / (8 * WorkerPool.Shared.ThreadCount)));
+        WorkerPool.Shared.For(rows, (chunk + 3) & ~3, ref job);
+    }
+
+    private struct Job<TTier, TVec, TIdx, TGather, TValues, TLoad> : IRangeJob
+        where TTier : struct, IFloatVector<TVec> where TVec : unmanaged where TIdx : unmanaged
+        where TGather : struct, ISparseGather<TVec, TIdx> where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
+    {
+        public byte* Values, Meta, Tail;
+        public int ValueStride, MetaStride, Blocks, Kept, K, M, N, TailColumns, GroupedColumns;
+        public float* X, Y;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public readonly void Execute(int begin, int end)
+        {
+            float* sums = stackalloc float[16];
+            int size = TLoad.Type.Size();
+            for (int r = begin; r < end; r += 4)
+            {
+                int rv = Math.Min(4, end - r);
+                // Rows past the end repeat the last valid one (results discarded).
+                int r1 = r + Math.Min(1, rv - 1), r2 = r + Math.Min(2, rv - 1), r3 = r + Math.Min(3, rv - 1);
+                byte* v0 = Values + (long)r * ValueStride * size, v1 = Values + (long)r1 * ValueStride * size;
+                byte* v2 = Values + (long)r2 * ValueStride * size, v3 = Values + (long)r3 * ValueStride * size;
+                byte* m0 = Meta + (long)r * MetaStride, m1 = Meta + (long)r1 * MetaStride;
+                byte* m2 = Meta + (long)r2 * MetaStride, m3 = Meta + (long)r3 * MetaStride;
+                int t = 0;
+                for (; t + 4 <= N; t += 4)
+                {
+                    float* x0 = X + (long)t * K;
+                    Tile4x4(v0, v1, v2, v3, m0, m1, m2, m3, x0, x0 + K, x0 + 2 * K, x0 + 3 * K, sums);
+                    Finish(r, rv, t, 4, sums);
+                }
+                for (; t < N; t++)
+                {
+                    Tile4x1(v0, v1, v2, v3, m0, m1, m2, m3, X + (long)t * K, sums);
+                    Finish(r, rv, t, 1, sums);
+                }
+            }
+        }
+
+        /// <summary>Adds the kept values not covered by whole pairs and the dense tail, then stores Y.</summary>
+        private readonly void Finish(int r, int rv, int t0, int tokens, float* sums)
+        {
+            int size = TLoad.Type.Size();
+            int paired = TValues.PairedKept<TTier, TVec>(Kept);
+            bool interleaved = TValues.Type != ElementType.F32;
+            int fullBlocks = Kept / 32 * 32;
+            for (int tt = 0; tt < tokens; tt++)
+            {
+                float* x = X + (long)(t0 + tt) * K;
+                for (int rr = 0; rr < rv; rr++)
+                {
+                    int row = r + rr;
+                    float s = sums[rr * 4 + tt];
+                    byte* vals = Values + (long)row * ValueStride * size;
+                    byte* meta = Meta + (long)row * MetaStride;
+                    for (int k = paired; k < Kept; k++)
+                    {
+                        int stored = interleaved && k < fullBlocks ? (k & ~31) + ((k & 31) < 16 ? 2 * (k & 31) : 2 * ((k & 31) - 16) + 1) : k;
+                        s += TLoad.LoadScalar(vals, stored) * x[k / (TGather.M / 2) * TGather.M + IndexOf(meta, k)];
+                    }
+                    if (Tail != null)
+                    {
+                        byte* tail = Tail + (long)row * TailColumns * size;
+                        for (int c = 0; c < TailColumns; c++)
+                        {
+                            s += TLoad.LoadScalar(tail, c) * x[GroupedColumns + c];
+                        }
+                    }
+                    Y[(long)(t0 + tt) * M + row] = s;
+                }
+            }
+        }
+
+        private readonly int IndexOf(byte* meta, int k)
+        {
+            int block = k >> 4, j = k & 15;
+            int lo = (*(int*)(meta + 4 * block) >> (2 * j)) & 3;
+            return TGather.M == 4 ? lo : lo | ((*(ushort*)(meta + 4 * Blocks + 2 * block) >> j) & 1) << 2;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private readonly void Tile4x4(byte* v0, byte* v1, byte* v2, byte* v3, byte* m0, byte* m1, byte* m2, byte* m3,
+            float* x0, float* x1, float* x2, float* x3, float* sums)
+        {
+            int c = TTier.Count;
+            int paired = TValues.PairedKept<TTier, TVec>(Kept);
+            int second = TValues.SecondOffset<TTier, TVec>();
+            int blocks = Blocks;
+            TVec a00 = TTier.Zero, a01 = TTier.Zero, a02 = TTier.Zero, a03 = TTier.Zero;
+            TVec a10 = TTier.Zero, a11 = TTier.Zero, a12 = TTier.Zero, a13 = TTier.Zero;
+            TVec a20 = TTier.Zero, a21 = TTier.Zero, a22 = TTier.Zero, a23 = TTier.Zero;
+            TVec a30 = TTier.Zero, a31 = TTier.Zero, a32 = TTier.Zero, a33 = TTier.Zero;
+            for (int p = 0; p < paired; p += 2 * c)
+            {
+                TValues.LoadPair<TTier, TVec>(v0, p, out TVec w0a, out TVec w0b);
+                TValues.LoadPair<TTier, TVec>(v1, p, out TVec w1a, out TVec w1b);
+                TValues.LoadPair<TTier, TVec>(v2, p, out TVec w2a, out TVec w2b);
+                TValues.LoadPair<TTier, TVec>(v3, p, out TVec w3a, out TVec w3b);
+                for (int half = 0; half < 2; half++)
+                {
+                    int k = TValues.FirstKept(p) + half * second;
+                    int step = k / c;
+                    nint col = 2 * k;
+                    TVec w0 = half == 0 ? w0a : w0b, w1 = half == 0 ? w1a : w1b, w2 = half == 0 ? w2a : w2b, w3 = half == 0 ? w3a : w3b;
+                    TIdx i0 = TGather.Decode(m0, blocks, step), i1 = TGather.Decode(m1, blocks, step);
+                    TIdx i2 = TGather.Decode(m2, blocks, step), i3 = TGather.Decode(m3, blocks, step);
+                    TVec lo = TTier.Load(x0 + col), hi = TTier.Load(x0 + col + c);
+                    a00 = TTier.MultiplyAdd(w0, TGather.Gather(lo, hi, i0), a00);
+                    a10 = TTier.MultiplyAdd(w1, TGather.Gather(lo, hi, i1), a10);
+                    a20 = TTier.MultiplyAdd(w2, TGather.Gather(lo, hi, i2), a20);
+                    a30 = TTier.MultiplyAdd(w3, TGather.Gather(lo, hi, i3), a30);
+                    lo = TTier.Load(x1 + col); hi = TTier.Load(x1 + col + c);
+                    a01 = TTier.MultiplyAdd(w0, TGather.Gather(lo, hi, i0), a01);
+                    a11 = TTier.MultiplyAdd(w1, TGather.Gather(lo, hi, i1), a11);
+                    a21 = TTier.MultiplyAdd(w2, TGather.Gather(lo, hi, i2), a21);
+                    a31 = TTier.MultiplyAdd(w3, TGather.Gather(lo, hi, i3), a31);
+                    lo = TTier.Load(x2 + col); hi = TTier.Load(x2 + col + c);
+                    a02 = TTier.MultiplyAdd(w0, TGather.Gather(lo, hi, i0), a02);
+                    a12 = TTier.MultiplyAdd(w1, TGather.Gather(lo, hi, i1), a12);
+                    a22 = TTier.MultiplyAdd(w2, TGather.Gather(lo, hi, i2), a22);
+                    a32 = TTier.MultiplyAdd(w3, TGather.Gather(lo, hi, i3), a32);
+                    lo = TTier.Load(x3 + col); hi = TTier.Load(x3 + col + c);
+                    a03 = TTier.MultiplyAdd(w0, TGather.Gather(lo, hi, i0), a03);
+                    a13 = TTier.MultiplyAdd(w1, TGather.Gather(lo, hi, i1), a13);
+                    a23 = TTier.MultiplyAdd(w2, TGather.Gather(lo, hi, i2), a23);
+                    a33 = TTier.MultiplyAdd(w3, TGather.Gather(lo, hi, i3), a33);
+                }
+            }
+            // sums[row * 4 + token]
+            sums[0] = TTier.Sum(a00); sums[1] = TTier.Sum(a01); sums[2] = TTier.Sum(a02); sums[3] = TTier.Sum(a03);
+            sums[4] = TTier.Sum(a10); sums[5] = TTier.Sum(a11); sums[6] = TTier.Sum(a12); sums[7] = TTier.Sum(a13);
+            sums[8] = TTier.Sum(a20); sums[9] = TTier.Sum(a21); sums[10] = TTier.Sum(a22); sums[11] = TTier.Sum(a23);
+            sums[12] = TTier.Sum(a30); sums[13] = TTier.Sum(a31); sums[14] = TTier.Sum(a32); sums[15] = TTier.Sum(a33);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private readonly void Tile4x1(byte* v0, byte* v1, byte* v2, byte* v3, byte* m0, byte* m1, byte* m2, byte* m3, float* x0, float* sums)
+        {
+            int c = TTier.Count;
+            int paired = TValues.PairedKept<TTier, TVec>(Kept);
+            int second = TValues.SecondOffset<TTier, TVec>();
+            int blocks = Blocks;
+            TVec a0 = TTier.Zero, a1 = TTier.Zero, a2 = TTier.Zero, a3 = TTier.Zero;
+            TVec b0 = TTier.Zero, b1 = TTier.Zero, b2 = TTier.Zero, b3 = TTier.Zero;
+            for (int p = 0; p < paired; p += 2 * c)
+            {
+                int ka = TValues.FirstKept(p), kb = ka + second;
+                int sa = ka / c, sb = kb / c;
+                TVec loA = TTier.Load(x0 + 2 * ka), hiA = TTier.Load(x0 + 2 * ka + c);
+                TVec loB = TTier.Load(x0 + 2 * kb), hiB = TTier.Load(x0 + 2 * kb + c);
+                TValues.LoadPair<TTier, TVec>(v0, p, out TVec wa, out TVec wb);
+                a0 = TTier.MultiplyAdd(wa, TGather.Gather(loA, hiA, TGather.Decode(m0, blocks, sa)), a0);
+                b0 = TTier.MultiplyAdd(wb, TGather.Gather(loB, hiB, TGather.Decode(m0, blocks, sb)), b0);
+                TValues.LoadPair<TTier, TVec>(v1, p, out wa, out wb);
+                a1 = TTier.MultiplyAdd(wa, TGather.Gather(loA, hiA, TGather.Decode(m1, blocks, sa)), a1);
+                b1 = TTier.MultiplyAdd(wb, TGather.Gather(loB, hiB, TGather.Decode(m1, blocks, sb)), b1);
+                TValues.LoadPair<TTier, TVec>(v2, p, out wa, out wb);
+                a2 = TTier.MultiplyAdd(wa, TGather.Gather(loA, hiA, TGather.Decode(m2, blocks, sa)), a2);
+                b2 = TTier.MultiplyAdd(wb, TGather.Gather(loB, hiB, TGather.Decode(m2, blocks, sb)), b2);
+                TValues.LoadPair<TTier, TVec>(v3, p, out wa, out wb);
+                a3 = TTier.MultiplyAdd(wa, TGather.Gather(loA, hiA, TGather.Decode(m3, blocks, sa)), a3);
+                b3 = TTier.MultiplyAdd(wb, TGather.Gather(loB, hiB, TGather.Decode(m3, blocks, sb)), b3);
+            }
+            sums[0] = TTier.Sum(TTier.Add(a0, b0));
+            sums[4] = TTier.Sum(TTier.Add(a1, b1));
+            sums[8] = TTier.Sum(TTier.Add(a2, b2));
+            sums[12] = TTier.Sum(TTier.Add(a3, b3));
+        }
+    }
+
+    /// <summary>Scalar definition: Σ over kept values of value · x[group·M + index], then the dense tail.</summary>
+    private struct ScalarJob<TLoad> : IRangeJob where TLoad : struct, IWeightLoader
+    {
+        public NmSparseMatrix W;
+        public float* X, Y;
+        public int N;
+
+        public readonly void Execute(int begin, int end)
+        {
+            var w = W;
+            int size = TLoad.Type.Size();
+            int n2 = w.Pattern.N, m = w.Pattern.M, grouped = w.Groups * m;
+            for (int r = begin; r < end; r++)
+            {
+                byte* vals = w.Values + (long)r * w.ValueStride * size;
+                for (int t = 0; t < N; t++)
+                {
+                    float* x = X + (long)t * w.Columns;
+                    float s = 0f;
+                    for (int k = 0; k < w.KeptPerRow; k++)
+                    {
+                        s += TLoad.LoadScalar(vals, w.StorageIndex(k)) * x[k / n2 * m + w.IndexOf(r, k)];
+                    }
+                    if (w.Tail is { } tail)
+                    {
+                        byte* tr = tail.Data + (long)r * w.TailColumns * size;
+                        for (int c = 0; c < w.TailColumns; c++)
+                        {
+                            s += TLoad.LoadScalar(tr, c) * x[grouped + c];
+                        }
+                    }
+                    Y[(long)t * w.Rows + r] = s;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+using Kernels.Runtime.Model;
+using Kernels.Simd.Matrices;
+
+namespace Kernels.Runtime.Sparsity;
+
+/// <summary>What happened to one linear layer during compression.</summary>
+public sealed record CompressionEntry(string Tensor, string Before, string After, long BytesBefore, long BytesAfter);
+
+/// <summary>
+/// Replaces the block linear layers of a model that hold an N:M pattern by the compressed
+/// formats: input-axis groups → <see cref="NmSparseMatrix"/>, output-axis groups (DaSS gate/up)
+/// → <see cref="NmOutputSparseMatrix"/>. Matrices without a pattern stay dense; embedding and
+/// classifier are never compressed. A compressed model computes the same function (its zeros
+/// are skipped, not approximated).
+/// </summary>
+public static class SparseCompression
+{
+    /// <param name="patterns">Patterns to look for, most compressed first (default 2:4, 4:8).</param>
+    /// <param name="allowOutputAxis">Also look for output-axis groups.</param>
+    public static IReadOnlyList<CompressionEntry> CompressDetected(LlamaModel model, IReadOnlyList<NmPattern>? patterns = null,
+        bool allowOutputAxis = true, IProgress<float>? progress = null)
+    {
+        patterns ??= new[] { NmPattern.TwoFour, NmPattern.FourEight };
+        var log = new List<CompressionEntry>();
+        int done = 0, total = model.Layers.Count * 7;
+        for (int l = 0; l < model.Layers.Count; l++)
+        {
+            var layer = model.Layers[l];
+            layer.Query = Convert(layer.Query, $"blk.{l}.attn_q", patterns, allowOutputAxis, log);
+            layer.Key = Convert(layer.Key, $"blk.{l}.attn_k", patterns, allowOutputAxis, log);
+            layer.Value = Convert(layer.Value, $"blk.{l}.attn_v", patterns, allowOutputAxis, log);
+            layer.Output = Convert(layer.Output, $"blk.{l}.attn_output", patterns, allowOutputAxis, log);
+            layer.Gate = Convert(layer.Gate, $"blk.{l}.ffn_gate", patterns, allowOutputAxis, log);
+            layer.Up = Convert(layer.Up, $"blk.{l}.ffn_up", patterns, allowOutputAxis, log);
+            layer.Down = Convert(layer.Down, $"blk.{l}.ffn_down", patterns, allowOutputAxis, log);
+            done += 7;
+            progress?.Report((float)done / Math.Max(1, total));
+        }
+        model.Revalidate();
+        return log;
+    }
+
+    private static WeightMatrix Convert(WeightMatrix m, string name, IReadOnlyList<NmPattern> patterns, bool output, List<CompressionEntry> log)
+    {
+        if (m is not DenseMatrix dense)
+        {
+            return m;
+        }
+        foreach (var p in patterns)
+        {
+            WeightMatrix? result = null;
+            if (dense.Columns >= p.M && NmSparseMatrix.Satisfies(dense, p))
+            {
+                result = NmSparseMatrix.Compress(dense, p, dense.ElementType);
+            }
+            else if (output && dense.Rows >= p.M && NmOutputSparseMatrix.Satisfies(dense, p))
+            {
+                result = NmOutputSparseMatrix.Compress(dense, p, dense.ElementType);
+            }
+            if (result is not null)
+            {
+                log.Add(new CompressionEntry(name, dense.Format, result.Format, dense.ByteSize, result.ByteSize));
+                // The dense source may be a view of a mapped file the model owns; views hold nothing to free.
+                dense.Dispose();
+                return result;
+            }
+        }
+        return m;
+    }
+}
