@@ -66,7 +66,8 @@ public sealed unsafe class WorkerPool : IDisposable
     public int ThreadCount { get; }
 
     /// <summary>
-    /// Runs <paramref name="job"/> over <c>[0, count)</c> in chunks of <paramref name="chunk"/> items.
+    /// Runs <paramref name="job"/> over <c>[0, count)</c> in chunks of <paramref name="chunk"/> items
+    /// (every Execute call covers at most one chunk).
     /// Returns when every item has been processed. Exceptions from jobs are not supported (kernels validate first).
     /// </summary>
     public void For<TJob>(int count, int chunk, ref TJob job) where TJob : struct, IRangeJob
@@ -79,7 +80,11 @@ public sealed unsafe class WorkerPool : IDisposable
         int chunks = (count + chunk - 1) / chunk;
         if (chunks == 1 || _workers.Length == 0 || !Monitor.TryEnter(_gate))
         {
-            job.Execute(0, count);
+            // Inline, still chunk by chunk: jobs may size scratch space by the chunk.
+            for (int begin = 0; begin < count; begin += chunk)
+            {
+                job.Execute(begin, Math.Min(count, begin + chunk));
+            }
             return;
         }
 
