@@ -19,8 +19,10 @@ public unsafe class BandwidthBenchmarks
     public void Setup()
     {
         _buffer = NativeBuffer.Of<float>(Floats);
-        new Span<float>(_buffer.Pointer, int.MaxValue / 4).Fill(1f);
-        new Span<float>((float*)_buffer.Pointer + int.MaxValue / 4, (int)(Floats - int.MaxValue / 4)).Fill(1f);
+        for (long i = 0; i < Floats; i += 1 << 20)
+        {
+            new Span<float>((float*)_buffer.Pointer + i, 1 << 20).Fill(1f);
+        }
     }
 
     /// <summary>1 GiB read; GB/s = 1.0737 / seconds.</summary>

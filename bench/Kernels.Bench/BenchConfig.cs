@@ -11,8 +11,8 @@ public static class BenchConfig
 {
     public static IConfig Create()
     {
-        var job = Job.Default.WithWarmupCount(3).WithIterationCount(15).WithLaunchCount(1);
-        foreach (string knob in new[] { "KERNELS_THREADS", "KERNELS_MAX_SIMD_BITS", "DOTNET_PreferredVectorBitWidth", "DOTNET_EnableAVX512", "DOTNET_EnableAVX2" })
+        var job = Job.Default.WithWarmupCount(2).WithIterationCount(11).WithLaunchCount(1);
+        foreach (string knob in new[] { "KERNELS_THREADS", "KERNELS_MAX_SIMD_BITS", "KERNELS_BENCH_SHAPES", "KERNELS_BENCH_TOKENS", "DOTNET_PreferredVectorBitWidth", "DOTNET_EnableAVX512", "DOTNET_EnableAVX2" })
         {
             if (Environment.GetEnvironmentVariable(knob) is { } v)
             {

@@ -15,8 +15,10 @@ public class GemvBenchmarks
     private WeightMatrix _w = null!;
     private float[] _x = null!, _y = null!, _wArray = null!;
 
-    [Params("11008x4096", "4096x4096", "4096x11008")]
+    [ParamsSource(nameof(Shapes))]
     public string Shape { get; set; } = "11008x4096";
+
+    public static IEnumerable<string> Shapes => BenchParams.Shapes;
 
     [Params(ElementType.F32, ElementType.F16)]
     public ElementType Type { get; set; }
@@ -66,11 +68,15 @@ public class GemmBenchmarks
     private WeightMatrix _w = null!;
     private float[] _x = null!, _y = null!;
 
-    [Params("11008x4096", "4096x4096", "4096x11008")]
+    [ParamsSource(nameof(Shapes))]
     public string Shape { get; set; } = "11008x4096";
 
-    [Params(8, 32, 512)]
+    public static IEnumerable<string> Shapes => BenchParams.Shapes;
+
+    [ParamsSource(nameof(Tokens))]
     public int N { get; set; }
+
+    public static IEnumerable<int> Tokens => BenchParams.Tokens;
 
     [Params(ElementType.F32, ElementType.F16)]
     public ElementType Type { get; set; }
@@ -92,4 +98,14 @@ public class GemmBenchmarks
 
     [GlobalCleanup]
     public void Cleanup() => _w.Dispose();
+}
+
+/// <summary>Parameter sets, narrowed by environment variables for shorter runs (KERNELS_BENCH_SHAPES=11008x4096, KERNELS_BENCH_TOKENS=512).</summary>
+internal static class BenchParams
+{
+    public static IEnumerable<string> Shapes =>
+        Environment.GetEnvironmentVariable("KERNELS_BENCH_SHAPES")?.Split(',') ?? new[] { "11008x4096", "4096x4096", "4096x11008" };
+
+    public static IEnumerable<int> Tokens =>
+        Environment.GetEnvironmentVariable("KERNELS_BENCH_TOKENS")?.Split(',').Select(int.Parse) ?? new[] { 8, 32, 512 };
 }

@@ -13,6 +13,8 @@ public static class Program
             PerplexityCommand.Create(),
             InspectCommand.Create(),
             BenchCommand.Create(),
+            PruneCommand.Create(),
+            PruneReportCommand.Create(),
         };
         return await root.Parse(args).InvokeAsync();
     }

@@ -92,6 +92,43 @@ public sealed class Transformer : IDisposable
         _logitRows = mode switch { LogitsMode.All => tokens.Length, LogitsMode.Last => 1, _ => 0 };
     }
 
+    /// <summary>
+    /// Runs decoder block <paramref name="layer"/> alone on hidden states [n, dim] (in place),
+    /// at positions startPosition.., appending to the cache: the unit of block-wise calibration.
+    /// </summary>
+    public void ForwardLayer(int layer, Span<float> hidden, int startPosition, IKvCache cache)
+    {
+        int dim = Model.Config.Dim;
+        if (hidden.Length % dim != 0 || hidden.Length / dim > _maxBatch || hidden.Length == 0)
+        {
+            throw new ArgumentException($"hidden has {hidden.Length} floats: need n·{dim} with 0 < n ≤ {_maxBatch}", nameof(hidden));
+        }
+        int n = hidden.Length / dim;
+        EnsureActivations();
+        Span<int> positions = new int[n];
+        for (int i = 0; i < n; i++)
+        {
+            positions[i] = startPosition + i;
+        }
+        _ops.Upload(hidden, _x!, 0);
+        Observer?.OnBlockInput(layer, _x!, n);
+        AttentionBlock(layer, Model.Layers[layer], n, positions, cache);
+        MlpBlock(layer, Model.Layers[layer], n);
+        _ops.Download(_x!, 0, hidden);
+    }
+
+    /// <summary>Embedding rows of <paramref name="tokens"/> as host floats [n, dim].</summary>
+    public float[] Embed(ReadOnlySpan<int> tokens)
+    {
+        int dim = Model.Config.Dim;
+        var result = new float[tokens.Length * dim];
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            Model.TokenEmbedding.ReadRow(tokens[i], result.AsSpan(i * dim, dim));
+        }
+        return result;
+    }
+
     private void RunChunk(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, IKvCache cache, LogitsMode mode, int logitOffset)
     {
         var c = Model.Config;

@@ -41,6 +41,8 @@ public sealed class BpeTokenizer : ITokenizer
         }
     }
 
+    public Vocabulary Vocabulary => _vocab;
+
     public int VocabSize => _vocab.Count;
     public int Bos => _vocab.Bos;
     public int Eos => _vocab.Eos;

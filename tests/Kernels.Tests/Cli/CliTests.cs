@@ -88,3 +88,24 @@ public sealed class BenchCliTests
         Assert.True(new FileInfo(tmp.File("b.png")).Length > 1000);
     }
 }
+
+public sealed class PruneCliTests
+{
+    [DataFact]
+    public void Prune_exports_a_gguf_that_generate_loads_compressed()
+    {
+        using var tmp = new TempDir();
+        var (code, stdout, stderr) = CliTests.Run("prune", "--model", TestData.Stories260KBin, "--tokenizer", TestData.Tok512, "--method", "wanda",
+            "--pattern", "2:4", "--calibration", TestData.File_("tinystories_valid_sample.txt"), "--calibration-windows", "4", "--calibration-length", "64",
+            "--out", tmp.File("p.gguf"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("blk.4.ffn_down", stdout);
+        var (gcode, text, gerr) = CliTests.Run("generate", "--model", tmp.File("p.gguf"), "--prompt", "Once upon a time", "--steps", "40", "--temperature", "0");
+        Assert.True(gcode == 0, gerr);
+        Assert.StartsWith("Once upon a time", text);
+        Assert.Contains("sparse: 15 linears compressed", gerr);
+        var (bad, _, berr) = CliTests.Run("prune", "--model", TestData.Stories260KBin, "--tokenizer", TestData.Tok512, "--method", "wanda", "--pattern", "2:4", "--out", tmp.File("x.gguf"));
+        Assert.NotEqual(0, bad);
+        Assert.Contains("--calibration is required", berr);
+    }
+}
