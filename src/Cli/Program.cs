@@ -15,6 +15,7 @@ public static class Program
             BenchCommand.Create(),
             PruneCommand.Create(),
             PruneReportCommand.Create(),
+            KvReportCommand.Create(),
         };
         return await root.Parse(args).InvokeAsync();
     }

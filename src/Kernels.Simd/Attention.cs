@@ -1,8 +1,12 @@
+using System.Runtime.Intrinsics;
+using Kernels.Simd.Vectors;
+
 namespace Kernels.Simd;
 
 /// <summary>
-/// Single-query attention over a contiguous block of cached keys and values (one KV head):
-/// softmax(q·kᵀ/√d)·V, optionally accumulating the attention each cached token received.
+/// Single-query attention over a block of cached keys and values (one KV head):
+/// softmax(q·kᵀ/√d)·V, optionally accumulating the attention each cached token received —
+/// the H2O statistic, or VATP's value-norm-weighted statistic p_t·‖v_t‖₁ — in the same pass.
 /// </summary>
 public static unsafe class Attention
 {
@@ -12,9 +16,10 @@ public static unsafe class Attention
     /// <param name="count">Cached tokens to attend to.</param>
     /// <param name="scores">Scratch of at least <paramref name="count"/> floats; holds the probabilities on return.</param>
     /// <param name="output">[headDim] result, overwritten.</param>
-    /// <param name="received">Optional [count]: received[t] += p_t (H2O/VATP statistics; fused so scoring costs one add per token).</param>
+    /// <param name="received">Optional [count]: received[t] += p_t (or p_t·valueNorms[t]).</param>
+    /// <param name="valueNorms">Optional [count] weights of the accumulation (‖v_t‖₁ for VATP); null = unweighted (H2O).</param>
     public static void Attend(float* query, float* keys, float* values, int count, int headDim,
-        float* scores, float* output, float* received)
+        float* scores, float* output, float* received, float* valueNorms = null)
     {
         // Divide (not multiply by the reciprocal): llama2.c's rounding.
         float norm = MathF.Sqrt(headDim);
@@ -30,10 +35,48 @@ public static unsafe class Attention
         }
         if (received != null)
         {
-            for (int t = 0; t < count; t++)
-            {
-                received[t] += scores[t];
-            }
+            Accumulate(scores, valueNorms, received, count);
         }
+    }
+
+    /// <summary>received[t] += p[t] · (weights?[t] ?? 1): the value-norm-weighted attention reduction.</summary>
+    public static void Accumulate(float* p, float* weights, float* received, int count)
+    {
+        int t = 0;
+        if (SimdInfo.Use512)
+        {
+            t = Accumulate<Vec512, Vector512<float>>(p, weights, received, count);
+        }
+        else if (SimdInfo.Use256)
+        {
+            t = Accumulate<Vec256, Vector256<float>>(p, weights, received, count);
+        }
+        for (; t < count; t++)
+        {
+            received[t] += weights == null ? p[t] : p[t] * weights[t];
+        }
+    }
+
+    private static int Accumulate<TTier, TVec>(float* p, float* weights, float* received, int count)
+        where TTier : struct, IFloatVector<TVec> where TVec : unmanaged
+    {
+        int c = TTier.Count, t = 0;
+        for (; t <= count - c; t += c)
+        {
+            TVec v = TTier.Load(p + t);
+            TTier.Store(received + t, weights == null ? TTier.Add(TTier.Load(received + t), v) : TTier.MultiplyAdd(v, TTier.Load(weights + t), TTier.Load(received + t)));
+        }
+        return t;
+    }
+
+    /// <summary>‖v‖₁ of <paramref name="length"/> floats.</summary>
+    public static float L1Norm(float* v, int length)
+    {
+        float s = 0f;
+        for (int i = 0; i < length; i++)
+        {
+            s += MathF.Abs(v[i]);
+        }
+        return s;
     }
 }

@@ -16,7 +16,7 @@ namespace Kernels.Cli.Commands;
 /// </summary>
 internal static class BenchCommand
 {
-    internal sealed record Variant(string Name, ElementType Type, NmPattern? Sparsity);
+    internal sealed record Variant(string Name, ElementType Type, NmPattern? Sparsity, Kernels.Runtime.Caching.KvCacheOptions? Kv = null);
 
     public static Command Create()
     {
@@ -28,9 +28,12 @@ internal static class BenchCommand
         var prefill = new Option<int?>("--prefill-tokens") { Description = "Prompt length of the timed prefill (default 256, quick 64)" };
         var json = new Option<string?>("--json") { Description = "Write results as JSON" };
         var chart = new Option<string>("--chart") { Description = "PNG chart path", DefaultValueFactory = _ => "kernels-bench.png" };
+        var kvPolicy = new Option<string?>("--kv-policy") { Description = "Compare decode with a full KV cache against this eviction policy (dense weights), after --context tokens" };
+        var kvBudget = new Option<string>("--kv-budget") { Description = "Budget for --kv-policy", DefaultValueFactory = _ => "0.5" };
+        var contextTokens = new Option<int>("--context") { Description = "Tokens in the cache before the timed decode steps", DefaultValueFactory = _ => 16 };
         var command = new Command("bench", "Dense vs 2:4 vs 4:8 decode/prefill on a synthetic Llama-shaped model (no downloads)")
         {
-            shape, layers, quick, types, decode, prefill, json, chart,
+            shape, layers, quick, types, decode, prefill, json, chart, kvPolicy, kvBudget, contextTokens,
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -48,6 +51,7 @@ internal static class BenchCommand
                     DecodeTokens = parse.GetValue(decode) ?? (q ? 12 : 32),
                     PrefillTokens = parse.GetValue(prefill) ?? (q ? 64 : 256),
                     PrefillRepeats = q ? 1 : 3,
+                    DecodeContext = parse.GetValue(contextTokens),
                 };
                 var variants = valueTypes.SelectMany(t => new[]
                 {
@@ -55,6 +59,16 @@ internal static class BenchCommand
                     new Variant($"2:4 {t}", t, NmPattern.TwoFour),
                     new Variant($"4:8 {t}", t, NmPattern.FourEight),
                 }).ToList();
+                if (parse.GetValue(kvPolicy) is { } policy)
+                {
+                    // KV comparison: dense weights, full cache vs the policy's budget.
+                    var kvOptions = new Kernels.Runtime.Caching.KvCacheOptions { Policy = Kernels.Runtime.Caching.KvCacheOptions.ParsePolicy(policy) }.WithBudget(parse.GetValue(kvBudget)!);
+                    variants = valueTypes.SelectMany(t => new[]
+                    {
+                        new Variant($"dense {t}", t, null),
+                        new Variant($"dense {t} {policy} {parse.GetValue(kvBudget)}", t, null, kvOptions),
+                    }).ToList();
+                }
                 var results = Run(s, variants, options, cancellationToken);
                 Report(s, results, options);
                 WriteChart(parse.GetValue(chart)!, s, results);
@@ -96,9 +110,9 @@ internal static class BenchCommand
             GC.Collect();
             GC.WaitForPendingFinalizers();
             PeakMemory.Reset();
-            using var model = CliConsole.WithProgress($"building {v.Name}", p => SyntheticModel.Create(shape, v.Type, v.Sparsity, seed: 7, p));
+            using var model = CliConsole.WithProgress($"building {v.Name}", p => SyntheticModel.Create(shape with { MaxSequence = Math.Max(shape.MaxSequence, options.DecodeContext + options.DecodeTokens + 1) }, v.Type, v.Sparsity, seed: 7, p));
             using var ops = new HostOps();
-            var r = CliConsole.WithProgress($"timing {v.Name}", _ => ModelBenchmark.Run(model, ops, options, ct));
+            var r = CliConsole.WithProgress($"timing {v.Name}", _ => ModelBenchmark.Run(model, ops, options with { Kv = v.Kv }, ct));
             CliConsole.Err.MarkupLine($"  {Markup.Escape(v.Name),-10} decode {r.DecodeMsPerToken,8:F2} ms/token ({r.DecodeTokensPerSecond:F2} tok/s, {r.DecodeWeightGBps:F1} GB/s of weights), prefill {r.PrefillTokensPerSecond:F1} tok/s");
             results.Add((v, r));
         }
@@ -106,7 +120,7 @@ internal static class BenchCommand
     }
 
     private static ModelBenchmarkResult? Dense(List<(Variant Variant, ModelBenchmarkResult Result)> results, ElementType t) =>
-        results.FirstOrDefault(x => x.Variant.Type == t && x.Variant.Sparsity is null).Result;
+        results.FirstOrDefault(x => x.Variant.Type == t && x.Variant.Sparsity is null && x.Variant.Kv is null).Result;
 
     private static void Report(SyntheticShape shape, List<(Variant Variant, ModelBenchmarkResult Result)> results, ModelBenchmarkOptions o)
     {

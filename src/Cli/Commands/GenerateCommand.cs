@@ -16,7 +16,9 @@ internal static class GenerateCommand
         var topP = new Option<float>("--top-p", "-p") { Description = "Nucleus sampling threshold (1 = off)", DefaultValueFactory = _ => 0.9f };
         var seed = new Option<ulong?>("--seed", "-s") { Description = "Sampling seed (default: time)" };
         var command = new Command("generate", "Generate text from a prompt");
+        var kv = new KvOptions();
         common.AddTo(command);
+        kv.AddTo(command);
         command.Options.Add(prompt);
         command.Options.Add(steps);
         command.Options.Add(temperature);
@@ -31,6 +33,10 @@ internal static class GenerateCommand
                 using var ops = CommonOptions.CreateOps(parse.GetValue(common.Device)!);
                 using var transformer = new Transformer(model, ops);
                 var generator = new TextGenerator(transformer, tokenizer);
+                if (kv.Get(parse) is { } kvOptions)
+                {
+                    generator.Kv = new Kernels.Runtime.Caching.KvCacheController(kvOptions);
+                }
                 var options = new GenerationOptions
                 {
                     Steps = parse.GetValue(steps),
@@ -46,6 +52,11 @@ internal static class GenerateCommand
                 stdout.Write('\n');
                 var s = generator.LastStats!;
                 Console.Error.WriteLine($"backend: {ops.Name}");
+                if (generator.Kv is { } controller && generator.LastCache is Kernels.Runtime.Compute.HostKvCache hc)
+                {
+                    Console.Error.WriteLine($"kv: {controller.Options.Policy} budget {controller.Budget} tokens/head ({controller.Heavy} heavy + {controller.Recent} recent), " +
+                                            $"{controller.Evicted} evicted, K/V storage held {hc.BytesHeld} bytes (+{hc.StatisticsBytes} bytes of positions/scores)");
+                }
                 Console.Error.WriteLine($"prompt: {s.PromptTokens} tokens in {s.PrefillTime.TotalMilliseconds:F1} ms ({s.PrefillTokensPerSecond:F1} tok/s); " +
                                         $"generated: {s.GeneratedTokens} tokens, achieved tok/s: {s.DecodeTokensPerSecond:F2}");
                 return 0;

@@ -18,7 +18,9 @@ internal static class PerplexityCommand
         var maxBytes = new Option<long?>("--max-bytes") { Description = "Score only the first N bytes of the file (e.g. 16178 = the llama2.c reference span)" };
         var json = new Option<string?>("--json") { Description = "Write {perplexity, mean_nll, tokens, tokens_per_s, ...} to this file" };
         var command = new Command("perplexity", "Perplexity of a model on a text file");
+        var kv = new KvOptions();
         common.AddTo(command);
+        kv.AddTo(command);
         command.Options.Add(text);
         command.Options.Add(context);
         command.Options.Add(maxBytes);
@@ -34,12 +36,34 @@ internal static class PerplexityCommand
                 using var transformer = new Transformer(model, ops, maxBatch: Math.Min(ctx, 512));
                 string body = ReadText(parse.GetValue(text)!, parse.GetValue(maxBytes));
                 int[] tokens = tokenizer.Encode(body, addBos: false, addEos: false);
-                var evaluator = new PerplexityEvaluator(transformer);
-                var result = CliConsole.WithProgress("perplexity", p => evaluator.Evaluate(tokens, ctx, tokenizer.Bos, p, cancellationToken));
+                PerplexityResult result;
+                Dictionary<string, object>? extra = null;
+                if (kv.Get(parse) is { } kvOptions)
+                {
+                    // Constrained cache: token by token, evicting after every step.
+                    var constrained = CliConsole.WithProgress($"perplexity ({kvOptions.Policy})", p =>
+                        Kernels.Runtime.Caching.ConstrainedPerplexity.Evaluate(transformer, kvOptions, tokens, ctx, tokenizer.Bos, p, cancellationToken));
+                    result = constrained.Perplexity;
+                    extra = new Dictionary<string, object>
+                    {
+                        ["kv_policy"] = kvOptions.Policy.ToString(),
+                        ["kv_budget"] = parse.GetValue(kv.Budget)!,
+                        ["kv_peak_bytes"] = constrained.PeakKvBytes,
+                        ["kv_dense_bytes"] = constrained.DenseKvBytes,
+                        ["kv_statistics_bytes"] = constrained.PeakStatisticsBytes,
+                        ["kv_evicted"] = constrained.Evicted,
+                    };
+                    Console.Error.WriteLine($"kv: {kvOptions.Policy}: peak K/V storage {constrained.PeakKvBytes} bytes vs {constrained.DenseKvBytes} dense (+{constrained.PeakStatisticsBytes} bytes positions/scores), {constrained.Evicted} evictions");
+                }
+                else
+                {
+                    var evaluator = new PerplexityEvaluator(transformer);
+                    result = CliConsole.WithProgress("perplexity", p => evaluator.Evaluate(tokens, ctx, tokenizer.Bos, p, cancellationToken));
+                }
                 Report(result, ops.Name, ctx);
                 if (parse.GetValue(json) is { } path)
                 {
-                    WriteJson(path, result, parse.GetValue(common.Model)!, parse.GetValue(text)!, ctx, ops.Name);
+                    WriteJson(path, result, parse.GetValue(common.Model)!, parse.GetValue(text)!, ctx, ops.Name, extra);
                 }
                 await Task.CompletedTask;
                 return 0;

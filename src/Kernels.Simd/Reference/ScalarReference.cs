@@ -77,7 +77,7 @@ public static class ScalarReference
 
     /// <summary>run.c attention for one head: scores, softmax, Σ p·v (sequential).</summary>
     public static void Attend(ReadOnlySpan<float> q, ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int count, int headDim,
-        Span<float> scores, Span<float> output, Span<float> received)
+        Span<float> scores, Span<float> output, Span<float> received, ReadOnlySpan<float> valueNorms = default)
     {
         float norm = MathF.Sqrt(headDim);
         for (int t = 0; t < count; t++)
@@ -98,7 +98,7 @@ public static class ScalarReference
         {
             for (int t = 0; t < count; t++)
             {
-                received[t] += scores[t];
+                received[t] += valueNorms.IsEmpty ? scores[t] : scores[t] * valueNorms[t];
             }
         }
     }

@@ -19,6 +19,9 @@ public sealed record ModelBenchmarkOptions
 
     /// <summary>Context already in the cache before the timed decode steps.</summary>
     public int DecodeContext { get; init; } = 16;
+
+    /// <summary>Optional KV policy applied after the context (budgeted decode at long context).</summary>
+    public Caching.KvCacheOptions? Kv { get; init; }
 }
 
 /// <summary>End-to-end numbers for one model variant.</summary>
@@ -37,10 +40,14 @@ public static class ModelBenchmark
     {
         int vocab = model.Config.VocabSize;
         int Token(int i) => (int)((uint)(i * 2654435761u) % (uint)vocab);
-        using var transformer = new Transformer(model, ops, maxBatch: Math.Max(1, options.PrefillTokens));
-        using var cache = transformer.CreateCache(options.DecodeContext + options.DecodeTokens + 1);
+        using var transformer = new Transformer(model, ops, maxBatch: Math.Max(Math.Min(options.DecodeContext, 512), Math.Max(1, options.PrefillTokens)));
+        var controller = options.Kv is { } kv ? new Caching.KvCacheController(kv) : null;
+        int capacity = options.DecodeContext + options.DecodeTokens + 1;
+        using var cache = controller is null ? transformer.CreateCache(capacity) : controller.Create(transformer, capacity);
         var prompt = Enumerable.Range(0, options.DecodeContext).Select(Token).ToArray();
+        controller?.BeforePrompt((HostKvCache)cache, prompt.Length);
         transformer.Forward(prompt, 0, cache, LogitsMode.Last);
+        controller?.AfterPrompt((HostKvCache)cache, prompt.Length);
         var times = new List<double>();
         int pos = prompt.Length;
         int next = transformer.ArgMax(0);
@@ -49,6 +56,7 @@ public static class ModelBenchmark
             cancellationToken.ThrowIfCancellationRequested();
             var sw = Stopwatch.StartNew();
             transformer.Forward(new[] { next }, pos++, cache, LogitsMode.Last);
+            controller?.AfterStep((HostKvCache)cache);
             next = transformer.ArgMax(0);
             times.Add(sw.Elapsed.TotalMilliseconds);
         }

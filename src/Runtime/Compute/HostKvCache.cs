@@ -16,6 +16,7 @@ public sealed class HostKvCache : IKvCache
         public float[] Values = Array.Empty<float>();    // [slots, headDim]
         public int[] Positions = Array.Empty<int>();     // [slots]
         public float[] Received = Array.Empty<float>();  // [slots] Σ attention received (when tracked)
+        public float[] ValueNorms = Array.Empty<float>(); // [slots] ‖v‖₁ (when tracked)
         public int Count;
         public int Slots => Positions.Length;
     }
@@ -37,6 +38,21 @@ public sealed class HostKvCache : IKvCache
 
     /// <summary>Accumulate each slot's received attention (for H2O/VATP-style policies).</summary>
     public bool TrackAttention { get; set; }
+
+    /// <summary>Accumulate p·‖v‖₁ instead of p (VATP).</summary>
+    public bool WeightByValueNorm { get; set; }
+
+    /// <summary>Geometric growth stops here (a budgeted policy sets it to its budget, so storage is not over-allocated).</summary>
+    public int GrowthCap { get; set; } = int.MaxValue;
+
+    /// <summary>Test hook: store ‖v‖₁ = 1 for every token (VATP then reduces to H2O).</summary>
+    public bool UnitValueNorms { get; set; }
+
+    /// <summary>Only queries at this position or later add to the statistics (Scissorhands' window of the last W prompt queries).</summary>
+    public int TrackFromPosition { get; set; }
+
+    /// <summary>Bytes of the per-slot statistics and positions (overhead beside the K/V bytes).</summary>
+    public long StatisticsBytes => _heads.Sum(l => l.Sum(h => (long)(h.Positions.Length + h.Received.Length + h.ValueNorms.Length) * 4));
 
     public int Layers => _heads.Length;
 
@@ -61,7 +77,8 @@ public sealed class HostKvCache : IKvCache
         }
         if (need > h.Slots)
         {
-            Resize(h, Math.Min(Capacity, Math.Max(need, Math.Max(16, h.Slots * 2))));
+            int grown = Math.Min(Capacity, Math.Max(need, Math.Max(16, h.Slots * 2)));
+            Resize(h, Math.Max(need, Math.Min(grown, GrowthCap)));
         }
     }
 
@@ -75,7 +92,51 @@ public sealed class HostKvCache : IKvCache
         if (TrackAttention || h.Received.Length > 0)
         {
             Array.Resize(ref h.Received, slots);
+            Array.Resize(ref h.ValueNorms, slots);
         }
+    }
+
+    /// <summary>
+    /// Removes the slots whose <paramref name="keep"/> flag is false, moving the last live slots
+    /// into the holes (O(evicted · headDim); slot order is irrelevant to attention, positions
+    /// travel with their slot).
+    /// </summary>
+    public void Retain(int layer, int kvHead, ReadOnlySpan<bool> keep)
+    {
+        var h = _heads[layer][kvHead];
+        int d = HeadDim;
+        int n = h.Count;
+        // Walk holes from the front and fill each with the last kept slot.
+        int last = n - 1;
+        for (int s = 0; s <= last; s++)
+        {
+            if (keep[s])
+            {
+                continue;
+            }
+            while (last > s && !keep[last])
+            {
+                last--;
+            }
+            if (last > s)
+            {
+                Array.Copy(h.Keys, last * d, h.Keys, s * d, d);
+                Array.Copy(h.Values, last * d, h.Values, s * d, d);
+                h.Positions[s] = h.Positions[last];
+                if (h.Received.Length > 0)
+                {
+                    h.Received[s] = h.Received[last];
+                    h.ValueNorms[s] = h.ValueNorms[last];
+                }
+            }
+            last--;
+        }
+        int count = 0;
+        for (int s = 0; s < n; s++)
+        {
+            count += keep[s] ? 1 : 0;
+        }
+        h.Count = count;
     }
 
     /// <summary>Keeps only the slots listed (ascending) and moves them to the front, in order.</summary>
@@ -100,6 +161,7 @@ public sealed class HostKvCache : IKvCache
                 if (h.Received.Length > 0)
                 {
                     h.Received[w] = h.Received[s];
+                    h.ValueNorms[w] = h.ValueNorms[s];
                 }
             }
             w++;

@@ -81,9 +81,19 @@ public unsafe class HostOps : ITransformerOps
                 var vs = H(v).Span;
                 for (int t = 0; t < n; t++)
                 {
-                    ks.Slice(t * kvWidth + g * d, d).CopyTo(h.Keys.AsSpan((h.Count + t) * d, d));
-                    vs.Slice(t * kvWidth + g * d, d).CopyTo(h.Values.AsSpan((h.Count + t) * d, d));
-                    h.Positions[h.Count + t] = positions[t];
+                    int slot = h.Count + t;
+                    ks.Slice(t * kvWidth + g * d, d).CopyTo(h.Keys.AsSpan(slot * d, d));
+                    var vrow = vs.Slice(t * kvWidth + g * d, d);
+                    vrow.CopyTo(h.Values.AsSpan(slot * d, d));
+                    h.Positions[slot] = positions[t];
+                    if (kv.TrackAttention)
+                    {
+                        h.Received[slot] = 0f;
+                        fixed (float* pv = vrow)
+                        {
+                            h.ValueNorms[slot] = kv.UnitValueNorms ? 1f : Kernels.Simd.Attention.L1Norm(pv, d);
+                        }
+                    }
                 }
                 h.Count += n;
             }
@@ -99,6 +109,7 @@ public unsafe class HostOps : ITransformerOps
             {
                 Cache = kv, Layer = cacheLayer, Q = H(q).Pointer, Out = H(output).Pointer, N = n, Heads = heads, KvHeads = kvHeads,
                 HeadDim = d, BaseCounts = bc, Track = kv.TrackAttention, Self = this,
+                Weighted = kv.WeightByValueNorm, TrackFrom = kv.TrackFromPosition, FirstPosition = positions[0],
             };
             // With tracking, one item per KV head owns its accumulators (no races); otherwise (token, kv head) items.
             int items = kv.TrackAttention ? kvHeads : n * kvHeads;
@@ -114,12 +125,12 @@ public unsafe class HostOps : ITransformerOps
     }
 
     /// <summary>One query head against one KV head's first <paramref name="count"/> slots.</summary>
-    protected virtual void AttendHead(float* q, HostKvCache.Head head, int count, int headDim, float* scores, float* output, float* received)
+    protected virtual void AttendHead(float* q, HostKvCache.Head head, int count, int headDim, float* scores, float* output, float* received, float* valueNorms)
     {
         fixed (float* keys = head.Keys)
         fixed (float* values = head.Values)
         {
-            Kernels.Simd.Attention.Attend(q, keys, values, count, headDim, scores, output, received);
+            Kernels.Simd.Attention.Attend(q, keys, values, count, headDim, scores, output, received, valueNorms);
         }
     }
 
@@ -131,7 +142,8 @@ public unsafe class HostOps : ITransformerOps
         public float* Q;
         public float* Out;
         public int* BaseCounts;
-        public bool Track;
+        public bool Track, Weighted;
+        public int TrackFrom, FirstPosition;
 
         [ThreadStatic] private static float[]? t_scores;
 
@@ -152,14 +164,17 @@ public unsafe class HostOps : ITransformerOps
                 }
                 fixed (float* scores = t_scores)
                 fixed (float* received = Track ? head.Received : null)
+                fixed (float* norms = Track && Weighted ? head.ValueNorms : null)
                 {
                     for (int t = t0; t < t1; t++)
                     {
                         int count = BaseCounts[g] + t + 1;
+                        // Statistics only from queries at or after TrackFrom (Scissorhands' window).
+                        float* recv = FirstPosition + t >= TrackFrom ? received : null;
                         for (int j = 0; j < group; j++)
                         {
                             int h = g * group + j;
-                            Self.AttendHead(Q + (long)t * qWidth + h * HeadDim, head, count, HeadDim, scores, Out + (long)t * qWidth + h * HeadDim, received);
+                            Self.AttendHead(Q + (long)t * qWidth + h * HeadDim, head, count, HeadDim, scores, Out + (long)t * qWidth + h * HeadDim, recv, norms);
                         }
                     }
                 }
@@ -204,9 +219,10 @@ public sealed unsafe class ReferenceOps : HostOps
     public override void MatMul(WeightMatrix w, DeviceTensor x, int n, DeviceTensor y) =>
         Kernels.Simd.Reference.ScalarReference.MatMul(w, H(x).Slice(0, n * w.Columns), H(y).Slice(0, n * w.Rows), n);
 
-    protected override void AttendHead(float* q, HostKvCache.Head head, int count, int headDim, float* scores, float* output, float* received) =>
+    protected override void AttendHead(float* q, HostKvCache.Head head, int count, int headDim, float* scores, float* output, float* received, float* valueNorms) =>
         Kernels.Simd.Reference.ScalarReference.Attend(new ReadOnlySpan<float>(q, headDim), head.Keys, head.Values, count, headDim,
-            new Span<float>(scores, count), new Span<float>(output, headDim), received == null ? default : new Span<float>(received, count));
+            new Span<float>(scores, count), new Span<float>(output, headDim), received == null ? default : new Span<float>(received, count),
+            valueNorms == null ? default : new ReadOnlySpan<float>(valueNorms, count));
 
     public override void SwiGlu(DeviceTensor gate, DeviceTensor up, int count, DeviceTensor h) =>
         Kernels.Simd.Reference.ScalarReference.SwiGlu(H(gate).Slice(0, count), H(up).Slice(0, count), H(h).Span);

@@ -43,11 +43,11 @@ public sealed class TextGenerator
 
     public GenerationStats? LastStats { get; private set; }
 
-    /// <summary>Optional KV cache factory (eviction policies); default: a full cache.</summary>
-    public Func<Transformer, IKvCache>? CacheFactory { get; set; }
+    /// <summary>Optional KV-cache policy (budgeted eviction); null keeps the full cache.</summary>
+    public Caching.KvCacheController? Kv { get; set; }
 
-    /// <summary>Called after every forward with the cache (eviction hooks).</summary>
-    public Action<IKvCache, int>? AfterForward { get; set; }
+    /// <summary>The cache of the last generation (for memory reports); disposed with the next one.</summary>
+    public IKvCache? LastCache { get; private set; }
 
     public async IAsyncEnumerable<string> GenerateAsync(string prompt, GenerationOptions options,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
@@ -59,7 +59,9 @@ public sealed class TextGenerator
         var logits = sampler.IsGreedy ? Array.Empty<float>() : new float[model.Config.VocabSize];
         var utf8 = Encoding.UTF8.GetDecoder();
         var chars = new char[64];
-        using var cache = CacheFactory?.Invoke(_transformer) ?? _transformer.CreateCache();
+        LastCache?.Dispose();
+        var cache = Kv is { } kv ? kv.Create(_transformer, model.Config.MaxSequenceLength) : _transformer.CreateCache();
+        LastCache = cache;
 
         string Text(ReadOnlySpan<byte> bytes, bool flush = false)
         {
@@ -84,8 +86,9 @@ public sealed class TextGenerator
 
         var clock = Stopwatch.StartNew();
         int prefillCount = Math.Min(promptTokens.Length, steps);
+        Kv?.BeforePrompt((HostKvCache)cache, prefillCount);
         _transformer.Forward(promptTokens.AsSpan(0, prefillCount), 0, cache, LogitsMode.Last);
-        AfterForward?.Invoke(cache, prefillCount);
+        Kv?.AfterPrompt((HostKvCache)cache, prefillCount);
         var prefillTime = clock.Elapsed;
         // Prompt pieces after BOS, as llama2.c prints them while forcing the prompt.
         int token = promptTokens[0];
@@ -123,7 +126,7 @@ public sealed class TextGenerator
                 break;
             }
             _transformer.Forward(new[] { token }, pos, cache, LogitsMode.Last);
-            AfterForward?.Invoke(cache, pos + 1);
+            Kv?.AfterStep((HostKvCache)cache);
             await Task.Yield();
         }
         string tail = Text(ReadOnlySpan<byte>.Empty, flush: true);

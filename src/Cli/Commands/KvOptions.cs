@@ -1,0 +1,39 @@
+using System.CommandLine;
+using Kernels.Runtime.Caching;
+
+namespace Kernels.Cli.Commands;
+
+/// <summary>--kv-policy and budget options (generate, perplexity).</summary>
+internal sealed class KvOptions
+{
+    public readonly Option<string> Policy = new("--kv-policy") { Description = "KV-cache eviction: vatp | h2o | scissorhands | streaming | none", DefaultValueFactory = _ => "none" };
+    public readonly Option<string> Budget = new("--kv-budget") { Description = "KV budget per layer and KV head: fraction of the prompt (perplexity: of the context), or a token count", DefaultValueFactory = _ => "0.5" };
+    public readonly Option<double> Recent = new("--kv-recent") { Description = "Share of the budget kept as the most recent tokens (heavy hitters get the rest)", DefaultValueFactory = _ => 0.5 };
+    public readonly Option<int> Protect = new("--kv-protect") { Description = "VATP: first tokens never evicted", DefaultValueFactory = _ => 20 };
+    public readonly Option<int> Sinks = new("--kv-sinks") { Description = "StreamingLLM: attention sinks kept", DefaultValueFactory = _ => 4 };
+
+    public void AddTo(Command c)
+    {
+        c.Options.Add(Policy);
+        c.Options.Add(Budget);
+        c.Options.Add(Recent);
+        c.Options.Add(Protect);
+        c.Options.Add(Sinks);
+    }
+
+    public KvCacheOptions? Get(ParseResult parse)
+    {
+        var kind = KvCacheOptions.ParsePolicy(parse.GetValue(Policy)!);
+        if (kind == KvPolicyKind.None)
+        {
+            return null;
+        }
+        return new KvCacheOptions
+        {
+            Policy = kind,
+            RecentFraction = parse.GetValue(Recent),
+            ProtectedTokens = parse.GetValue(Protect),
+            SinkTokens = parse.GetValue(Sinks),
+        }.WithBudget(parse.GetValue(Budget)!);
+    }
+}

@@ -1,0 +1,109 @@
+using System.CommandLine;
+using System.Text;
+using System.Text.Json;
+using Kernels.Runtime.Caching;
+using Kernels.Runtime.Compute;
+using Kernels.Runtime.Inference;
+using Kernels.Runtime.Text;
+using Kernels.Runtime.Tokenization;
+
+namespace Kernels.Cli.Commands;
+
+/// <summary><c>kernels kv-report</c>: constrained-cache perplexity and needle retrieval for every policy and budget.</summary>
+internal static class KvReportCommand
+{
+    internal sealed record Row(string Policy, double Budget, double Perplexity, double NeedleAccuracy, long PeakKvBytes, long DenseKvBytes, long StatisticsBytes);
+
+    public static Command Create()
+    {
+        var common = new CommonOptions();
+        var text = new Option<string>("--text") { Description = "Evaluation text", Required = true };
+        var bytes = new Option<string>("--text-bytes") { Description = "Byte range of the text for perplexity", DefaultValueFactory = _ => "0:16178" };
+        var context = new Option<int>("--context") { Description = "Perplexity window (the budget is a fraction of it)", DefaultValueFactory = _ => 256 };
+        var budgets = new Option<string>("--budgets") { Description = "Budget fractions", DefaultValueFactory = _ => "0.1,0.25,0.5,0.75" };
+        var policies = new Option<string>("--policies") { Description = "Policies", DefaultValueFactory = _ => "vatp,h2o,scissorhands,streaming" };
+        var trials = new Option<int>("--needle-trials") { Description = "Needle prompts per policy and budget", DefaultValueFactory = _ => 60 };
+        var needleContext = new Option<int>("--needle-context") { Description = "Tokens of context before the query", DefaultValueFactory = _ => 384 };
+        var outDir = new Option<string>("--out", "-o") { Description = "Output folder", DefaultValueFactory = _ => "kv-report" };
+        var command = new Command("kv-report", "Perplexity vs KV budget and needle retrieval accuracy for every eviction policy (Markdown, JSON, PNG)")
+        {
+            text, bytes, context, budgets, policies, trials, needleContext, outDir,
+        };
+        common.AddTo(command);
+        command.SetAction((parse, ct) =>
+        {
+            try
+            {
+                using var model = common.Load(parse);
+                var tok = CommonOptions.LoadTokenizer(model, parse.GetValue(common.Tokenizer));
+                using var ops = new HostOps();
+                int ctx = parse.GetValue(context);
+                using var transformer = new Transformer(model, ops, maxBatch: Math.Max(ctx, parse.GetValue(needleContext)));
+                var (s, e) = TextSource.ParseRange(parse.GetValue(bytes));
+                string body = TextSource.Read(parse.GetValue(text)!, s, e, false);
+                int[] tokens = tok.Encode(body, false, false);
+                var needles = NeedleRetrieval.Build(tok, File.ReadAllText(parse.GetValue(text)!), parse.GetValue(trials), parse.GetValue(needleContext));
+                var rows = new List<Row>();
+                var dense = ConstrainedPerplexity.Evaluate(transformer, new KvCacheOptions { Policy = KvPolicyKind.None }, tokens, ctx, tok.Bos);
+                var denseNeedle = NeedleRetrieval.Run(transformer, needles, new KvCacheOptions { Policy = KvPolicyKind.None });
+                rows.Add(new Row("none", 1.0, dense.Perplexity.Perplexity, denseNeedle.Accuracy, dense.PeakKvBytes, dense.DenseKvBytes, dense.PeakStatisticsBytes));
+                var grid = (from p in parse.GetValue(policies)!.Split(',') from b in parse.GetValue(budgets)!.Split(',')
+                            select (Policy: KvCacheOptions.ParsePolicy(p.Trim()), Budget: double.Parse(b, System.Globalization.CultureInfo.InvariantCulture))).ToList();
+                CliConsole.WithProgress($"{grid.Count} policy x budget runs", progress =>
+                {
+                    for (int i = 0; i < grid.Count; i++)
+                    {
+                        var options = new KvCacheOptions { Policy = grid[i].Policy, BudgetFraction = grid[i].Budget };
+                        var r = ConstrainedPerplexity.Evaluate(transformer, options, tokens, ctx, tok.Bos, null, ct);
+                        var n = NeedleRetrieval.Run(transformer, needles, options, ct);
+                        rows.Add(new Row(grid[i].Policy.ToString(), grid[i].Budget, r.Perplexity.Perplexity, n.Accuracy, r.PeakKvBytes, r.DenseKvBytes, r.PeakStatisticsBytes));
+                        progress.Report((i + 1f) / grid.Count);
+                    }
+                    return 0;
+                });
+                string dir = parse.GetValue(outDir)!;
+                Directory.CreateDirectory(dir);
+                string title = $"{Path.GetFileName(parse.GetValue(common.Model))}: perplexity on {tokens.Length} tokens of {Path.GetFileName(parse.GetValue(text))} bytes {parse.GetValue(bytes)}, windows of {ctx} run token by token " +
+                               $"with the cache evicted to budget x {ctx} after every step; needle: {needles.Count} prompts of ~{parse.GetValue(needleContext)} tokens, " +
+                               $"{needles[0].CandidateTokens.Length} candidate answers (chance {1.0 / needles[0].CandidateTokens.Length:P0}), query decoded after eviction";
+                File.WriteAllText(Path.Combine(dir, "kv-report.md"), Markdown(title, rows));
+                File.WriteAllText(Path.Combine(dir, "kv-report.json"), JsonSerializer.Serialize(new { title, rows }, new JsonSerializerOptions { WriteIndented = true }));
+                var budgetsList = rows.Where(r => r.Policy != "none").Select(r => r.Budget).Distinct().OrderBy(b => b).ToArray();
+                Charts.Lines(Path.Combine(dir, "kv-report.png"), $"Perplexity vs KV budget (full cache {dense.Perplexity.Perplexity:F3})", "budget (fraction of context)", "perplexity",
+                    rows.Where(r => r.Policy != "none").GroupBy(r => r.Policy).Select(g => (g.Key, g.Select(r => r.Budget).ToArray(), g.Select(r => r.Perplexity).ToArray())).ToList());
+                Charts.Lines(Path.Combine(dir, "kv-needle.png"), $"Needle retrieval accuracy vs KV budget (full cache {denseNeedle.Accuracy:P0}, chance {denseNeedle.Chance:P0})", "budget (fraction of prompt)", "accuracy",
+                    rows.Where(r => r.Policy != "none").GroupBy(r => r.Policy).Select(g => (g.Key, g.Select(r => r.Budget).ToArray(), g.Select(r => r.NeedleAccuracy).ToArray())).ToList());
+                Console.Out.Write(Markdown(title, rows));
+                return Task.FromResult(0);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                return Task.FromResult(CliConsole.Fail(ex));
+            }
+        });
+        return command;
+    }
+
+    private static string Markdown(string title, List<Row> rows)
+    {
+        var sb = new StringBuilder("# KV-cache eviction report\n\n").AppendLine(title).AppendLine();
+        var none = rows.First(r => r.Policy == "none");
+        var budgets = rows.Where(r => r.Policy != "none").Select(r => r.Budget).Distinct().OrderBy(b => b).ToList();
+        var policies = rows.Where(r => r.Policy != "none").Select(r => r.Policy).Distinct().ToList();
+        void Table(string what, Func<Row, string> cell, string fullCache)
+        {
+            sb.AppendLine($"## {what} (full cache: {fullCache})").AppendLine();
+            sb.AppendLine("| policy | " + string.Join(" | ", budgets.Select(b => $"{b:P0}")) + " |");
+            sb.AppendLine("|---|" + string.Concat(budgets.Select(_ => "---:|")));
+            foreach (var p in policies)
+            {
+                sb.AppendLine($"| {p} | " + string.Join(" | ", budgets.Select(b => rows.First(r => r.Policy == p && r.Budget == b)).Select(cell)) + " |");
+            }
+            sb.AppendLine();
+        }
+        Table("perplexity", r => r.Perplexity.ToString("F4"), none.Perplexity.ToString("F4"));
+        Table("needle accuracy", r => r.NeedleAccuracy.ToString("P0"), none.NeedleAccuracy.ToString("P0"));
+        Table("peak K/V bytes held / dense K/V bytes", r => $"{(double)r.PeakKvBytes / r.DenseKvBytes:F3} (+{r.StatisticsBytes} B stats)", $"{none.PeakKvBytes} B");
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,79 @@
+namespace Kernels.Runtime.Caching;
+
+public enum KvPolicyKind
+{
+    /// <summary>Keep everything.</summary>
+    None,
+
+    /// <summary>Heavy hitters by accumulated attention + a recent window (Zhang et al.).</summary>
+    H2O,
+
+    /// <summary>Accumulated attention × ‖v‖₁ + a recent window, first tokens protected (Guo et al.).</summary>
+    Vatp,
+
+    /// <summary>Mean attention of the last W prompt queries at prefill, then H2O-style; 10 recent tokens (Liu et al.).</summary>
+    Scissorhands,
+
+    /// <summary>k sink tokens + a recent window, no scores (Xiao et al.).</summary>
+    Streaming,
+}
+
+/// <summary>
+/// KV-cache budget and policy. The budget is fixed once from the prompt length (or set in
+/// tokens) and never grows; it is split into heavy hitters and recent tokens.
+/// </summary>
+public sealed record KvCacheOptions
+{
+    public KvPolicyKind Policy { get; init; } = KvPolicyKind.None;
+
+    /// <summary>Budget as a fraction of the prompt length (used when <see cref="BudgetTokens"/> is null).</summary>
+    public double BudgetFraction { get; init; } = 0.5;
+
+    /// <summary>Absolute budget in tokens per layer and KV head.</summary>
+    public int? BudgetTokens { get; init; }
+
+    /// <summary>Share of the budget given to the most recent tokens (seed default: 25% heavy + 25% recent = 0.5).</summary>
+    public double RecentFraction { get; init; } = 0.5;
+
+    /// <summary>VATP: the first tokens are never evicted (sink protection).</summary>
+    public int ProtectedTokens { get; init; } = 20;
+
+    /// <summary>StreamingLLM: attention-sink tokens kept at the start.</summary>
+    public int SinkTokens { get; init; } = 4;
+
+    /// <summary>Scissorhands: prompt queries whose attention is averaged at prefill.</summary>
+    public int ScissorhandsWindow { get; init; } = 400;
+
+    /// <summary>Scissorhands: recent tokens kept.</summary>
+    public int ScissorhandsRecent { get; init; } = 10;
+
+    /// <summary>Test hook: ‖v‖₁ forced to 1 (VATP must then equal H2O).</summary>
+    public bool UnitValueNorms { get; init; }
+
+    public static KvPolicyKind ParsePolicy(string s) => s.ToLowerInvariant() switch
+    {
+        "none" => KvPolicyKind.None,
+        "h2o" => KvPolicyKind.H2O,
+        "vatp" => KvPolicyKind.Vatp,
+        "scissorhands" => KvPolicyKind.Scissorhands,
+        "streaming" or "streamingllm" => KvPolicyKind.Streaming,
+        _ => throw new ArgumentException($"unknown KV policy '{s}' (vatp, h2o, scissorhands, streaming, none)"),
+    };
+
+    /// <summary>"0.5" → fraction of the prompt, "128" → tokens.</summary>
+    public KvCacheOptions WithBudget(string text)
+    {
+        if (double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v))
+        {
+            if (v > 0 && v <= 1 && text.Contains('.') || v > 0 && v < 1)
+            {
+                return this with { BudgetFraction = v, BudgetTokens = null };
+            }
+            if (v >= 1 && v == Math.Floor(v))
+            {
+                return this with { BudgetTokens = (int)v };
+            }
+        }
+        throw new FormatException($"'{text}' is not a KV budget (a fraction in (0, 1] of the prompt, or a token count)");
+    }
+}
