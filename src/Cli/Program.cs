@@ -16,6 +16,8 @@ public static class Program
             PruneCommand.Create(),
             PruneReportCommand.Create(),
             KvReportCommand.Create(),
+            SimulateCommand.Create(),
+            DipReportCommand.Create(),
         };
         return await root.Parse(args).InvokeAsync();
     }

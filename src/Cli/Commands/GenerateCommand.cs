@@ -17,8 +17,10 @@ internal static class GenerateCommand
         var seed = new Option<ulong?>("--seed", "-s") { Description = "Sampling seed (default: time)" };
         var command = new Command("generate", "Generate text from a prompt");
         var kv = new KvOptions();
+        var dip = new DipCliOptions();
         common.AddTo(command);
         kv.AddTo(command);
+        dip.AddTo(command);
         command.Options.Add(prompt);
         command.Options.Add(steps);
         command.Options.Add(temperature);
@@ -31,7 +33,13 @@ internal static class GenerateCommand
                 using var model = common.Load(parse);
                 var tokenizer = CommonOptions.LoadTokenizer(model, parse.GetValue(common.Tokenizer));
                 using var ops = CommonOptions.CreateOps(parse.GetValue(common.Device)!);
+                using var dipMlp = dip.Get(parse) is { } dipOptions ? new Kernels.Runtime.Dip.DipMlp(model, dipOptions) : null;
                 using var transformer = new Transformer(model, ops);
+                transformer.Mlp = dipMlp;
+                if (dipMlp is not null)
+                {
+                    Console.Error.WriteLine($"dip: keep {dipMlp.Options.Keep:0.###} -> {dipMlp.KeepInputs} of {model.Config.Dim} inputs, {dipMlp.KeepHidden} of {model.Config.HiddenDim} intermediate per token" + (dipMlp.Options.CacheAware ? $", cache-aware gamma {dipMlp.Options.Gamma} ({dipMlp.Options.Cache}, {dipMlp.Options.CacheFraction:P0} resident)" : ""));
+                }
                 var generator = new TextGenerator(transformer, tokenizer);
                 if (kv.Get(parse) is { } kvOptions)
                 {

@@ -19,8 +19,10 @@ internal static class PerplexityCommand
         var json = new Option<string?>("--json") { Description = "Write {perplexity, mean_nll, tokens, tokens_per_s, ...} to this file" };
         var command = new Command("perplexity", "Perplexity of a model on a text file");
         var kv = new KvOptions();
+        var dip = new DipCliOptions();
         common.AddTo(command);
         kv.AddTo(command);
+        dip.AddTo(command);
         command.Options.Add(text);
         command.Options.Add(context);
         command.Options.Add(maxBytes);
@@ -33,7 +35,13 @@ internal static class PerplexityCommand
                 var tokenizer = CommonOptions.LoadTokenizer(model, parse.GetValue(common.Tokenizer));
                 using var ops = CommonOptions.CreateOps(parse.GetValue(common.Device)!);
                 int ctx = parse.GetValue(context);
+                using var dipMlp = dip.Get(parse) is { } dipOptions ? new Kernels.Runtime.Dip.DipMlp(model, dipOptions) : null;
                 using var transformer = new Transformer(model, ops, maxBatch: Math.Min(ctx, 512));
+                transformer.Mlp = dipMlp;
+                if (dipMlp is not null)
+                {
+                    Console.Error.WriteLine($"dip: keep {dipMlp.Options.Keep:0.###} -> {dipMlp.KeepInputs} of {model.Config.Dim} inputs, {dipMlp.KeepHidden} of {model.Config.HiddenDim} intermediate per token" + (dipMlp.Options.CacheAware ? $", cache-aware gamma {dipMlp.Options.Gamma} ({dipMlp.Options.Cache}, {dipMlp.Options.CacheFraction:P0} resident)" : ""));
+                }
                 string body = ReadText(parse.GetValue(text)!, parse.GetValue(maxBytes));
                 int[] tokens = tokenizer.Encode(body, addBos: false, addEos: false);
                 PerplexityResult result;

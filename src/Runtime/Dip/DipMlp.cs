@@ -1,0 +1,142 @@
+using Kernels.Runtime.Compute;
+using Kernels.Runtime.Inference;
+using Kernels.Runtime.Model;
+using Kernels.Simd;
+using Kernels.Simd.Matrices;
+
+namespace Kernels.Runtime.Dip;
+
+/// <summary>The columns one token read in one layer: inputs of gate/up, inputs of down.</summary>
+public sealed record TokenLayerMask(int[] InputColumns, int[] HiddenColumns);
+
+/// <summary>
+/// Dynamic input pruning (DIP) as an MLP override of the forward pass: per token, keep the
+/// top-k |x| MLP inputs (read only those columns of gate and up), then the top-k |h| intermediate
+/// features (read only those columns of down); with cache-aware masking, scores of columns not
+/// resident in the simulated DRAM are multiplied by γ before the top-k. Every token of a batch is
+/// masked on its own (perplexity evaluates exactly what decoding would compute).
+/// </summary>
+public sealed class DipMlp : IMlpOverride, IDisposable
+{
+    private readonly LlamaModel _model;
+    private readonly DipOptions _options;
+    private readonly ColumnMajorMlp?[] _layers;
+    private readonly ColumnCache?[] _inputCaches, _hiddenCaches;
+
+    public DipMlp(LlamaModel model, DipOptions options)
+    {
+        _model = model;
+        _options = options;
+        _layers = new ColumnMajorMlp?[model.Layers.Count];
+        _inputCaches = new ColumnCache?[model.Layers.Count];
+        _hiddenCaches = new ColumnCache?[model.Layers.Count];
+        var (up, down) = options.Densities;
+        KeepInputs = Math.Max(1, (int)Math.Floor(up * model.Config.Dim));
+        KeepHidden = Math.Max(1, (int)Math.Floor(down * model.Config.HiddenDim));
+        if (options.CacheAware)
+        {
+            for (int l = 0; l < _layers.Length; l++)
+            {
+                _inputCaches[l] = new ColumnCache(model.Config.Dim, options.InputCacheColumns ?? (int)(options.CacheFraction * model.Config.Dim), options.Cache);
+                _hiddenCaches[l] = new ColumnCache(model.Config.HiddenDim, options.HiddenCacheColumns ?? (int)(options.CacheFraction * model.Config.HiddenDim), options.Cache);
+            }
+        }
+    }
+
+    public DipOptions Options => _options;
+
+    /// <summary>k_in: MLP inputs kept per token.</summary>
+    public int KeepInputs { get; }
+
+    /// <summary>k_ff: intermediate features kept per token.</summary>
+    public int KeepHidden { get; }
+
+    /// <summary>When set, every token's masks are appended: Masks[token][layer].</summary>
+    public List<TokenLayerMask[]>? Masks { get; set; }
+
+    /// <summary>Cache hits and mask sizes seen so far (cache-aware runs): hit rate = Hits / Reads.</summary>
+    public long Hits { get; private set; }
+
+    public long Reads { get; private set; }
+
+    public bool TryRun(Transformer transformer, int layer, LlamaLayer weights, DeviceTensor x, int n, DeviceTensor y)
+    {
+        if (_options.IsDense)
+        {
+            return false;
+        }
+        if (x is not HostTensor hx || y is not HostTensor hy)
+        {
+            throw new NotSupportedException("dynamic input pruning runs on host backends (cpu, reference)");
+        }
+        var mlp = _layers[layer] ??= new ColumnMajorMlp(weights.Gate, weights.Up, weights.Down,
+            weights.Gate is DenseMatrix d ? d.ElementType : ElementType.F32);
+        int dim = _model.Config.Dim, hidden = _model.Config.HiddenDim;
+        var scores = new float[Math.Max(dim, hidden)];
+        var scratch = new int[Math.Max(dim, hidden)];
+        var h = new float[hidden];
+        for (int t = 0; t < n; t++)
+        {
+            var xs = hx.Slice(t * dim, dim);
+            var inputs = new int[KeepInputs];
+            Select(xs, _inputCaches[layer], inputs, scores, scratch);
+            MaskedSwiGlu.GateUp(mlp, xs, inputs, h);
+            var hiddenColumns = new int[KeepHidden];
+            Select(h, _hiddenCaches[layer], hiddenColumns, scores, scratch);
+            MaskedSwiGlu.Down(mlp, h, hiddenColumns, hy.Slice(t * dim, dim));
+            if (_options.CacheAware)
+            {
+                Hits += _inputCaches[layer]!.Hits(inputs) * 2L + _hiddenCaches[layer]!.Hits(hiddenColumns);
+                Reads += inputs.Length * 2L + hiddenColumns.Length;
+                _inputCaches[layer]!.Update(inputs);
+                _hiddenCaches[layer]!.Update(hiddenColumns);
+            }
+            if (Masks is not null)
+            {
+                if (layer == 0)
+                {
+                    Masks.Add(new TokenLayerMask[_model.Layers.Count]);
+                }
+                // Layer 0 appends each token's entry as it goes; later layers find all n entries of the batch in place.
+                Masks[layer == 0 ? Masks.Count - 1 : Masks.Count - n + t][layer] = new TokenLayerMask(inputs, hiddenColumns);
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Top-k of |v|, with non-resident columns' scores multiplied by γ (except the fixed top-n).</summary>
+    private void Select(ReadOnlySpan<float> v, ColumnCache? cache, int[] chosen, float[] scores, int[] scratch)
+    {
+        var s = scores.AsSpan(0, v.Length);
+        for (int i = 0; i < v.Length; i++)
+        {
+            s[i] = MathF.Abs(v[i]);
+        }
+        if (cache is not null)
+        {
+            int exempt = _options.FixedTopN;
+            var top = exempt > 0 ? new int[exempt] : Array.Empty<int>();
+            if (exempt > 0)
+            {
+                TopK.Select(s, Math.Min(exempt, v.Length), top, scratch);
+            }
+            float gamma = (float)_options.Gamma;
+            for (int i = 0; i < v.Length; i++)
+            {
+                if (!cache.IsResident(i) && (exempt == 0 || Array.BinarySearch(top, i) < 0))
+                {
+                    s[i] *= gamma;
+                }
+            }
+        }
+        TopK.Select(s, chosen.Length, chosen, scratch);
+    }
+
+    public void Dispose()
+    {
+        foreach (var l in _layers)
+        {
+            l?.Dispose();
+        }
+    }
+}

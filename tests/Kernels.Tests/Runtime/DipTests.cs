@@ -1,0 +1,213 @@
+using Kernels.Runtime.Compute;
+using Kernels.Runtime.Dip;
+using Kernels.Runtime.Inference;
+using Kernels.Runtime.IO;
+using Kernels.Runtime.Model;
+using Kernels.Simd;
+using Kernels.Simd.Matrices;
+using Kernels.Tests.Infrastructure;
+using Xunit;
+
+namespace Kernels.Tests.Runtime;
+
+public sealed class DipTests
+{
+    private static readonly int[] Tokens = { 1, 403, 407, 261, 378, 260, 412, 271, 300, 289, 309, 272, 280, 400 };
+
+    private static float[] Logits(LlamaModel model, IMlpOverride? mlp)
+    {
+        using var ops = new HostOps();
+        using var t = new Transformer(model, ops) { Mlp = mlp };
+        using var cache = t.CreateCache();
+        t.Forward(Tokens, 0, cache, LogitsMode.Last);
+        var l = new float[model.Config.VocabSize];
+        t.ReadLogits(0, l);
+        return l;
+    }
+
+    [DataFact]
+    public void Keep_one_reproduces_dense_logits()
+    {
+        using var model = ModelLoader.Load(TestData.Stories260KBin);
+        var dense = Logits(model, null);
+        using var keepOne = new DipMlp(model, new DipOptions { Keep = 1.0 });
+        Assert.Equal(dense, Logits(model, keepOne));
+        // The masked kernels themselves, forced at keep 1 (every column selected): same function, other summation order.
+        using var forced = new DipMlp(model, new DipOptions { Keep = 1.0, ForceMasked = true });
+        Tolerance.AllClose(dense, Logits(model, forced), 0, 1e-4f, "forced keep-1 logits");
+    }
+
+    [DataFact]
+    public void Exactly_k_columns_are_selected_per_token_and_layer()
+    {
+        using var model = ModelLoader.Load(TestData.Stories260KBin);
+        using var dip = new DipMlp(model, new DipOptions { Keep = 0.5 }) { Masks = new() };
+        Logits(model, dip);
+        Assert.Equal((36, 60), (dip.KeepInputs, dip.KeepHidden)); // floor(0.574·64), floor(0.351·172)
+        Assert.Equal(Tokens.Length, dip.Masks.Count);
+        foreach (var token in dip.Masks)
+        {
+            Assert.Equal(5, token.Length);
+            foreach (var m in token)
+            {
+                Assert.Equal(36, m.InputColumns.Distinct().Count(c => c >= 0 && c < 64));
+                Assert.Equal(60, m.HiddenColumns.Distinct().Count(c => c >= 0 && c < 172));
+            }
+        }
+    }
+
+    /// <summary>Unselected columns are never read: filling them with NaN changes nothing.</summary>
+    [Theory]
+    [InlineData(ElementType.F32)]
+    [InlineData(ElementType.F16)]
+    public void Masked_swiglu_reads_only_the_selected_columns(ElementType type)
+    {
+        int dim = 40, hidden = 100;
+        var rng = new Random(4);
+        float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
+        float[] gw = R(hidden * dim), uw = R(hidden * dim), dw = R(dim * hidden), x = R(dim);
+        int[] inputs = { 0, 3, 7, 8, 21, 39 };
+        var hiddenCols = new[] { 1, 5, 50, 99 };
+        // Reference over the selected columns only.
+        var g = new double[hidden];
+        var u = new double[hidden];
+        foreach (int j in inputs)
+        {
+            for (int i = 0; i < hidden; i++)
+            {
+                g[i] += (double)gw[i * dim + j] * x[j];
+                u[i] += (double)uw[i * dim + j] * x[j];
+            }
+        }
+        var h = g.Select((gi, i) => SwiGlu.Scalar((float)gi, (float)u[i])).ToArray();
+        var expected = new double[dim];
+        foreach (int i in hiddenCols)
+        {
+            for (int o = 0; o < dim; o++)
+            {
+                expected[o] += (double)dw[o * hidden + i] * h[i];
+            }
+        }
+        // Poison every unselected column.
+        for (int i = 0; i < hidden; i++)
+        {
+            for (int j = 0; j < dim; j++)
+            {
+                if (!inputs.Contains(j))
+                {
+                    gw[i * dim + j] = float.NaN;
+                    uw[i * dim + j] = float.NaN;
+                }
+            }
+        }
+        for (int o = 0; o < dim; o++)
+        {
+            for (int i = 0; i < hidden; i++)
+            {
+                if (!hiddenCols.Contains(i))
+                {
+                    dw[o * hidden + i] = float.NaN;
+                }
+            }
+        }
+        using var gate = DenseMatrix.FromSingle("g", hidden, dim, gw);
+        using var up = DenseMatrix.FromSingle("u", hidden, dim, uw);
+        using var down = DenseMatrix.FromSingle("d", dim, hidden, dw);
+        using var mlp = new ColumnMajorMlp(gate, up, down, type);
+        var hs = new float[hidden];
+        MaskedSwiGlu.GateUp(mlp, x, inputs, hs);
+        var y = new float[dim];
+        MaskedSwiGlu.Down(mlp, hs, hiddenCols, y);
+        float tol = type == ElementType.F32 ? 1e-5f : 2e-2f;
+        for (int o = 0; o < dim; o++)
+        {
+            Assert.True(float.IsFinite(y[o]), $"y[{o}] read a poisoned column");
+            Assert.True(Math.Abs(expected[o] - y[o]) <= tol * (1 + Math.Abs(expected[o])), $"y[{o}] {y[o]} vs {expected[o]}");
+        }
+    }
+
+    [Theory]
+    [InlineData(0.3, 0.369, 0.161)]
+    [InlineData(0.5, 0.574, 0.351)]
+    [InlineData(0.7, 0.757, 0.587)]
+    public void Density_split_follows_the_closed_form(double keep, double up, double down)
+    {
+        var (u, d) = DipOptions.Split(keep);
+        Assert.Equal(up, u, 3);
+        Assert.Equal(down, d, 3);
+        Assert.Equal(keep, (2 * u + d) / 3, 9);
+    }
+
+    [Fact]
+    public void TopK_selects_the_largest_with_ties_to_the_lower_index()
+    {
+        var rng = new Random(9);
+        for (int n = 1; n < 300; n += 7)
+        {
+            var s = Enumerable.Range(0, n).Select(_ => (float)Math.Round(rng.NextDouble() * 10)).ToArray(); // many ties
+            for (int k = 0; k <= n; k += Math.Max(1, n / 5))
+            {
+                var got = new int[k];
+                TopK.Select(s, k, got, new int[n]);
+                var expected = Enumerable.Range(0, n).OrderByDescending(i => s[i]).ThenBy(i => i).Take(k).Order().ToArray();
+                Assert.Equal(expected, got);
+            }
+        }
+    }
+
+    [Fact]
+    public void Simulator_first_token_is_all_flash_and_a_repeated_mask_is_all_dram()
+    {
+        var c = LlamaConfig.Create(64, 160, 1, 4, 4, 100, 64);
+        int k = 10;
+        var mask = new TokenLayerMask(Enumerable.Range(0, k).ToArray(), Enumerable.Range(0, k).ToArray());
+        var hw = new HwConfig { DramBandwidth = 50e9, FlashBandwidth = 4e9, DramCapacity = 10_000_000, WeightBits = 16, ConcurrentIo = false, Policy = ColumnCachePolicy.Lru };
+        var one = HwSimulator.Simulate(c, hw, MlpMode.Dynamic, new List<TokenLayerMask[]> { new[] { mask } });
+        var two = HwSimulator.Simulate(c, hw, MlpMode.Dynamic, new List<TokenLayerMask[]> { new[] { mask }, new[] { mask } });
+        double bytes = 2.0; // 16-bit
+        double flash = (2 * k * c.HiddenDim * bytes + k * c.Dim * bytes) / hw.FlashBandwidth; // gate+up (F rows each) and down (d rows)
+        double dram = (2 * k * c.HiddenDim * bytes + k * c.Dim * bytes) / hw.DramBandwidth;
+        Assert.Equal(flash, one.DynamicSeconds, 12);
+        Assert.Equal((flash + dram) / 2, two.DynamicSeconds, 12);
+        Assert.Equal(0, one.HitRate);
+        Assert.Equal(0.5, two.HitRate, 9);
+        // Dense from flash with no DRAM: everything streams every token.
+        var noDram = HwSimulator.Simulate(c, hw with { DramCapacity = 0 }, MlpMode.Dense);
+        Assert.Equal(noDram.StaticBytes, noDram.StaticFromFlashBytes);
+        Assert.Equal(noDram.StaticBytes / hw.FlashBandwidth, noDram.SecondsPerToken, 12);
+    }
+
+    [Fact]
+    public void Column_caches_evict_by_policy()
+    {
+        var lru = new ColumnCache(10, 3, ColumnCachePolicy.Lru);
+        lru.Update(new[] { 0, 1, 2 });
+        lru.Update(new[] { 0 });
+        lru.Update(new[] { 5 }); // evicts the least recently used of {1, 2}
+        Assert.True(lru.IsResident(0) && lru.IsResident(5) && lru.Count == 3);
+        Assert.False(lru.IsResident(1) && lru.IsResident(2));
+        var lfu = new ColumnCache(10, 2, ColumnCachePolicy.Lfu);
+        lfu.Update(new[] { 0, 1 });
+        lfu.Update(new[] { 0 });
+        lfu.Update(new[] { 0 });
+        lfu.Update(new[] { 7 }); // evicts 1 (used once) rather than 0
+        Assert.True(lfu.IsResident(0) && lfu.IsResident(7) && !lfu.IsResident(1));
+        var belady = new ColumnCache(10, 2, ColumnCachePolicy.Belady);
+        belady.Update(new[] { 0, 1 });
+        belady.Update(new[] { 4 }, c => c == 0 ? 5 : 2); // 0 is needed later than 1: evict 0
+        Assert.True(belady.IsResident(1) && belady.IsResident(4) && !belady.IsResident(0));
+        var tiny = new ColumnCache(10, 2, ColumnCachePolicy.Lru);
+        tiny.Update(new[] { 1, 2, 3, 4 }); // the mask alone exceeds the capacity: a subset fits
+        Assert.Equal(2, tiny.Count);
+    }
+
+    [DataFact]
+    public void Cache_aware_masking_raises_the_hit_rate()
+    {
+        using var model = ModelLoader.Load(TestData.Stories260KBin);
+        var tok = TestData.ReadInts(TestData.Reference("ppl_tinystories_tokens.txt"))[..1024];
+        var plain = DipEvaluation.Run(model, new DipOptions { Keep = 0.5, Gamma = 0.999, CacheFraction = 0.5 }, tok, 256, 1);
+        var aware = DipEvaluation.Run(model, new DipOptions { Keep = 0.5, Gamma = 0.3, CacheFraction = 0.5 }, tok, 256, 1);
+        Assert.True(aware.HitRate > plain.HitRate, $"hit rate {aware.HitRate:P1} (γ 0.3) vs {plain.HitRate:P1} (γ ≈ 1)");
+    }
+}
