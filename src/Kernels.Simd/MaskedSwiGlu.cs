@@ -79,19 +79,27 @@ public static unsafe class MaskedSwiGlu
         {
             ThrowHelper.ShapeMismatch($"masked SwiGLU: x {x.Length} (need {w.Dim}), h {h.Length} (need {w.Hidden})");
         }
-        var g = Scratch(2 * w.Hidden);
+        int parts = Parts((long)columns.Length * w.Hidden * 2 * w.GateT.ElementType.Size());
+        var partial = Scratch(2 * w.Hidden * parts);
         fixed (float* px = x)
         fixed (int* pc = columns)
         fixed (float* ph = h)
-        fixed (float* pg = g)
+        fixed (float* pp = partial)
         {
             var job = new AxpyJob
             {
-                A = w.GateT.Data, B = w.UpT.Data, Type = w.GateT.ElementType, Finite = w.GateT.HalfValuesFinite && w.UpT.HalfValuesFinite, Width = w.Hidden, X = px, Columns = pc, Count = columns.Length,
-                OutA = pg, OutB = pg + w.Hidden, Slice = SliceOf(w.Hidden, (long)columns.Length * w.Hidden * 2 * w.GateT.ElementType.Size()),
+                A = w.GateT.Data, B = w.UpT.Data, Type = w.GateT.ElementType, Finite = w.GateT.HalfValuesFinite && w.UpT.HalfValuesFinite,
+                Width = w.Hidden, X = px, Columns = pc, Count = columns.Length, Parts = parts, Partials = pp,
             };
-            Run(ref job, w.Hidden);
-            SwiGlu.Apply(pg, pg + w.Hidden, ph, w.Hidden);
+            WorkerPool.Shared.For(parts, 1, ref job);
+            // Sum the per-part accumulators (part 0 holds the result) and apply SwiGLU.
+            float* g = pp, u = pp + w.Hidden;
+            for (int p = 1; p < parts; p++)
+            {
+                VectorMath.Add(g, pp + (long)p * 2 * w.Hidden, g, w.Hidden);
+                VectorMath.Add(u, pp + (long)p * 2 * w.Hidden + w.Hidden, u, w.Hidden);
+            }
+            SwiGlu.Apply(g, u, ph, w.Hidden);
         }
     }
 
@@ -102,16 +110,24 @@ public static unsafe class MaskedSwiGlu
         {
             ThrowHelper.ShapeMismatch($"masked down: h {h.Length} (need {w.Hidden}), y {y.Length} (need {w.Dim})");
         }
+        int parts = Parts((long)columns.Length * w.Dim * w.DownT.ElementType.Size());
+        var partial = Scratch(w.Dim * parts);
         fixed (float* ph = h)
         fixed (int* pc = columns)
         fixed (float* py = y)
+        fixed (float* pp = partial)
         {
             var job = new AxpyJob
             {
-                A = w.DownT.Data, B = null, Type = w.DownT.ElementType, Finite = w.DownT.HalfValuesFinite, Width = w.Dim, X = ph, Columns = pc, Count = columns.Length,
-                OutA = py, OutB = null, Slice = SliceOf(w.Dim, (long)columns.Length * w.Dim * w.DownT.ElementType.Size()),
+                A = w.DownT.Data, B = null, Type = w.DownT.ElementType, Finite = w.DownT.HalfValuesFinite,
+                Width = w.Dim, X = ph, Columns = pc, Count = columns.Length, Parts = parts, Partials = pp,
             };
-            Run(ref job, w.Dim);
+            WorkerPool.Shared.For(parts, 1, ref job);
+            for (int p = 1; p < parts; p++)
+            {
+                VectorMath.Add(pp, pp + (long)p * w.Dim, pp, w.Dim);
+            }
+            new Span<float>(pp, w.Dim).CopyTo(y);
         }
     }
 
@@ -126,100 +142,130 @@ public static unsafe class MaskedSwiGlu
         return t_scratch;
     }
 
-    /// <summary>Output slice per work item: whole width for small problems, else ~threads·2 slices of 64-float multiples.</summary>
-    private static int SliceOf(int width, long bytes)
-    {
-        if (bytes < DenseGemv.ParallelThresholdBytes)
-        {
-            return width;
-        }
-        int slices = 2 * WorkerPool.Shared.ThreadCount;
-        return Math.Max(64, (width / slices + 63) / 64 * 64);
-    }
+    /// <summary>One part per thread for large problems, else one.</summary>
+    private static int Parts(long bytes) => bytes < DenseGemv.ParallelThresholdBytes ? 1 : WorkerPool.Shared.ThreadCount;
 
-    private static void Run(ref AxpyJob job, int width) => WorkerPool.Shared.For((width + job.Slice - 1) / job.Slice, 1, ref job);
-
-    /// <summary>For a slice [s0, s1) of the output: out[s0..s1) = Σ_j x[c_j] · M[c_j, s0..s1) (for one or two matrices).</summary>
+    /// <summary>
+    /// Part p takes a contiguous share of the selected columns and accumulates whole rows of the
+    /// column-major matrix (one or two of them) into its own accumulator: every selected column
+    /// is streamed end to end by one thread (long sequential reads), and the parts are summed after.
+    /// </summary>
     private struct AxpyJob : IRangeJob
     {
         public byte* A, B;
         public ElementType Type;
         public bool Finite;
-        public int Width, Count, Slice;
-        public float* X, OutA, OutB;
+        public int Width, Count, Parts;
+        public float* X, Partials;
         public int* Columns;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int begin, int end)
         {
-            for (int s = begin; s < end; s++)
+            int outputs = B != null ? 2 : 1;
+            byte** rowsA = stackalloc byte*[Group];
+            byte** rowsB = stackalloc byte*[Group];
+            float* xs = stackalloc float[Group];
+            for (int p = begin; p < end; p++)
             {
-                int s0 = s * Slice, len = Math.Min(Slice, Width - s0);
-                new Span<float>(OutA + s0, len).Clear();
-                if (OutB != null)
-                {
-                    new Span<float>(OutB + s0, len).Clear();
-                }
+                float* outA = Partials + (long)p * outputs * Width;
+                float* outB = B != null ? outA + Width : null;
+                new Span<float>(outA, outputs * Width).Clear();
+                int j0 = (int)((long)Count * p / Parts), j1 = (int)((long)Count * (p + 1) / Parts);
                 long stride = (long)Width * Type.Size();
-                for (int j = 0; j < Count; j++)
+                // Groups of up to 8 selected columns: the accumulator slice is loaded and stored once
+                // per group instead of once per column (it does not fit L1 at real widths).
+                for (int j = j0; j < j1; j += Group)
                 {
-                    int c = Columns[j];
-                    float xv = X[c];
-                    long offset = c * stride + (long)s0 * Type.Size();
-                    Axpy(xv, A + offset, OutA + s0, len);
-                    if (OutB != null)
+                    int g = Math.Min(Group, j1 - j);
+                    for (int k = 0; k < g; k++)
                     {
-                        Axpy(xv, B + offset, OutB + s0, len);
+                        int c = Columns[j + k];
+                        xs[k] = X[c];
+                        rowsA[k] = A + c * stride;
+                        rowsB[k] = B != null ? B + c * stride : null;
+                    }
+                    AxpyGroup(xs, rowsA, g, outA, Width);
+                    if (B != null)
+                    {
+                        AxpyGroup(xs, rowsB, g, outB, Width);
                     }
                 }
             }
         }
 
-        private readonly void Axpy(float a, byte* row, float* y, int n)
+        private const int Group = 8;
+
+        private readonly void AxpyGroup(float* xs, byte** rows, int g, float* y, int n)
         {
             switch (Type)
             {
-                case ElementType.F32: AxpyTyped<F32Loader>(a, row, y, n); break;
-                case ElementType.F16 when Finite: AxpyTyped<F16FiniteLoader>(a, row, y, n); break;
-                case ElementType.F16: AxpyTyped<F16Loader>(a, row, y, n); break;
-                default: AxpyTyped<BF16Loader>(a, row, y, n); break;
+                case ElementType.F32: AxpyGroupTyped<F32Loader>(xs, rows, g, y, n); break;
+                case ElementType.F16 when Finite: AxpyGroupTyped<F16FiniteLoader>(xs, rows, g, y, n); break;
+                case ElementType.F16: AxpyGroupTyped<F16Loader>(xs, rows, g, y, n); break;
+                default: AxpyGroupTyped<BF16Loader>(xs, rows, g, y, n); break;
             }
         }
     }
 
-    /// <summary>y[0..n) += a · row[0..n) with the row in any storage type.</summary>
-    private static void AxpyTyped<TLoad>(float a, byte* row, float* y, int n) where TLoad : struct, IWeightLoader
+    /// <summary>y[0..n) += Σ_k xs[k] · rows[k][0..n) for g ≤ 8 rows in any storage type.</summary>
+    private static void AxpyGroupTyped<TLoad>(float* xs, byte** rows, int g, float* y, int n) where TLoad : struct, IWeightLoader
     {
         int i = 0;
         if (SimdInfo.Use512)
         {
-            i = AxpyTier<Vec512, Vector512<float>, TLoad>(a, row, y, n);
+            i = AxpyGroupTier<Vec512, Vector512<float>, TLoad>(xs, rows, g, y, n);
         }
         else if (SimdInfo.Use256)
         {
-            i = AxpyTier<Vec256, Vector256<float>, TLoad>(a, row, y, n);
+            i = AxpyGroupTier<Vec256, Vector256<float>, TLoad>(xs, rows, g, y, n);
         }
         for (; i < n; i++)
         {
-            y[i] += a * TLoad.LoadScalar(row, i);
+            float acc = y[i];
+            for (int k = 0; k < g; k++)
+            {
+                acc += xs[k] * TLoad.LoadScalar(rows[k], i);
+            }
+            y[i] = acc;
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int AxpyTier<TTier, TVec, TLoad>(float a, byte* row, float* y, int n)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int AxpyGroupTier<TTier, TVec, TLoad>(float* xs, byte** rows, int g, float* y, int n)
         where TTier : struct, IFloatVector<TVec> where TVec : unmanaged where TLoad : struct, IWeightLoader
     {
         int c = TTier.Count, i = 0;
-        TVec av = TTier.Broadcast(a);
-        for (; i <= n - 2 * c; i += 2 * c)
+        if (g == 8)
         {
-            TTier.Store(y + i, TTier.MultiplyAdd(av, TLoad.Load<TTier, TVec>(row, i), TTier.Load(y + i)));
-            TTier.Store(y + i + c, TTier.MultiplyAdd(av, TLoad.Load<TTier, TVec>(row, i + c), TTier.Load(y + i + c)));
+            // The common case unrolled: 8 rows, broadcasts hoisted.
+            TVec x0 = TTier.Broadcast(xs[0]), x1 = TTier.Broadcast(xs[1]), x2 = TTier.Broadcast(xs[2]), x3 = TTier.Broadcast(xs[3]);
+            TVec x4 = TTier.Broadcast(xs[4]), x5 = TTier.Broadcast(xs[5]), x6 = TTier.Broadcast(xs[6]), x7 = TTier.Broadcast(xs[7]);
+            byte* r0 = rows[0], r1 = rows[1], r2 = rows[2], r3 = rows[3], r4 = rows[4], r5 = rows[5], r6 = rows[6], r7 = rows[7];
+            for (; i <= n - c; i += c)
+            {
+                TVec a = TTier.MultiplyAdd(x0, TLoad.Load<TTier, TVec>(r0, i), TTier.Load(y + i));
+                TVec b = TTier.Multiply(x1, TLoad.Load<TTier, TVec>(r1, i));
+                a = TTier.MultiplyAdd(x2, TLoad.Load<TTier, TVec>(r2, i), a);
+                b = TTier.MultiplyAdd(x3, TLoad.Load<TTier, TVec>(r3, i), b);
+                a = TTier.MultiplyAdd(x4, TLoad.Load<TTier, TVec>(r4, i), a);
+                b = TTier.MultiplyAdd(x5, TLoad.Load<TTier, TVec>(r5, i), b);
+                a = TTier.MultiplyAdd(x6, TLoad.Load<TTier, TVec>(r6, i), a);
+                b = TTier.MultiplyAdd(x7, TLoad.Load<TTier, TVec>(r7, i), b);
+                TTier.Store(y + i, TTier.Add(a, b));
+            }
+            return i;
         }
         for (; i <= n - c; i += c)
         {
-            TTier.Store(y + i, TTier.MultiplyAdd(av, TLoad.Load<TTier, TVec>(row, i), TTier.Load(y + i)));
+            TVec a = TTier.Load(y + i);
+            for (int k = 0; k < g; k++)
+            {
+                a = TTier.MultiplyAdd(TTier.Broadcast(xs[k]), TLoad.Load<TTier, TVec>(rows[k], i), a);
+            }
+            TTier.Store(y + i, a);
         }
         return i;
     }
+
 }
