@@ -81,6 +81,12 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
     }
 
     internal byte* Values => (byte*)_values.Pointer;
+
+    /// <summary>The value array [Rows, ValueStride] in storage order (for device uploads).</summary>
+    public byte* RawValues => Values;
+
+    /// <summary>The metadata [Rows, MetaStride] bytes (for device uploads).</summary>
+    public byte* RawMeta => Meta;
     internal byte* Meta => (byte*)_meta.Pointer;
     internal DenseMatrix? Tail => _tail;
 

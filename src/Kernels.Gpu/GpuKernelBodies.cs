@@ -1,0 +1,573 @@
+using ILGPU;
+using ILGPU.Algorithms;
+
+namespace Kernels.Gpu;
+
+/// <summary>
+/// The kernel bodies (ILGPU C#, compiled to PTX / OpenCL C / the CPU accelerator). Conventions:
+/// warps of 32 lanes cooperate on a row or a (token, head); reductions use warp shuffles; weights
+/// come as an F32 view and an F16 (raw bits) view of which exactly one is used (flag half).
+/// </summary>
+internal static class GpuKernelBodies
+{
+    public const int Warp = 32;
+    public const int RowsPerGroup = 8; // 256-thread groups, one warp per row
+
+    // ---------------------------------------------------------------- helpers
+
+    /// <summary>IEEE binary16 bits to float (exact, Inf/NaN included).</summary>
+    public static float HalfToFloat(ushort h)
+    {
+        uint em = (uint)h & 0x7FFFu;
+        uint sign = ((uint)h & 0x8000u) << 16;
+        uint shifted = em << 13;
+        float finite = Interop.IntAsFloat(shifted) * 5.192296858534828e33f;
+        uint bits = em >= 0x7C00u ? (shifted | 0x7F800000u) : Interop.FloatAsInt(finite);
+        return Interop.IntAsFloat(bits | sign);
+    }
+
+    public static float Weight(ArrayView<float> w32, ArrayView<ushort> w16, int half, long index) =>
+        half != 0 ? HalfToFloat(w16[index]) : w32[index];
+
+    public static float WarpSum(float v)
+    {
+        for (int offset = Warp / 2; offset > 0; offset /= 2)
+        {
+            v += ILGPU.Warp.ShuffleDown(v, offset);
+        }
+        return v;
+    }
+
+    public static float WarpMax(float v)
+    {
+        for (int offset = Warp / 2; offset > 0; offset /= 2)
+        {
+            v = XMath.Max(v, ILGPU.Warp.ShuffleDown(v, offset));
+        }
+        return v;
+    }
+
+    // ---------------------------------------------------------------- dense
+
+    /// <summary>y[t, r] = Σ_c W[r, c]·x[t, c]: one warp per (row, token). Grid (rows/8, n), groups of 256.</summary>
+    public static void DenseRows(ArrayView<float> w32, ArrayView<ushort> w16, int half, ArrayView<float> x, ArrayView<float> y, int rows, int cols)
+    {
+        int lane = ILGPU.Warp.LaneIdx;
+        int r = Grid.IdxX * RowsPerGroup + ILGPU.Warp.WarpIdx;
+        int t = Grid.IdxY;
+        if (r >= rows)
+        {
+            return;
+        }
+        long wBase = (long)r * cols, xBase = (long)t * cols;
+        float acc = 0f;
+        for (int c = lane; c < cols; c += Warp)
+        {
+            acc += Weight(w32, w16, half, wBase + c) * x[xBase + c];
+        }
+        acc = WarpSum(acc);
+        if (lane == 0)
+        {
+            y[(long)t * rows + r] = acc;
+        }
+    }
+
+    public const int Tile = 64, TileK = 16;
+
+    /// <summary>
+    /// Tiled GEMM Y[n, M] = X[n, K]·Wᵀ: 64x64 output tiles (rows x tokens), 16-deep K slices staged
+    /// in shared memory, each of the 256 threads accumulating a 4x4 register block.
+    /// Grid (⌈M/64⌉, ⌈n/64⌉), groups of 256.
+    /// </summary>
+    public static void DenseTiled(ArrayView<float> w32, ArrayView<ushort> w16, int half, ArrayView<float> x, ArrayView<float> y, int m, int k, int n)
+    {
+        var ws = SharedMemory.Allocate<float>(TileK * Tile);
+        var xs = SharedMemory.Allocate<float>(TileK * Tile);
+        int tid = Group.IdxX;
+        int tr = tid / 16, tt = tid % 16;          // 16x16 threads, 4x4 outputs each
+        int row0 = Grid.IdxX * Tile, tok0 = Grid.IdxY * Tile;
+        float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+        float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+        for (int k0 = 0; k0 < k; k0 += TileK)
+        {
+            // Each thread stages 4 weights and 4 activations: element e = tid + 256·i of the 64x16 tile.
+            for (int i = 0; i < 4; i++)
+            {
+                int e = tid + 256 * i;
+                int rr = e / TileK, kk = e % TileK;
+                int gr = row0 + rr, gk = k0 + kk;
+                ws[kk * Tile + rr] = gr < m && gk < k ? Weight(w32, w16, half, (long)gr * k + gk) : 0f;
+                int gt = tok0 + rr;
+                xs[kk * Tile + rr] = gt < n && gk < k ? x[(long)gt * k + gk] : 0f;
+            }
+            Group.Barrier();
+            for (int kk = 0; kk < TileK; kk++)
+            {
+                float a0 = ws[kk * Tile + tr * 4], a1 = ws[kk * Tile + tr * 4 + 1], a2 = ws[kk * Tile + tr * 4 + 2], a3 = ws[kk * Tile + tr * 4 + 3];
+                float b0 = xs[kk * Tile + tt * 4], b1 = xs[kk * Tile + tt * 4 + 1], b2 = xs[kk * Tile + tt * 4 + 2], b3 = xs[kk * Tile + tt * 4 + 3];
+                c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
+                c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
+                c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
+                c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
+            }
+            Group.Barrier();
+        }
+        Store(y, m, n, row0 + tr * 4, tok0 + tt * 4, c00, c01, c02, c03, 0);
+        Store(y, m, n, row0 + tr * 4, tok0 + tt * 4, c10, c11, c12, c13, 1);
+        Store(y, m, n, row0 + tr * 4, tok0 + tt * 4, c20, c21, c22, c23, 2);
+        Store(y, m, n, row0 + tr * 4, tok0 + tt * 4, c30, c31, c32, c33, 3);
+    }
+
+    private static void Store(ArrayView<float> y, int m, int n, int r0, int t0, float v0, float v1, float v2, float v3, int i)
+    {
+        int r = r0 + i;
+        if (r >= m)
+        {
+            return;
+        }
+        if (t0 < n) { y[(long)t0 * m + r] = v0; }
+        if (t0 + 1 < n) { y[(long)(t0 + 1) * m + r] = v1; }
+        if (t0 + 2 < n) { y[(long)(t0 + 2) * m + r] = v2; }
+        if (t0 + 3 < n) { y[(long)(t0 + 3) * m + r] = v3; }
+    }
+
+    // ---------------------------------------------------------------- N:M sparse (input axis)
+
+    /// <summary>Where kept value k is stored (16-bit types interleave full 32-blocks pairwise).</summary>
+    public static int StorageIndex(int k, int kept, int half)
+    {
+        if (half == 0 || k >= kept / 32 * 32)
+        {
+            return k;
+        }
+        int r = k & 31;
+        return (k & ~31) + (r < 16 ? 2 * r : 2 * (r - 16) + 1);
+    }
+
+    /// <summary>In-group index of kept value k from the row's metadata words.</summary>
+    public static int IndexOf(ArrayView<uint> meta, long rowWord, int blocks, int m, int k)
+    {
+        int block = k >> 4, j = k & 15;
+        int lo = (int)((meta[rowWord + block] >> (2 * j)) & 3u);
+        if (m == 4)
+        {
+            return lo;
+        }
+        int hiByte = 4 * blocks + 2 * block;
+        uint word = meta[rowWord + hiByte / 4] >> (8 * (hiByte % 4));
+        return lo | (int)((word >> j) & 1u) << 2;
+    }
+
+    /// <summary>
+    /// y[t, r] for an input-axis N:M matrix: one warp per (row, token); lanes walk the kept values,
+    /// gather x[group·M + index], and add the dense tail. Grid (rows/8, n), groups of 256.
+    /// </summary>
+    public static void SparseRows(ArrayView<float> v32, ArrayView<ushort> v16, int half, ArrayView<uint> meta, ArrayView<float> tail32, ArrayView<ushort> tail16,
+        ArrayView<float> x, ArrayView<float> y, SparseShape s)
+    {
+        int lane = ILGPU.Warp.LaneIdx;
+        int r = Grid.IdxX * RowsPerGroup + ILGPU.Warp.WarpIdx;
+        int t = Grid.IdxY;
+        if (r >= s.Rows)
+        {
+            return;
+        }
+        long vBase = (long)r * s.ValueStride, xBase = (long)t * s.Columns, metaWord = (long)r * (s.MetaStride / 4);
+        float acc = 0f;
+        int n2 = s.M / 2;
+        for (int k = lane; k < s.Kept; k += Warp)
+        {
+            int col = k / n2 * s.M + IndexOf(meta, metaWord, s.Blocks, s.M, k);
+            acc += Weight(v32, v16, half, vBase + StorageIndex(k, s.Kept, half)) * x[xBase + col];
+        }
+        for (int c = lane; c < s.TailColumns; c += Warp)
+        {
+            acc += Weight(tail32, tail16, half, (long)r * s.TailColumns + c) * x[xBase + s.Grouped + c];
+        }
+        acc = WarpSum(acc);
+        if (lane == 0)
+        {
+            y[(long)t * s.Rows + r] = acc;
+        }
+    }
+
+    /// <summary>Xt[c, t] = X[t, c]. Grid over K·n threads (auto-grouped).</summary>
+    public static void Transpose(Index1D i, ArrayView<float> x, ArrayView<float> xt, int k, int n)
+    {
+        int c = i / n, t = i % n;
+        xt[i] = x[(long)t * k + c];
+    }
+
+    /// <summary>
+    /// Batched sparse product "kept weight × token vector": one warp per row, lanes = 32 tokens;
+    /// every lane reads the same kept value and column (broadcast), then a coalesced Xt row.
+    /// Grid (rows/8, ⌈n/32⌉), groups of 256.
+    /// </summary>
+    public static void SparseTokens(ArrayView<float> v32, ArrayView<ushort> v16, int half, ArrayView<uint> meta, ArrayView<float> tail32, ArrayView<ushort> tail16,
+        ArrayView<float> xt, ArrayView<float> y, SparseShape s, int n)
+    {
+        int lane = ILGPU.Warp.LaneIdx;
+        int r = Grid.IdxX * RowsPerGroup + ILGPU.Warp.WarpIdx;
+        int t = Grid.IdxY * Warp + lane;
+        if (r >= s.Rows)
+        {
+            return;
+        }
+        long vBase = (long)r * s.ValueStride, metaWord = (long)r * (s.MetaStride / 4);
+        int n2 = s.M / 2;
+        int tc = t < n ? t : n - 1;
+        float acc = 0f;
+        for (int k = 0; k < s.Kept; k++)
+        {
+            int col = k / n2 * s.M + IndexOf(meta, metaWord, s.Blocks, s.M, k);
+            acc += Weight(v32, v16, half, vBase + StorageIndex(k, s.Kept, half)) * xt[(long)col * n + tc];
+        }
+        for (int c = 0; c < s.TailColumns; c++)
+        {
+            acc += Weight(tail32, tail16, half, (long)r * s.TailColumns + c) * xt[(long)(s.Grouped + c) * n + tc];
+        }
+        if (t < n)
+        {
+            y[(long)t * s.Rows + r] = acc;
+        }
+    }
+
+    // ---------------------------------------------------------------- transformer pieces
+
+    /// <summary>x[t, i] = embedding[token_t, i]. Auto-grouped over n·dim.</summary>
+    public static void Embed(Index1D i, ArrayView<float> e32, ArrayView<ushort> e16, int half, ArrayView<int> tokens, ArrayView<float> x, int dim)
+    {
+        int t = i / dim, c = i % dim;
+        x[i] = Weight(e32, e16, half, (long)tokens[t] * dim + c);
+    }
+
+    /// <summary>RMSNorm of one row per 256-thread group: y = w ⊙ x / sqrt(mean(x²) + eps).</summary>
+    public static void RmsNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, int dim, float eps)
+    {
+        var partial = SharedMemory.Allocate<float>(256);
+        int row = Grid.IdxX, tid = Group.IdxX;
+        long b = (long)row * dim;
+        float ss = 0f;
+        for (int i = tid; i < dim; i += 256)
+        {
+            float v = x[b + i];
+            ss += v * v;
+        }
+        partial[tid] = ss;
+        Group.Barrier();
+        for (int stride = 128; stride > 0; stride /= 2)
+        {
+            if (tid < stride)
+            {
+                partial[tid] += partial[tid + stride];
+            }
+            Group.Barrier();
+        }
+        float scale = 1f / XMath.Sqrt(partial[0] / dim + eps);
+        for (int i = tid; i < dim; i += 256)
+        {
+            y[b + i] = w[i] * (scale * x[b + i]);
+        }
+    }
+
+    /// <summary>Interleaved-pair RoPE in place; one thread per (token, head, pair).</summary>
+    public static void Rope(Index1D i, ArrayView<float> x, ArrayView<float> cos, ArrayView<float> sin, ArrayView<int> positions, int heads, int headDim)
+    {
+        int half = headDim / 2;
+        int pair = i % half;
+        int head = i / half % heads;
+        int t = i / (half * heads);
+        long b = (long)t * heads * headDim + head * headDim + 2 * pair;
+        long table = (long)positions[t] * half + pair;
+        float fcr = cos[table], fci = sin[table];
+        float v0 = x[b], v1 = x[b + 1];
+        x[b] = v0 * fcr - v1 * fci;
+        x[b + 1] = v0 * fci + v1 * fcr;
+    }
+
+    /// <summary>Appends n tokens' k/v rows to a KV head's slots (and their ‖v‖₁); one thread per (token, kv head).</summary>
+    public static void AppendKv(Index1D i, ArrayView<float> k, ArrayView<float> v, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> norms,
+        KvShape s, int layer, int baseCount)
+    {
+        int t = i / s.KvHeads, g = i % s.KvHeads;
+        long slot = ((long)layer * s.KvHeads + g) * s.Capacity + baseCount + t;
+        long src = ((long)t * s.KvHeads + g) * s.HeadDim;
+        float l1 = 0f;
+        for (int d = 0; d < s.HeadDim; d++)
+        {
+            keys[slot * s.HeadDim + d] = k[src + d];
+            float vv = v[src + d];
+            values[slot * s.HeadDim + d] = vv;
+            l1 += XMath.Abs(vv);
+        }
+        norms[slot] = l1;
+    }
+
+    /// <summary>
+    /// Causal attention, one warp per (token, query head): scores over the head's cached slots,
+    /// softmax (warp max/sum), output = Σ p·v; with track != 0 every probability is also added
+    /// (atomically, summed over the GQA group) to received[slot], weighted by ‖v‖₁ when weighted != 0
+    /// — VATP's value-norm-weighted attention reduction. Grid (n, heads), groups of 32.
+    /// </summary>
+    public static void Attention(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> norms, ArrayView<float> received,
+        ArrayView<float> scores, ArrayView<float> output, KvShape s, int layer, int heads, int baseCount, int track, int weighted)
+    {
+        int lane = ILGPU.Warp.LaneIdx;
+        int t = Grid.IdxX, h = Grid.IdxY;
+        int group = heads / s.KvHeads, g = h / group;
+        int count = baseCount + t + 1;
+        long head = (long)layer * s.KvHeads + g;
+        long slot0 = head * s.Capacity;
+        long qBase = ((long)t * heads + h) * s.HeadDim;
+        long sBase = ((long)t * heads + h) * s.Capacity;
+        float norm = XMath.Sqrt((float)s.HeadDim);
+        float max = float.NegativeInfinity;
+        for (int j = lane; j < count; j += Warp)
+        {
+            float dot = 0f;
+            long kb = (slot0 + j) * s.HeadDim;
+            for (int d = 0; d < s.HeadDim; d++)
+            {
+                dot += q[qBase + d] * keys[kb + d];
+            }
+            float sc = dot / norm;
+            scores[sBase + j] = sc;
+            max = XMath.Max(max, sc);
+        }
+        max = WarpMax(max);
+        max = ILGPU.Warp.Shuffle(max, 0);
+        float sum = 0f;
+        for (int j = lane; j < count; j += Warp)
+        {
+            float e = XMath.Exp(scores[sBase + j] - max);
+            scores[sBase + j] = e;
+            sum += e;
+        }
+        sum = WarpSum(sum);
+        sum = ILGPU.Warp.Shuffle(sum, 0);
+        for (int j = lane; j < count; j += Warp)
+        {
+            float p = scores[sBase + j] / sum;
+            scores[sBase + j] = p;
+            if (track != 0)
+            {
+                Atomic.Add(ref received[slot0 + j], weighted != 0 ? p * norms[slot0 + j] : p);
+            }
+        }
+        ILGPU.Warp.Barrier();
+        for (int d = lane; d < s.HeadDim; d += Warp)
+        {
+            float acc = 0f;
+            for (int j = 0; j < count; j++)
+            {
+                acc += scores[sBase + j] * values[(slot0 + j) * s.HeadDim + d];
+            }
+            output[qBase + d] = acc;
+        }
+    }
+
+    /// <summary>h = silu(g)⊙u.</summary>
+    public static void SwiGlu(Index1D i, ArrayView<float> g, ArrayView<float> u, ArrayView<float> h)
+    {
+        float gv = g[i];
+        h[i] = gv * (1f / (1f + XMath.Exp(-gv))) * u[i];
+    }
+
+    /// <summary>x += d.</summary>
+    public static void AddInPlace(Index1D i, ArrayView<float> x, ArrayView<float> d) => x[i] += d[i];
+
+    /// <summary>dst[dOff + i] = src[sOff + i].</summary>
+    public static void Copy(Index1D i, ArrayView<float> src, int sourceOffset, ArrayView<float> dst, int destinationOffset) =>
+        dst[destinationOffset + i] = src[sourceOffset + i];
+
+    /// <summary>Index of the largest value (ties: lowest index, NaN never wins), one group of 1024.</summary>
+    public static void ArgMax(ArrayView<float> x, int offset, int count, ArrayView<int> result)
+    {
+        var bestValue = SharedMemory.Allocate<float>(1024);
+        var bestIndex = SharedMemory.Allocate<int>(1024);
+        int tid = Group.IdxX;
+        float bv = float.NegativeInfinity;
+        int bi = int.MaxValue;
+        for (int i = tid; i < count; i += 1024)
+        {
+            float v = x[offset + i];
+            if (v > bv || bi == int.MaxValue && !float.IsNaN(v))
+            {
+                bv = v;
+                bi = i;
+            }
+        }
+        bestValue[tid] = bv;
+        bestIndex[tid] = bi;
+        Group.Barrier();
+        for (int stride = 512; stride > 0; stride /= 2)
+        {
+            if (tid < stride)
+            {
+                float ov = bestValue[tid + stride];
+                int oi = bestIndex[tid + stride];
+                if (ov > bestValue[tid] || ov == bestValue[tid] && oi < bestIndex[tid])
+                {
+                    bestValue[tid] = ov;
+                    bestIndex[tid] = oi;
+                }
+            }
+            Group.Barrier();
+        }
+        if (tid == 0)
+        {
+            result[0] = bestIndex[0] == int.MaxValue ? -1 : bestIndex[0];
+        }
+    }
+
+    /// <summary>Softmax of one row in place (max-subtracted), one group of 1024.</summary>
+    public static void Softmax(ArrayView<float> x, int offset, int count)
+    {
+        var shared = SharedMemory.Allocate<float>(1024);
+        int tid = Group.IdxX;
+        float m = float.NegativeInfinity;
+        for (int i = tid; i < count; i += 1024)
+        {
+            m = XMath.Max(m, x[offset + i]);
+        }
+        shared[tid] = m;
+        Group.Barrier();
+        for (int s = 512; s > 0; s /= 2)
+        {
+            if (tid < s)
+            {
+                shared[tid] = XMath.Max(shared[tid], shared[tid + s]);
+            }
+            Group.Barrier();
+        }
+        m = shared[0];
+        Group.Barrier();
+        float sum = 0f;
+        for (int i = tid; i < count; i += 1024)
+        {
+            float e = XMath.Exp(x[offset + i] - m);
+            x[offset + i] = e;
+            sum += e;
+        }
+        shared[tid] = sum;
+        Group.Barrier();
+        for (int s = 512; s > 0; s /= 2)
+        {
+            if (tid < s)
+            {
+                shared[tid] += shared[tid + s];
+            }
+            Group.Barrier();
+        }
+        sum = shared[0];
+        for (int i = tid; i < count; i += 1024)
+        {
+            x[offset + i] /= sum;
+        }
+    }
+
+    // ---------------------------------------------------------------- dynamic input pruning
+
+    /// <summary>
+    /// Top-k of |x| for one vector per 1024-thread group: a bisection over the float bit patterns
+    /// finds the k-th largest magnitude (32 counting rounds), then all larger entries and, in index
+    /// order, enough equal ones are compacted into selected[0..k) (ties go to the lower index).
+    /// </summary>
+    public static void TopKAbs(ArrayView<float> x, int length, int k, ArrayView<int> selected, ArrayView<int> counter)
+    {
+        var counts = SharedMemory.Allocate<int>(1024);
+        int tid = Group.IdxX;
+        uint prefix = 0;
+        for (int bit = 30; bit >= 0; bit--)
+        {
+            uint candidate = prefix | (1u << bit);
+            int c = 0;
+            for (int i = tid; i < length; i += 1024)
+            {
+                c += (Interop.FloatAsInt(x[i]) & 0x7FFFFFFFu) >= candidate ? 1 : 0;
+            }
+            counts[tid] = c;
+            Group.Barrier();
+            for (int s = 512; s > 0; s /= 2)
+            {
+                if (tid < s)
+                {
+                    counts[tid] += counts[tid + s];
+                }
+                Group.Barrier();
+            }
+            if (counts[0] >= k)
+            {
+                prefix = candidate;
+            }
+            Group.Barrier();
+        }
+        // prefix = bits of the k-th largest |x|. Strictly larger ones first (any order), then ties in index order.
+        if (tid == 0)
+        {
+            counter[0] = 0;
+        }
+        Group.Barrier();
+        for (int i = tid; i < length; i += 1024)
+        {
+            if ((Interop.FloatAsInt(x[i]) & 0x7FFFFFFFu) > prefix)
+            {
+                selected[Atomic.Add(ref counter[0], 1)] = i;
+            }
+        }
+        Group.Barrier();
+        if (tid == 0)
+        {
+            int n = counter[0];
+            for (int i = 0; i < length && n < k; i++)
+            {
+                if ((Interop.FloatAsInt(x[i]) & 0x7FFFFFFFu) == prefix)
+                {
+                    selected[n++] = i;
+                }
+            }
+            counter[0] = n;
+        }
+    }
+
+    /// <summary>h[i] = silu(Σ_{j∈sel} x_j·Gᵀ[j, i]) · Σ_{j∈sel} x_j·Uᵀ[j, i] over the selected input columns only; thread per i.</summary>
+    public static void MaskedGateUp(Index1D i, ArrayView<float> gt32, ArrayView<ushort> gt16, ArrayView<float> ut32, ArrayView<ushort> ut16, int half,
+        ArrayView<float> x, ArrayView<int> selected, int count, ArrayView<float> h, int hidden)
+    {
+        float g = 0f, u = 0f;
+        for (int s = 0; s < count; s++)
+        {
+            int j = selected[s];
+            float xv = x[j];
+            long idx = (long)j * hidden + i;
+            g += xv * Weight(gt32, gt16, half, idx);
+            u += xv * Weight(ut32, ut16, half, idx);
+        }
+        h[i] = g * (1f / (1f + XMath.Exp(-g))) * u;
+    }
+
+    /// <summary>y[o] = Σ_{i∈sel} h_i·Dᵀ[i, o]; thread per output o.</summary>
+    public static void MaskedDown(Index1D o, ArrayView<float> dt32, ArrayView<ushort> dt16, int half, ArrayView<float> h, ArrayView<int> selected, int count,
+        ArrayView<float> y, int dim)
+    {
+        float acc = 0f;
+        for (int s = 0; s < count; s++)
+        {
+            int i = selected[s];
+            acc += h[i] * Weight(dt32, dt16, half, (long)i * dim + o);
+        }
+        y[o] = acc;
+    }
+}
+
+/// <summary>Shape of a compressed input-axis N:M matrix on the device.</summary>
+public struct SparseShape
+{
+    public int Rows, Columns, M, Kept, Blocks, ValueStride, MetaStride, TailColumns, Grouped;
+}
+
+/// <summary>Shape of the device KV cache: [layers][kvHeads][capacity][headDim].</summary>
+public struct KvShape
+{
+    public int KvHeads, Capacity, HeadDim;
+}
