@@ -18,6 +18,8 @@ public static class Program
             KvReportCommand.Create(),
             SimulateCommand.Create(),
             DipReportCommand.Create(),
+            GpuCommands.SelfTest(),
+            GpuCommands.Bench(),
         };
         return await root.Parse(args).InvokeAsync();
     }

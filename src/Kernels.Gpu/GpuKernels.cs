@@ -12,46 +12,57 @@ public sealed class GpuKernels
 {
     private readonly Accelerator _a;
 
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int> _denseRows;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int> _denseRows;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int> _denseTiled;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape> _sparseRows;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int> _denseLanes;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int> _sparseLanes;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int> _sparseRows;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int> _sparseTokens;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, int, int> _transpose;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<ushort>, int, ArrayView<int>, ArrayView<float>, int> _embed;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float> _rmsNorm;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int> _rope;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvShape, int, int> _appendKv;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvShape, int, int, int, int, int> _attention;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>> _swiGlu;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<float>> _add;
-    private readonly Action<Index1D, ArrayView<float>, int, ArrayView<float>, int> _copy;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _transpose;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<int>, ArrayView<float>, int, int> _embed;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int> _rmsNorm;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int> _rope;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvShape, int, int, int> _appendKv;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvShape, int, int, int, int, int, int> _attention;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _swiGlu;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _add;
+    private readonly Action<KernelConfig, ArrayView<float>, int, ArrayView<float>, int, int> _copy;
     private readonly Action<KernelConfig, ArrayView<float>, int, int, ArrayView<int>> _argMax;
     private readonly Action<KernelConfig, ArrayView<float>, int, int> _softmax;
     private readonly Action<KernelConfig, ArrayView<float>, int, int, ArrayView<int>, ArrayView<int>> _topK;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<int>, int, ArrayView<float>, int> _maskedGateUp;
-    private readonly Action<Index1D, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<int>, int, ArrayView<float>, int> _maskedDown;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<int>, int, ArrayView<float>, int> _maskedGateUp;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<int>, int, ArrayView<float>, int> _maskedDown;
 
     public GpuKernels(Accelerator accelerator)
     {
         _a = accelerator;
-        _denseRows = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int>(GpuKernelBodies.DenseRows);
+        _denseRows = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int>(GpuKernelBodies.DenseRows);
         _denseTiled = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int>(GpuKernelBodies.DenseTiled);
-        _sparseRows = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape>(GpuKernelBodies.SparseRows);
+        _denseLanes = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int>(GpuKernelBodies.DenseLanes);
+        _sparseLanes = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int>(GpuKernelBodies.SparseLanes);
+        _sparseRows = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int>(GpuKernelBodies.SparseRows);
         _sparseTokens = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int>(GpuKernelBodies.SparseTokens);
-        _transpose = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int>(GpuKernelBodies.Transpose);
-        _embed = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<ushort>, int, ArrayView<int>, ArrayView<float>, int>(GpuKernelBodies.Embed);
-        _rmsNorm = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>(GpuKernelBodies.RmsNorm);
-        _rope = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int>(GpuKernelBodies.Rope);
-        _appendKv = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvShape, int, int>(GpuKernelBodies.AppendKv);
-        _attention = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvShape, int, int, int, int, int>(GpuKernelBodies.Attention);
-        _swiGlu = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GpuKernelBodies.SwiGlu);
-        _add = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(GpuKernelBodies.AddInPlace);
-        _copy = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, int, ArrayView<float>, int>(GpuKernelBodies.Copy);
+        _transpose = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(GpuKernelBodies.Transpose);
+        _embed = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<int>, ArrayView<float>, int, int>(GpuKernelBodies.Embed);
+        _rmsNorm = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int>(GpuKernelBodies.RmsNorm);
+        _rope = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int>(GpuKernelBodies.Rope);
+        _appendKv = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvShape, int, int, int>(GpuKernelBodies.AppendKv);
+        _attention = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvShape, int, int, int, int, int, int>(GpuKernelBodies.Attention);
+        // The CPU accelerator runs every thread of a group as an OS thread: one-warp groups and a
+        // grid of a few groups per core keep its launches cheap; GPUs get 8-warp groups and full grids.
+        bool cpu = accelerator.AcceleratorType == AcceleratorType.CPU;
+        GroupSize = cpu ? GpuKernelBodies.Warp : Math.Min(256, accelerator.MaxNumThreadsPerGroup);
+        ReductionGroupSize = cpu ? GpuKernelBodies.Warp : Math.Min(1024, accelerator.MaxNumThreadsPerGroup);
+        MaxGroups = cpu ? 2 * Environment.ProcessorCount : int.MaxValue;
+        LanePerRow = cpu;
+        _swiGlu = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.SwiGlu);
+        _add = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.AddInPlace);
+        _copy = accelerator.LoadStreamKernel<ArrayView<float>, int, ArrayView<float>, int, int>(GpuKernelBodies.Copy);
         _argMax = accelerator.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<int>>(GpuKernelBodies.ArgMax);
         _softmax = accelerator.LoadStreamKernel<ArrayView<float>, int, int>(GpuKernelBodies.Softmax);
         _topK = accelerator.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<int>, ArrayView<int>>(GpuKernelBodies.TopKAbs);
-        _maskedGateUp = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<int>, int, ArrayView<float>, int>(GpuKernelBodies.MaskedGateUp);
-        _maskedDown = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<int>, int, ArrayView<float>, int>(GpuKernelBodies.MaskedDown);
+        _maskedGateUp = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<int>, int, ArrayView<float>, int>(GpuKernelBodies.MaskedGateUp);
+        _maskedDown = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<int>, int, ArrayView<float>, int>(GpuKernelBodies.MaskedDown);
     }
 
     /// <summary>Batches at least this large use the tiled dense kernel (weights reused from shared memory).</summary>
@@ -60,68 +71,98 @@ public sealed class GpuKernels
     /// <summary>Batches at least this large use the token-vector sparse kernel.</summary>
     public int SparseTokensMinTokens { get; set; } = 8;
 
-    private static int Groups(int rows) => (rows + GpuKernelBodies.RowsPerGroup - 1) / GpuKernelBodies.RowsPerGroup;
+    /// <summary>Row products use one lane per row (the CPU accelerator's default) instead of one warp per row.</summary>
+    public bool LanePerRow { get; set; }
+
+    /// <summary>Threads per group of the warp-per-item kernels.</summary>
+    public int GroupSize { get; }
+
+    /// <summary>Threads of the single-group reductions (argmax, softmax, top-k).</summary>
+    public int ReductionGroupSize { get; }
+
+    /// <summary>Cap on the grid of grid-stride kernels.</summary>
+    public int MaxGroups { get; }
+
+    /// <summary>A 1-D grid for <paramref name="count"/> element-wise work items (grid-stride).</summary>
+    private KernelConfig Flat(long count) =>
+        new((int)Math.Max(1, Math.Min(MaxGroups, (count + GroupSize - 1) / GroupSize)), GroupSize);
+
+    /// <summary>A 1-D grid for <paramref name="items"/> warp-sized work items.</summary>
+    private KernelConfig WarpItems(long items)
+    {
+        int warpsPerGroup = GroupSize / GpuKernelBodies.Warp;
+        long groups = Math.Max(1, Math.Min(MaxGroups, (items + warpsPerGroup - 1) / warpsPerGroup));
+        return new KernelConfig((int)groups, GroupSize);
+    }
 
     public void Dense(GpuMatrix w, ArrayView<float> x, ArrayView<float> y, int n)
     {
-        if (n >= TiledMinTokens)
+        if (n >= TiledMinTokens && !LanePerRow)
         {
             _denseTiled(new KernelConfig(new Index2D((w.Rows + 63) / 64, (n + 63) / 64), new Index2D(256, 1)), w.F32, w.F16, w.Half, x, y, w.Rows, w.Columns, n);
         }
+        else if (LanePerRow)
+        {
+            _denseLanes(Flat((long)w.Rows * n), w.F32, w.F16, w.Half, x, y, w.Rows, w.Columns, n);
+        }
         else
         {
-            _denseRows(new KernelConfig(new Index2D(Groups(w.Rows), n), new Index2D(256, 1)), w.F32, w.F16, w.Half, x, y, w.Rows, w.Columns);
+            _denseRows(WarpItems((long)w.Rows * n), w.F32, w.F16, w.Half, x, y, w.Rows, w.Columns, n);
         }
     }
 
     public void Sparse(GpuSparseMatrix w, ArrayView<float> x, ArrayView<float> y, int n, ArrayView<float> transposeScratch)
     {
-        if (n >= SparseTokensMinTokens)
+        if (LanePerRow)
         {
-            _transpose(w.Shape.Columns * n, x, transposeScratch, w.Shape.Columns, n);
-            _sparseTokens(new KernelConfig(new Index2D(Groups(w.Shape.Rows), (n + 31) / 32), new Index2D(256, 1)),
+            _sparseLanes(Flat((long)w.Shape.Rows * n), w.F32, w.F16, w.Half, w.Meta, w.Tail32, w.Tail16, x, y, w.Shape, n);
+        }
+        else if (n >= SparseTokensMinTokens)
+        {
+            _transpose(Flat((long)w.Shape.Columns * n), x, transposeScratch, w.Shape.Columns, n);
+            _sparseTokens(WarpItems((long)w.Shape.Rows * ((n + 31) / 32)),
                 w.F32, w.F16, w.Half, w.Meta, w.Tail32, w.Tail16, transposeScratch, y, w.Shape, n);
         }
         else
         {
-            _sparseRows(new KernelConfig(new Index2D(Groups(w.Shape.Rows), n), new Index2D(256, 1)),
-                w.F32, w.F16, w.Half, w.Meta, w.Tail32, w.Tail16, x, y, w.Shape);
+            _sparseRows(WarpItems((long)w.Shape.Rows * n),
+                w.F32, w.F16, w.Half, w.Meta, w.Tail32, w.Tail16, x, y, w.Shape, n);
         }
     }
 
-    public void Embed(GpuMatrix e, ArrayView<int> tokens, int n, ArrayView<float> x) => _embed(n * e.Columns, e.F32, e.F16, e.Half, tokens, x, e.Columns);
+    public void Embed(GpuMatrix e, ArrayView<int> tokens, int n, ArrayView<float> x) => _embed(Flat((long)n * e.Columns), e.F32, e.F16, e.Half, tokens, x, e.Columns, n * e.Columns);
 
     public void RmsNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, int n, int dim, float eps) =>
-        _rmsNorm(new KernelConfig(n, 256), x, w, y, dim, eps);
+        _rmsNorm(new KernelConfig(Math.Min(n, MaxGroups), ReductionGroupSize), x, w, y, dim, eps, n);
 
     public void Rope(ArrayView<float> x, ArrayView<float> cos, ArrayView<float> sin, ArrayView<int> positions, int n, int heads, int headDim) =>
-        _rope(n * heads * (headDim / 2), x, cos, sin, positions, heads, headDim);
+        _rope(Flat((long)n * heads * (headDim / 2)), x, cos, sin, positions, heads, headDim, n * heads * (headDim / 2));
 
     public void AppendKv(ArrayView<float> k, ArrayView<float> v, GpuKvStorage cache, int layer, int baseCount, int n) =>
-        _appendKv(n * cache.Shape.KvHeads, k, v, cache.Keys.View, cache.Values.View, cache.Norms.View, cache.Shape, layer, baseCount);
+        _appendKv(Flat((long)n * cache.Shape.KvHeads), k, v, cache.Keys.View, cache.Values.View, cache.Norms.View, cache.Shape, layer, baseCount, n * cache.Shape.KvHeads);
 
     public void Attention(ArrayView<float> q, GpuKvStorage cache, int layer, int heads, int baseCount, int n, ArrayView<float> scores, ArrayView<float> output, bool track, bool weighted) =>
-        _attention(new KernelConfig(new Index2D(n, heads), new Index2D(GpuKernelBodies.Warp, 1)), q, cache.Keys.View, cache.Values.View, cache.Norms.View, cache.Received.View,
-            scores, output, cache.Shape, layer, heads, baseCount, track ? 1 : 0, weighted ? 1 : 0);
+        _attention(WarpItems((long)n * heads), q, cache.Keys.View, cache.Values.View, cache.Norms.View, cache.Received.View,
+            scores, output, cache.Shape, layer, heads, baseCount, track ? 1 : 0, weighted ? 1 : 0, n);
 
-    public void SwiGlu(ArrayView<float> g, ArrayView<float> u, ArrayView<float> h, int count) => _swiGlu(count, g, u, h);
+    public void SwiGlu(ArrayView<float> g, ArrayView<float> u, ArrayView<float> h, int count) => _swiGlu(Flat(count), g, u, h, count);
 
-    public void Add(ArrayView<float> x, ArrayView<float> d, int count) => _add(count, x, d);
+    public void Add(ArrayView<float> x, ArrayView<float> d, int count) => _add(Flat(count), x, d, count);
 
-    public void Copy(ArrayView<float> src, int srcOffset, ArrayView<float> dst, int dstOffset, int count) => _copy(count, src, srcOffset, dst, dstOffset);
+    public void Copy(ArrayView<float> src, int srcOffset, ArrayView<float> dst, int dstOffset, int count) => _copy(Flat(count), src, srcOffset, dst, dstOffset, count);
 
-    public void ArgMax(ArrayView<float> x, int offset, int count, ArrayView<int> result) => _argMax(new KernelConfig(1, 1024), x, offset, count, result);
+    public void ArgMax(ArrayView<float> x, int offset, int count, ArrayView<int> result) => _argMax(new KernelConfig(1, ReductionGroupSize), x, offset, count, result);
 
-    public void Softmax(ArrayView<float> x, int offset, int count) => _softmax(new KernelConfig(1, 1024), x, offset, count);
+    public void Softmax(ArrayView<float> x, int offset, int count) => _softmax(new KernelConfig(1, ReductionGroupSize), x, offset, count);
 
     public void TopKAbs(ArrayView<float> x, int length, int k, ArrayView<int> selected, ArrayView<int> counter) =>
-        _topK(new KernelConfig(1, 1024), x, length, k, selected, counter);
+        _topK(new KernelConfig(1, ReductionGroupSize), x, length, k, selected, counter);
 
     public void MaskedGateUp(GpuMatrix gateT, GpuMatrix upT, ArrayView<float> x, ArrayView<int> selected, int count, ArrayView<float> h) =>
-        _maskedGateUp(gateT.Columns, gateT.F32, gateT.F16, upT.F32, upT.F16, gateT.Half, x, selected, count, h, gateT.Columns);
+        _maskedGateUp(Flat(gateT.Columns), gateT.F32, gateT.F16, upT.F32, upT.F16, gateT.Half, x, selected, count, h, gateT.Columns);
 
     public void MaskedDown(GpuMatrix downT, ArrayView<float> h, ArrayView<int> selected, int count, ArrayView<float> y) =>
-        _maskedDown(downT.Columns, downT.F32, downT.F16, downT.Half, h, selected, count, y, downT.Columns);
+        _maskedDown(Flat(downT.Columns), downT.F32, downT.F16, downT.Half, h, selected, count, y, downT.Columns);
 
     public void Synchronize() => _a.Synchronize();
 }

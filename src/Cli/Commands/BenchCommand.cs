@@ -30,10 +30,11 @@ internal static class BenchCommand
         var chart = new Option<string>("--chart") { Description = "PNG chart path", DefaultValueFactory = _ => "kernels-bench.png" };
         var kvPolicy = new Option<string?>("--kv-policy") { Description = "Compare decode with a full KV cache against this eviction policy (dense weights), after --context tokens" };
         var kvBudget = new Option<string>("--kv-budget") { Description = "Budget for --kv-policy", DefaultValueFactory = _ => "0.5" };
+        var device = new Option<string>("--device") { Description = "Backend: cpu | ilgpu-cpu | cuda | opencl | auto", DefaultValueFactory = _ => "cpu" };
         var contextTokens = new Option<int>("--context") { Description = "Tokens in the cache before the timed decode steps", DefaultValueFactory = _ => 16 };
         var command = new Command("bench", "Dense vs 2:4 vs 4:8 decode/prefill on a synthetic Llama-shaped model (no downloads)")
         {
-            shape, layers, quick, types, decode, prefill, json, chart, kvPolicy, kvBudget, contextTokens,
+            shape, layers, quick, types, decode, prefill, json, chart, kvPolicy, kvBudget, contextTokens, device,
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -69,7 +70,7 @@ internal static class BenchCommand
                         new Variant($"dense {t} {policy} {parse.GetValue(kvBudget)}", t, null, kvOptions),
                     }).ToList();
                 }
-                var results = Run(s, variants, options, cancellationToken);
+                var results = Run(s, variants, options, parse.GetValue(device)!, cancellationToken);
                 Report(s, results, options);
                 WriteChart(parse.GetValue(chart)!, s, results);
                 if (parse.GetValue(json) is { } path)
@@ -99,7 +100,7 @@ internal static class BenchCommand
             _ => throw new ArgumentException($"unknown type '{t}' (f32, f16, bf16)"),
         }).ToArray();
 
-    internal static List<(Variant Variant, ModelBenchmarkResult Result)> Run(SyntheticShape shape, IReadOnlyList<Variant> variants, ModelBenchmarkOptions options, CancellationToken ct)
+    internal static List<(Variant Variant, ModelBenchmarkResult Result)> Run(SyntheticShape shape, IReadOnlyList<Variant> variants, ModelBenchmarkOptions options, string device, CancellationToken ct)
     {
         var results = new List<(Variant, ModelBenchmarkResult)>();
         CliConsole.Err.MarkupLine($"[grey]{Markup.Escape(SimdInfo.Describe())}[/]");
@@ -111,7 +112,12 @@ internal static class BenchCommand
             GC.WaitForPendingFinalizers();
             PeakMemory.Reset();
             using var model = CliConsole.WithProgress($"building {v.Name}", p => SyntheticModel.Create(shape with { MaxSequence = Math.Max(shape.MaxSequence, options.DecodeContext + options.DecodeTokens + 1) }, v.Type, v.Sparsity, seed: 7, p));
-            using var ops = new HostOps();
+            using var ops = Kernels.Runtime.Compute.Backends.Create(device);
+            if (v.Kv is not null && !Kernels.Runtime.Compute.Backends.IsHost(ops))
+            {
+                throw new NotSupportedException("--kv-policy runs on the host backends");
+            }
+            CliConsole.Err.MarkupLine($"  [grey]{Markup.Escape(ops.Name)}[/]");
             var r = CliConsole.WithProgress($"timing {v.Name}", _ => ModelBenchmark.Run(model, ops, options with { Kv = v.Kv }, ct));
             CliConsole.Err.MarkupLine($"  {Markup.Escape(v.Name),-10} decode {r.DecodeMsPerToken,8:F2} ms/token ({r.DecodeTokensPerSecond:F2} tok/s, {r.DecodeWeightGBps:F1} GB/s of weights), prefill {r.PrefillTokensPerSecond:F1} tok/s");
             results.Add((v, r));

@@ -11,7 +11,7 @@ internal sealed class CommonOptions
 {
     public readonly Option<string> Model = new("--model", "-m") { Description = "Model: llama2.c .bin, .gguf, or HF folder (config.json + safetensors)", Required = true };
     public readonly Option<string?> Tokenizer = new("--tokenizer", "-z") { Description = "Tokenizer: llama2.c tokenizer .bin or SentencePiece .model (default: the model's embedded vocabulary)" };
-    public readonly Option<string> Device = new("--device") { Description = "Backend: cpu (SIMD kernels), reference (scalar)", DefaultValueFactory = _ => "cpu" };
+    public readonly Option<string> Device = new("--device") { Description = "Backend: cpu (SIMD kernels) | reference (scalar) | ilgpu-cpu (GPU kernels on ILGPU's CPU accelerator) | cuda | opencl | auto (CUDA, then OpenCL, else cpu)", DefaultValueFactory = _ => "cpu" };
     public readonly Option<string> Sparse = new("--sparse") { Description = "auto: store linears that hold a 2:4 / 4:8 pattern in the compressed N:M format; off: keep them dense", DefaultValueFactory = _ => "auto" };
 
     public void AddTo(Command command)
@@ -44,12 +44,13 @@ internal sealed class CommonOptions
         return model;
     }
 
-    public static ITransformerOps CreateOps(string device) => device switch
+    /// <summary>Creates the backend and prints which one (and which device) runs.</summary>
+    public static ITransformerOps CreateOps(string device)
     {
-        "cpu" => new HostOps(),
-        "reference" => new ReferenceOps(),
-        _ => throw new ArgumentException($"unknown --device '{device}' (cpu, reference)"),
-    };
+        var ops = Backends.Create(device);
+        Console.Error.WriteLine($"backend: {ops.Name}");
+        return ops;
+    }
 
     public static LlamaModel LoadModel(string path) =>
         CliConsole.WithProgress($"loading {Path.GetFileName(path.TrimEnd('/'))}", p => ModelLoader.Load(path, p));

@@ -1,3 +1,4 @@
+using Kernels.Runtime.Compute;
 using System.CommandLine;
 using System.Text;
 using Kernels.Runtime.Inference;
@@ -33,6 +34,10 @@ internal static class GenerateCommand
                 using var model = common.Load(parse);
                 var tokenizer = CommonOptions.LoadTokenizer(model, parse.GetValue(common.Tokenizer));
                 using var ops = CommonOptions.CreateOps(parse.GetValue(common.Device)!);
+                if (!Backends.IsHost(ops) && (dip.Get(parse) is not null || kv.Get(parse) is not null))
+                {
+                    throw new NotSupportedException("--kv-policy and --dip-* run on the host backends (--device cpu or reference); the GPU backend keeps the full cache and the dense MLP");
+                }
                 using var dipMlp = dip.Get(parse) is { } dipOptions ? new Kernels.Runtime.Dip.DipMlp(model, dipOptions) : null;
                 using var transformer = new Transformer(model, ops);
                 transformer.Mlp = dipMlp;
@@ -59,7 +64,6 @@ internal static class GenerateCommand
                 }
                 stdout.Write('\n');
                 var s = generator.LastStats!;
-                Console.Error.WriteLine($"backend: {ops.Name}");
                 if (generator.Kv is { } controller && generator.LastCache is Kernels.Runtime.Compute.HostKvCache hc)
                 {
                     Console.Error.WriteLine($"kv: {controller.Options.Policy} budget {controller.Budget} tokens/head ({controller.Heavy} heavy + {controller.Recent} recent), " +

@@ -1,3 +1,4 @@
+using Kernels.Runtime.Compute;
 using System.CommandLine;
 using System.Text;
 using System.Text.Json;
@@ -35,6 +36,10 @@ internal static class PerplexityCommand
                 var tokenizer = CommonOptions.LoadTokenizer(model, parse.GetValue(common.Tokenizer));
                 using var ops = CommonOptions.CreateOps(parse.GetValue(common.Device)!);
                 int ctx = parse.GetValue(context);
+                if (!Backends.IsHost(ops) && (dip.Get(parse) is not null || kv.Get(parse) is not null))
+                {
+                    throw new NotSupportedException("--kv-policy and --dip-* run on the host backends (--device cpu or reference); the GPU backend keeps the full cache and the dense MLP");
+                }
                 using var dipMlp = dip.Get(parse) is { } dipOptions ? new Kernels.Runtime.Dip.DipMlp(model, dipOptions) : null;
                 using var transformer = new Transformer(model, ops, maxBatch: Math.Min(ctx, 512));
                 transformer.Mlp = dipMlp;
