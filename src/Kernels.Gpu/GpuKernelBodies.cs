@@ -60,14 +60,29 @@ internal static class GpuKernelBodies
     public static void DenseRows(ArrayView<float> w32, ArrayView<ushort> w16, int half, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int n)
     {
         int lane = ILGPU.Warp.LaneIdx;
+        // F16 rows of even length are read as pairs (32-bit loads: 128 B per warp access instead of 64).
+        var pairs = w16.Cast<uint>();
+        bool paired = half != 0 && (cols & 1) == 0;
         for (int item = GlobalWarp; item < rows * n; item += WarpCount)
         {
             int r = item % rows, t = item / rows;
             long wBase = (long)r * cols, xBase = (long)t * cols;
             float acc = 0f;
-            for (int c = lane; c < cols; c += Warp)
+            if (paired)
             {
-                acc += Weight(w32, w16, half, wBase + c) * x[xBase + c];
+                long pBase = wBase / 2;
+                for (int c2 = lane; c2 < cols / 2; c2 += Warp)
+                {
+                    uint p = pairs[pBase + c2];
+                    acc += HalfToFloat((ushort)(p & 0xFFFFu)) * x[xBase + 2 * c2] + HalfToFloat((ushort)(p >> 16)) * x[xBase + 2 * c2 + 1];
+                }
+            }
+            else
+            {
+                for (int c = lane; c < cols; c += Warp)
+                {
+                    acc += Weight(w32, w16, half, wBase + c) * x[xBase + c];
+                }
             }
             acc = WarpSum(acc);
             if (lane == 0)
@@ -145,6 +160,73 @@ internal static class GpuKernelBodies
                 int rr = e / TileK, kk = e % TileK;
                 int gr = row0 + rr, gk = k0 + kk;
                 ws[kk * Tile + rr] = gr < m && gk < k ? Weight(w32, w16, half, (long)gr * k + gk) : 0f;
+                int gt = tok0 + rr;
+                xs[kk * Tile + rr] = gt < n && gk < k ? x[(long)gt * k + gk] : 0f;
+            }
+            Group.Barrier();
+            for (int kk = 0; kk < TileK; kk++)
+            {
+                float a0 = ws[kk * Tile + tr * 4], a1 = ws[kk * Tile + tr * 4 + 1], a2 = ws[kk * Tile + tr * 4 + 2], a3 = ws[kk * Tile + tr * 4 + 3];
+                float b0 = xs[kk * Tile + tt * 4], b1 = xs[kk * Tile + tt * 4 + 1], b2 = xs[kk * Tile + tt * 4 + 2], b3 = xs[kk * Tile + tt * 4 + 3];
+                c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
+                c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
+                c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
+                c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
+            }
+            Group.Barrier();
+        }
+        Store(y, m, n, row0 + tr * 4, tok0 + tt * 4, c00, c01, c02, c03, 0);
+        Store(y, m, n, row0 + tr * 4, tok0 + tt * 4, c10, c11, c12, c13, 1);
+        Store(y, m, n, row0 + tr * 4, tok0 + tt * 4, c20, c21, c22, c23, 2);
+        Store(y, m, n, row0 + tr * 4, tok0 + tt * 4, c30, c31, c32, c33, 3);
+    }
+
+    /// <summary>W[r, c] of an input-axis N:M matrix (0 for pruned positions), decoded from values, index bits and tail.</summary>
+    public static float SparseElement(ArrayView<float> v32, ArrayView<ushort> v16, int half, ArrayView<uint> meta, ArrayView<float> tail32, ArrayView<ushort> tail16,
+        SparseShape s, int r, int c)
+    {
+        if (c >= s.Grouped)
+        {
+            return Weight(tail32, tail16, half, (long)r * s.TailColumns + (c - s.Grouped));
+        }
+        int n2 = s.M / 2, g = c / s.M, i = c % s.M;
+        long metaWord = (long)r * (s.MetaStride / 4);
+        for (int j = 0; j < n2; j++)
+        {
+            int k = g * n2 + j;
+            if (IndexOf(meta, metaWord, s.Blocks, s.M, k) == i)
+            {
+                return Weight(v32, v16, half, (long)r * s.ValueStride + StorageIndex(k, s.Kept, half));
+            }
+        }
+        return 0f;
+    }
+
+    /// <summary>
+    /// Tiled product with an input-axis N:M matrix: the 64x16 weight tile is decompressed from the
+    /// compressed format into shared memory (each element decoded once per 64 tokens), then the
+    /// same register-blocked inner loop as <see cref="DenseTiled"/>. Reads half the weight bytes of
+    /// the dense kernel; computes the same FLOPs (CUDA cores have no sparse FMA; mma.sp would).
+    /// </summary>
+    public static void SparseTiled(ArrayView<float> v32, ArrayView<ushort> v16, int half, ArrayView<uint> meta, ArrayView<float> tail32, ArrayView<ushort> tail16,
+        ArrayView<float> x, ArrayView<float> y, SparseShape s, int n)
+    {
+        var ws = SharedMemory.Allocate<float>(TileK * Tile);
+        var xs = SharedMemory.Allocate<float>(TileK * Tile);
+        int tid = Group.IdxX;
+        int tr = tid / 16, tt = tid % 16;
+        int row0 = Grid.IdxX * Tile, tok0 = Grid.IdxY * Tile;
+        int m = s.Rows, k = s.Columns;
+        float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+        float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+        for (int k0 = 0; k0 < k; k0 += TileK)
+        {
+            for (int i = 0; i < 4; i++)
+            {
+                int e = tid + 256 * i;
+                int rr = e / TileK, kk = e % TileK;
+                int gr = row0 + rr, gk = k0 + kk;
+                ws[kk * Tile + rr] = gr < m && gk < k ? SparseElement(v32, v16, half, meta, tail32, tail16, s, gr, gk) : 0f;
                 int gt = tok0 + rr;
                 xs[kk * Tile + rr] = gt < n && gk < k ? x[(long)gt * k + gk] : 0f;
             }

@@ -15,6 +15,7 @@ public sealed class GpuKernels
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int> _denseRows;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int> _denseTiled;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int> _denseLanes;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int> _sparseTiled;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int> _sparseLanes;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int> _sparseRows;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int> _sparseTokens;
@@ -40,6 +41,7 @@ public sealed class GpuKernels
         _denseTiled = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int>(GpuKernelBodies.DenseTiled);
         _denseLanes = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int>(GpuKernelBodies.DenseLanes);
         _sparseLanes = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int>(GpuKernelBodies.SparseLanes);
+        _sparseTiled = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int>(GpuKernelBodies.SparseTiled);
         _sparseRows = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int>(GpuKernelBodies.SparseRows);
         _sparseTokens = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int>(GpuKernelBodies.SparseTokens);
         _transpose = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(GpuKernelBodies.Transpose);
@@ -116,6 +118,11 @@ public sealed class GpuKernels
         if (LanePerRow)
         {
             _sparseLanes(Flat((long)w.Shape.Rows * n), w.F32, w.F16, w.Half, w.Meta, w.Tail32, w.Tail16, x, y, w.Shape, n);
+        }
+        else if (n >= TiledMinTokens)
+        {
+            _sparseTiled(new KernelConfig(new Index2D((w.Shape.Rows + 63) / 64, (n + 63) / 64), new Index2D(256, 1)),
+                w.F32, w.F16, w.Half, w.Meta, w.Tail32, w.Tail16, x, y, w.Shape, n);
         }
         else if (n >= SparseTokensMinTokens)
         {

@@ -123,7 +123,7 @@ public static class GpuSelfTest
     private static GpuCheck Sparse(GpuDevice d, NmPattern p, ElementType type)
     {
         var cases = new List<GpuCheck>();
-        foreach (var (rows, cols, n) in new[] { (5, 64, 1), (33, 172, 3), (40, 260, 8), (17, 512, 40) })
+        foreach (var (rows, cols, n) in new[] { (5, 64, 1), (33, 172, 3), (40, 260, 8), (17, 512, 40), (70, 172, 9), (65, 96, 10) })
         {
             var w = Random(rows * cols, rows * cols);
             // Magnitude N:M along the input, rounded through the storage type.
@@ -315,8 +315,10 @@ public static class GpuSelfTest
         return All("masked swiglu", new[]
         {
             new GpuCheck("top-k sets", sameSets, sameSets ? 0 : 1, $"inputs {string.Join(",", gpuSelected)} vs {string.Join(",", selected)}"),
+            // y is computed from the device's own h (not the host's), so h's rounding differences
+            // propagate through a kHid-term FP32 sum with a different association order: 1e-4 relative.
             Compare("h", h, gpuH, 1e-5),
-            Compare("y", y, yb.GetAsArray1D(), 1e-5),
+            Compare("y", y, yb.GetAsArray1D(), 1e-4),
         });
     }
 }
