@@ -13,6 +13,7 @@ public sealed class GpuKernels
     private readonly Accelerator _a;
 
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int> _denseRows;
+    private readonly Action<KernelConfig, ArrayView<uint>, ArrayView<float>, ArrayView<float>, int, int, int> _denseRowsF16Pairs;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int> _denseTiled;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int> _denseLanes;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int> _sparseTiled;
@@ -38,6 +39,7 @@ public sealed class GpuKernels
     {
         _a = accelerator;
         _denseRows = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int>(GpuKernelBodies.DenseRows);
+        _denseRowsF16Pairs = accelerator.LoadStreamKernel<ArrayView<uint>, ArrayView<float>, ArrayView<float>, int, int, int>(GpuKernelBodies.DenseRowsF16Pairs);
         _denseTiled = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int>(GpuKernelBodies.DenseTiled);
         _denseLanes = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int>(GpuKernelBodies.DenseLanes);
         _sparseLanes = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int>(GpuKernelBodies.SparseLanes);
@@ -106,6 +108,10 @@ public sealed class GpuKernels
         else if (LanePerRow)
         {
             _denseLanes(Flat((long)w.Rows * n), w.F32, w.F16, w.Half, x, y, w.Rows, w.Columns, n);
+        }
+        else if (w.Half != 0 && (w.Columns & 1) == 0)
+        {
+            _denseRowsF16Pairs(WarpItems((long)w.Rows * n), w.F16.Cast<uint>(), x, y, w.Rows, w.Columns, n);
         }
         else
         {

@@ -103,7 +103,7 @@ public static class GpuSelfTest
     private static GpuCheck Dense(GpuDevice d, ElementType type)
     {
         var cases = new List<GpuCheck>();
-        foreach (var (rows, cols, n) in new[] { (1, 1, 1), (33, 17, 1), (64, 100, 3), (130, 257, 1), (70, 33, 16), (129, 65, 70) })
+        foreach (var (rows, cols, n) in new[] { (1, 1, 1), (33, 17, 1), (64, 100, 3), (130, 257, 1), (70, 33, 16), (129, 65, 70), (31, 64, 2) })
         {
             var w = Random(rows * cols, rows + cols);
             using var m = DenseMatrix.FromSingle("w", rows, cols, w, type);
