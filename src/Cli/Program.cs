@@ -18,6 +18,10 @@ public static class Program
             KvReportCommand.Create(),
             SimulateCommand.Create(),
             DipReportCommand.Create(),
+            AnalyzeCommand.Create(),
+            SimplifyCommands.PruneHeads(),
+            SimplifyCommands.DropLayers(),
+            ArchReportCommand.Create(),
             GpuCommands.SelfTest(),
             GpuCommands.Bench(),
         };

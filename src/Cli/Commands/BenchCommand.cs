@@ -3,6 +3,7 @@ using System.Text.Json;
 using Kernels.Runtime.Benchmarking;
 using Kernels.Runtime.Compute;
 using Kernels.Runtime.Model;
+using Kernels.Runtime.Simplification;
 using Kernels.Simd;
 using Kernels.Simd.Matrices;
 using Spectre.Console;
@@ -16,7 +17,8 @@ namespace Kernels.Cli.Commands;
 /// </summary>
 internal static class BenchCommand
 {
-    internal sealed record Variant(string Name, ElementType Type, NmPattern? Sparsity, Kernels.Runtime.Caching.KvCacheOptions? Kv = null);
+    internal sealed record Variant(string Name, ElementType Type, NmPattern? Sparsity, Kernels.Runtime.Caching.KvCacheOptions? Kv = null,
+        TokenPruneOptions? Tokens = null, string? KvShare = null);
 
     public static Command Create()
     {
@@ -32,9 +34,12 @@ internal static class BenchCommand
         var kvBudget = new Option<string>("--kv-budget") { Description = "Budget for --kv-policy", DefaultValueFactory = _ => "0.5" };
         var device = new Option<string>("--device") { Description = "Backend: cpu | ilgpu-cpu | cuda | opencl | auto", DefaultValueFactory = _ => "cpu" };
         var contextTokens = new Option<int>("--context") { Description = "Tokens in the cache before the timed decode steps", DefaultValueFactory = _ => 16 };
+        var tokenPrune = new Option<string?>("--token-prune") { Description = "Compare dense prefill against SDTP token pruning with these per-stage keep ratios r (comma list, e.g. 0.9,0.8)" };
+        var tokenStages = new Option<string?>("--token-prune-layers") { Description = "Stage layers for --token-prune (default: every 3 layers from layer 4)" };
+        var kvShare = new Option<string?>("--kv-share") { Description = "Compare against cross-layer KV sharing: every:S (CLA-style) or layer:source pairs such as 3:2,5:4" };
         var command = new Command("bench", "Dense vs 2:4 vs 4:8 decode/prefill on a synthetic Llama-shaped model (no downloads)")
         {
-            shape, layers, quick, types, decode, prefill, json, chart, kvPolicy, kvBudget, contextTokens, device,
+            shape, layers, quick, types, decode, prefill, json, chart, kvPolicy, kvBudget, contextTokens, device, tokenPrune, tokenStages, kvShare,
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -69,6 +74,16 @@ internal static class BenchCommand
                         new Variant($"dense {t}", t, null),
                         new Variant($"dense {t} {policy} {parse.GetValue(kvBudget)}", t, null, kvOptions),
                     }).ToList();
+                }
+                if (parse.GetValue(tokenPrune) is not null || parse.GetValue(kvShare) is not null)
+                {
+                    // Architecture comparison: dense weights, baseline vs each token-pruning ratio / KV sharing.
+                    var ratios = parse.GetValue(tokenPrune)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? Array.Empty<string>();
+                    string? share = parse.GetValue(kvShare);
+                    variants = valueTypes.SelectMany(t => new[] { new Variant($"dense {t}", t, null) }
+                        .Concat(ratios.Select(r => TokenPruneOptions.Parse(r, parse.GetValue(tokenStages), s.Layers))
+                            .Select(o => new Variant($"dense {t} sdtp r={o.Ratio:0.###} keep {o.FinalKeep:F2}", t, null, Tokens: o)))
+                        .Concat(share is null ? Array.Empty<Variant>() : new[] { new Variant($"dense {t} kv-share {share}", t, null, KvShare: share) })).ToList();
                 }
                 var results = Run(s, variants, options, parse.GetValue(device)!, cancellationToken);
                 Report(s, results, options);
@@ -111,32 +126,37 @@ internal static class BenchCommand
             GC.Collect();
             GC.WaitForPendingFinalizers();
             PeakMemory.Reset();
-            using var model = CliConsole.WithProgress($"building {v.Name}", p => SyntheticModel.Create(shape with { MaxSequence = Math.Max(shape.MaxSequence, options.DecodeContext + options.DecodeTokens + 1) }, v.Type, v.Sparsity, seed: 7, p));
+            using var model = CliConsole.WithProgress($"building {v.Name}", p => SyntheticModel.Create(shape with { MaxSequence = Math.Max(shape.MaxSequence, Math.Max(options.PrefillTokens, options.DecodeContext + options.DecodeTokens + 1)) }, v.Type, v.Sparsity, seed: 7, p));
+            if (v.KvShare is not null)
+            {
+                KvSharer.Apply(model, KvSharer.Parse(v.KvShare, model.Layers.Count));
+            }
             using var ops = Kernels.Runtime.Compute.Backends.Create(device);
             if (v.Kv is not null && !Kernels.Runtime.Compute.Backends.IsHost(ops))
             {
                 throw new NotSupportedException("--kv-policy runs on the host backends");
             }
             CliConsole.Err.MarkupLine($"  [grey]{Markup.Escape(ops.Name)}[/]");
-            var r = CliConsole.WithProgress($"timing {v.Name}", _ => ModelBenchmark.Run(model, ops, options with { Kv = v.Kv }, ct));
-            CliConsole.Err.MarkupLine($"  {Markup.Escape(v.Name),-10} decode {r.DecodeMsPerToken,8:F2} ms/token ({r.DecodeTokensPerSecond:F2} tok/s, {r.DecodeWeightGBps:F1} GB/s of weights), prefill {r.PrefillTokensPerSecond:F1} tok/s");
+            var r = CliConsole.WithProgress($"timing {v.Name}", _ => ModelBenchmark.Run(model, ops, options with { Kv = v.Kv, TokenPruning = v.Tokens }, ct));
+            CliConsole.Err.MarkupLine($"  {Markup.Escape(v.Name),-10} decode {r.DecodeMsPerToken,8:F2} ms/token ({r.DecodeTokensPerSecond:F2} tok/s, {r.DecodeWeightGBps:F1} GB/s of weights), prefill {r.PrefillTokensPerSecond:F1} tok/s" +
+                                      $" (KV after prefill {r.PrefillKvBytes / 1e6:F1} MB, layer-token work {r.LayerTokenFraction:P0})");
             results.Add((v, r));
         }
         return results;
     }
 
     private static ModelBenchmarkResult? Dense(List<(Variant Variant, ModelBenchmarkResult Result)> results, ElementType t) =>
-        results.FirstOrDefault(x => x.Variant.Type == t && x.Variant.Sparsity is null && x.Variant.Kv is null).Result;
+        results.FirstOrDefault(x => x.Variant.Type == t && x.Variant.Sparsity is null && x.Variant.Kv is null && x.Variant.Tokens is null && x.Variant.KvShare is null).Result;
 
     private static void Report(SyntheticShape shape, List<(Variant Variant, ModelBenchmarkResult Result)> results, ModelBenchmarkOptions o)
     {
         var table = new Table().Title($"{shape.Name}: decode ({o.DecodeTokens} steps, median) and prefill ({o.PrefillTokens} tokens)");
-        table.AddColumns("variant", "decode tok/s", "ms/token", "weights GB/s", "prefill tok/s", "weight bytes", "peak RSS", "decode speed-up", "prefill speed-up");
+        table.AddColumns("variant", "decode tok/s", "ms/token", "weights GB/s", "prefill tok/s", "weight bytes", "KV after prefill", "peak RSS", "decode speed-up", "prefill speed-up");
         foreach (var (v, r) in results)
         {
             var d = Dense(results, v.Type);
             table.AddRow(v.Name, r.DecodeTokensPerSecond.ToString("F2"), r.DecodeMsPerToken.ToString("F2"), r.DecodeWeightGBps.ToString("F1"),
-                r.PrefillTokensPerSecond.ToString("F1"), $"{r.WeightBytes / 1e9:F3} GB", $"{r.PeakResidentBytes / 1e9:F2} GB",
+                r.PrefillTokensPerSecond.ToString("F1"), $"{r.WeightBytes / 1e9:F3} GB", $"{r.PrefillKvBytes / 1e6:F1} MB", $"{r.PeakResidentBytes / 1e9:F2} GB",
                 d is null ? "-" : $"{d.DecodeMsPerToken / r.DecodeMsPerToken:F2}x", d is null || d.PrefillTokensPerSecond == 0 ? "-" : $"{r.PrefillTokensPerSecond / d.PrefillTokensPerSecond:F2}x");
         }
         CliConsole.Out.Write(table);
@@ -177,6 +197,11 @@ internal static class BenchCommand
                     ["prefill_tokens_per_s"] = x.Result.PrefillTokensPerSecond,
                     ["weight_bytes"] = x.Result.WeightBytes,
                     ["peak_rss_bytes"] = x.Result.PeakResidentBytes,
+                    ["prefill_kv_bytes"] = x.Result.PrefillKvBytes,
+                    ["prefill_layer_token_fraction"] = x.Result.LayerTokenFraction,
+                    ["token_prune_ratio"] = x.Variant.Tokens?.Ratio,
+                    ["token_prune_final_keep"] = x.Variant.Tokens?.FinalKeep,
+                    ["kv_share"] = x.Variant.KvShare,
                     ["speedup_vs_dense"] = d is null ? null : d.DecodeMsPerToken / x.Result.DecodeMsPerToken,
                     ["prefill_speedup_vs_dense"] = d is null || d.PrefillTokensPerSecond == 0 ? null : x.Result.PrefillTokensPerSecond / d.PrefillTokensPerSecond,
                 };

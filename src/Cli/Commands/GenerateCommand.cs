@@ -19,9 +19,11 @@ internal static class GenerateCommand
         var command = new Command("generate", "Generate text from a prompt");
         var kv = new KvOptions();
         var dip = new DipCliOptions();
+        var arch = new ArchCliOptions();
         common.AddTo(command);
         kv.AddTo(command);
         dip.AddTo(command);
+        arch.AddTo(command);
         command.Options.Add(prompt);
         command.Options.Add(steps);
         command.Options.Add(temperature);
@@ -39,8 +41,12 @@ internal static class GenerateCommand
                     throw new NotSupportedException("--kv-policy and --dip-* run on the host backends (--device cpu or reference); the GPU backend keeps the full cache and the dense MLP");
                 }
                 using var dipMlp = dip.Get(parse) is { } dipOptions ? new Kernels.Runtime.Dip.DipMlp(model, dipOptions) : null;
-                using var transformer = new Transformer(model, ops);
+                arch.ApplyToModel(parse, model);
+                var tokenPruning = arch.TokenPruning(parse, model);
+                // Token pruning scores the whole prompt in one batch.
+                using var transformer = new Transformer(model, ops, maxBatch: tokenPruning is null ? 256 : model.Config.MaxSequenceLength);
                 transformer.Mlp = dipMlp;
+                transformer.TokenPruning = tokenPruning;
                 if (dipMlp is not null)
                 {
                     Console.Error.WriteLine($"dip: keep {dipMlp.Options.Keep:0.###} -> {dipMlp.KeepInputs} of {model.Config.Dim} inputs, {dipMlp.KeepHidden} of {model.Config.HiddenDim} intermediate per token" + (dipMlp.Options.CacheAware ? $", cache-aware gamma {dipMlp.Options.Gamma} ({dipMlp.Options.Cache}, {dipMlp.Options.CacheFraction:P0} resident)" : ""));
@@ -64,6 +70,7 @@ internal static class GenerateCommand
                 }
                 stdout.Write('\n');
                 var s = generator.LastStats!;
+                ArchCliOptions.ReportPrefill(transformer);
                 if (generator.Kv is { } controller && generator.LastCache is Kernels.Runtime.Compute.HostKvCache hc)
                 {
                     Console.Error.WriteLine($"kv: {controller.Options.Policy} budget {controller.Budget} tokens/head ({controller.Heavy} heavy + {controller.Recent} recent), " +

@@ -21,9 +21,13 @@ internal static class PerplexityCommand
         var command = new Command("perplexity", "Perplexity of a model on a text file");
         var kv = new KvOptions();
         var dip = new DipCliOptions();
+        var arch = new ArchCliOptions();
+        var promptFraction = new Option<double?>("--prompt-fraction") { Description = "Score only the continuation: each window's first fraction is a prompt (default 0.75 with --token-prune, else off)" };
         common.AddTo(command);
         kv.AddTo(command);
         dip.AddTo(command);
+        arch.AddTo(command);
+        command.Options.Add(promptFraction);
         command.Options.Add(text);
         command.Options.Add(context);
         command.Options.Add(maxBytes);
@@ -41,8 +45,11 @@ internal static class PerplexityCommand
                     throw new NotSupportedException("--kv-policy and --dip-* run on the host backends (--device cpu or reference); the GPU backend keeps the full cache and the dense MLP");
                 }
                 using var dipMlp = dip.Get(parse) is { } dipOptions ? new Kernels.Runtime.Dip.DipMlp(model, dipOptions) : null;
-                using var transformer = new Transformer(model, ops, maxBatch: Math.Min(ctx, 512));
+                arch.ApplyToModel(parse, model);
+                var tokenPruning = arch.TokenPruning(parse, model);
+                using var transformer = new Transformer(model, ops, maxBatch: tokenPruning is null ? Math.Min(ctx, 512) : ctx);
                 transformer.Mlp = dipMlp;
+                transformer.TokenPruning = tokenPruning;
                 if (dipMlp is not null)
                 {
                     Console.Error.WriteLine($"dip: keep {dipMlp.Options.Keep:0.###} -> {dipMlp.KeepInputs} of {model.Config.Dim} inputs, {dipMlp.KeepHidden} of {model.Config.HiddenDim} intermediate per token" + (dipMlp.Options.CacheAware ? $", cache-aware gamma {dipMlp.Options.Gamma} ({dipMlp.Options.Cache}, {dipMlp.Options.CacheFraction:P0} resident)" : ""));
@@ -70,9 +77,17 @@ internal static class PerplexityCommand
                 }
                 else
                 {
-                    var evaluator = new PerplexityEvaluator(transformer);
+                    var evaluator = new PerplexityEvaluator(transformer)
+                    {
+                        PromptFraction = parse.GetValue(promptFraction) ?? (tokenPruning is null ? 0 : 0.75),
+                    };
+                    if (evaluator.PromptFraction > 0)
+                    {
+                        Console.Error.WriteLine($"scoring the continuation after the first {evaluator.PromptFraction:P0} of each window (prompt)");
+                    }
                     result = CliConsole.WithProgress("perplexity", p => evaluator.Evaluate(tokens, ctx, tokenizer.Bos, p, cancellationToken));
                 }
+                ArchCliOptions.ReportPrefill(transformer);
                 Report(result, ops.Name, ctx);
                 if (parse.GetValue(json) is { } path)
                 {

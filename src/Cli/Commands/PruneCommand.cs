@@ -18,14 +18,21 @@ internal sealed class CalibrationOptions
     public readonly Option<int> Length = new("--calibration-length") { Description = "Tokens per calibration window (BOS included)", DefaultValueFactory = _ => 256 };
     public readonly Option<double> Alpha = new("--alpha") { Description = "DaSS exponent on ‖h_i‖ for gate/up", DefaultValueFactory = _ => 0.5 };
 
-    public void AddTo(Command c)
+    public void AddTo(Command c, bool alpha = true)
     {
         c.Options.Add(Calibration);
         c.Options.Add(CalibrationBytes);
         c.Options.Add(Windows);
         c.Options.Add(Length);
-        c.Options.Add(Alpha);
+        if (alpha)
+        {
+            c.Options.Add(Alpha);
+        }
     }
+
+    /// <summary>The calibration set, with a clear error when --calibration is missing.</summary>
+    public CalibrationSet Require(ParseResult parse, ITokenizer tokenizer, string why) =>
+        Load(parse, tokenizer) ?? throw new ArgumentException($"--calibration FILE is required ({why})");
 
     public CalibrationSet? Load(ParseResult parse, ITokenizer tokenizer)
     {

@@ -22,11 +22,20 @@ public sealed record ModelBenchmarkOptions
 
     /// <summary>Optional KV policy applied after the context (budgeted decode at long context).</summary>
     public Caching.KvCacheOptions? Kv { get; init; }
+
+    /// <summary>Optional SDTP token pruning applied to the timed prefill (decode steps are unaffected).</summary>
+    public Simplification.TokenPruneOptions? TokenPruning { get; init; }
 }
 
 /// <summary>End-to-end numbers for one model variant.</summary>
 public sealed record ModelBenchmarkResult(double DecodeMsPerToken, double PrefillTokensPerSecond, long WeightBytes, long PeakResidentBytes)
 {
+    /// <summary>KV bytes held after the timed prefill (shrinks with KV sharing and token pruning).</summary>
+    public long PrefillKvBytes { get; init; }
+
+    /// <summary>Fraction of dense per-layer token work the prefill did (1 without token pruning).</summary>
+    public double LayerTokenFraction { get; init; } = 1;
+
     public double DecodeTokensPerSecond => 1000.0 / DecodeMsPerToken;
 
     /// <summary>Weight bytes streamed per decoded token over its time (GB/s).</summary>
@@ -64,8 +73,11 @@ public static class ModelBenchmark
         double decodeMs = Median(times.Skip(Math.Min(2, times.Count - 1)).ToList());
 
         var prefillRates = new List<double>();
+        long kvBytes = 0;
+        double layerTokens = 1;
         if (options.PrefillTokens > 0)
         {
+            transformer.TokenPruning = options.TokenPruning;
             var tokens = Enumerable.Range(0, options.PrefillTokens).Select(i => Token(i + 7)).ToArray();
             using var prefillCache = transformer.CreateCache(options.PrefillTokens);
             for (int r = 0; r < options.PrefillRepeats + 1; r++)
@@ -80,8 +92,15 @@ public static class ModelBenchmark
                     prefillRates.Add(options.PrefillTokens / s);
                 }
             }
+            kvBytes = prefillCache.BytesUsed;
+            layerTokens = transformer.LastTokenPruning?.LayerTokenFraction ?? 1;
+            transformer.TokenPruning = null;
         }
-        return new ModelBenchmarkResult(decodeMs, prefillRates.Count > 0 ? Median(prefillRates) : 0, model.WeightBytes, PeakMemory.PeakResidentBytes());
+        return new ModelBenchmarkResult(decodeMs, prefillRates.Count > 0 ? Median(prefillRates) : 0, model.WeightBytes, PeakMemory.PeakResidentBytes())
+        {
+            PrefillKvBytes = kvBytes,
+            LayerTokenFraction = layerTokens,
+        };
     }
 
     private static double Median(List<double> values)

@@ -37,6 +37,14 @@ public sealed class PerplexityEvaluator
     /// </summary>
     public Func<int[], int[], IKvCache, double>? WindowRunner { get; set; }
 
+    /// <summary>
+    /// Prompt/continuation protocol (0 = off, score every token): each window's first
+    /// ⌊fraction·len⌋ tokens are run as a prompt (one prefill that needs only its last logits, so
+    /// prompt-side methods such as token pruning act on it) and only the predictions from the
+    /// prompt's last token onwards are scored.
+    /// </summary>
+    public double PromptFraction { get; set; }
+
     public PerplexityResult Evaluate(IReadOnlyList<int> tokens, int context, int bos, IProgress<float>? progress = null, CancellationToken cancellationToken = default)
     {
         if (context < 1)
@@ -51,6 +59,11 @@ public sealed class PerplexityEvaluator
         var logits = new float[vocab];
         var chunks = new List<ChunkResult>();
         double total = 0;
+        int scored = 0;
+        if (!(PromptFraction >= 0 && PromptFraction < 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(PromptFraction), $"prompt fraction {PromptFraction} must be in [0, 1)");
+        }
         var clock = Stopwatch.StartNew();
         using var cache = CacheFactory?.Invoke(_transformer) ?? _transformer.CreateCache(context);
         for (int start = 0, index = 0; start < tokens.Count; start += context, index++)
@@ -66,9 +79,27 @@ public sealed class PerplexityEvaluator
             }
             cache.Reset();
             double nll;
+            int first = 0;
             if (WindowRunner is not null)
             {
                 nll = WindowRunner(inputs, targets, cache);
+            }
+            else if (PromptFraction > 0)
+            {
+                int prompt = Math.Max(1, (int)(PromptFraction * len));
+                first = prompt - 1;
+                _transformer.Forward(inputs.AsSpan(0, prompt), 0, cache, LogitsMode.Last);
+                _transformer.ReadLogits(0, logits);
+                nll = NegativeLogLikelihood(logits, targets[prompt - 1]);
+                if (prompt < len)
+                {
+                    _transformer.Forward(inputs.AsSpan(prompt), prompt, cache, LogitsMode.All);
+                    for (int j = prompt; j < len; j++)
+                    {
+                        _transformer.ReadLogits(j - prompt, logits);
+                        nll += NegativeLogLikelihood(logits, targets[j]);
+                    }
+                }
             }
             else
             {
@@ -81,10 +112,11 @@ public sealed class PerplexityEvaluator
                 }
             }
             total += nll;
-            chunks.Add(new ChunkResult(index, start, len, nll));
+            scored += len - first;
+            chunks.Add(new ChunkResult(index, start + first, len - first, nll));
             progress?.Report((float)(start + len) / tokens.Count);
         }
-        return new PerplexityResult(tokens.Count, total, clock.Elapsed, chunks);
+        return new PerplexityResult(scored, total, clock.Elapsed, chunks);
     }
 
     /// <summary>-log softmax(logits)[target], in double.</summary>

@@ -1,5 +1,6 @@
 using Kernels.Runtime.Compute;
 using Kernels.Runtime.Model;
+using Kernels.Runtime.Simplification;
 
 namespace Kernels.Runtime.Inference;
 
@@ -26,8 +27,9 @@ public sealed class Transformer : IDisposable
 {
     private readonly ITransformerOps _ops;
     private readonly int _maxBatch;
-    private DeviceTensor? _x, _xb, _q, _k, _v, _att, _proj, _gate, _up, _h, _last, _logits;
+    private DeviceTensor? _x, _xb, _q, _k, _v, _att, _proj, _gate, _up, _h, _last, _logits, _zeroHead;
     private int _logitRows;
+    private (int CacheLayer, int Heads, int KvHeads)? _lastAttention;
 
     public Transformer(LlamaModel model, ITransformerOps ops, int maxBatch = 256)
     {
@@ -51,6 +53,19 @@ public sealed class Transformer : IDisposable
     /// <summary>Layer indices to skip (layer removal experiments without rebuilding the model).</summary>
     public HashSet<int>? SkipLayers { get; set; }
 
+    /// <summary>
+    /// SDTP-style token pruning of prompts: applies to batches whose logits are not all needed
+    /// (prefill with <see cref="LogitsMode.Last"/> or <see cref="LogitsMode.None"/>); decode steps
+    /// and perplexity batches (<see cref="LogitsMode.All"/>) run every token. Host KV cache only.
+    /// </summary>
+    public TokenPruneOptions? TokenPruning { get; set; }
+
+    /// <summary>Tokens each layer processed in the last pruned prefill (null when none ran).</summary>
+    public TokenPruneTrace? LastTokenPruning { get; private set; }
+
+    /// <summary>Query heads whose attention output is zeroed (head-importance analysis); (layer, head).</summary>
+    public IReadOnlySet<(int Layer, int Head)>? MaskedHeads { get; set; }
+
     /// <summary>Tensor holding the logits of the last forward ([rows, vocab]).</summary>
     public DeviceTensor Logits => _logits ?? throw new InvalidOperationException("no forward pass has produced logits");
 
@@ -72,6 +87,10 @@ public sealed class Transformer : IDisposable
         if (startPosition < 0 || startPosition + tokens.Length > Model.Config.MaxSequenceLength)
         {
             throw new ArgumentOutOfRangeException(nameof(startPosition), $"positions {startPosition}..{startPosition + tokens.Length - 1} exceed the model's context of {Model.Config.MaxSequenceLength}");
+        }
+        if (TokenPruning is not null && mode != LogitsMode.All && tokens.Length > _maxBatch)
+        {
+            throw new InvalidOperationException($"token pruning scores the whole prompt at once: {tokens.Length} tokens exceed the batch of {_maxBatch} (create the Transformer with maxBatch ≥ the prompt length)");
         }
         int vocab = Model.Config.VocabSize;
         EnsureLogits(mode == LogitsMode.All ? tokens.Length : 1);
@@ -135,16 +154,41 @@ public sealed class Transformer : IDisposable
         int n = tokens.Length;
         EnsureActivations();
         _ops.Embed(Model.TokenEmbedding, tokens, _x!);
+        _lastAttention = null;
+        var prune = mode == LogitsMode.All ? null : TokenPruning;
+        int[]? prunedPositions = null;
+        int[]? perLayer = null;
+        if (prune is not null)
+        {
+            ValidateTokenPruning(prune);
+            prunedPositions = positions.ToArray();
+            perLayer = new int[Model.Layers.Count];
+        }
+        int stage = 0;
         for (int l = 0; l < Model.Layers.Count; l++)
         {
+            while (prune is not null && stage < prune.StageLayers.Count && prune.StageLayers[stage] <= l)
+            {
+                stage++;
+                n = PruneTokens(prune, stage, n, tokens.Length, positions[0] + tokens.Length, prunedPositions!, cache);
+            }
             if (SkipLayers?.Contains(l) == true)
             {
                 continue;
             }
             var layer = Model.Layers[l];
+            var layerPositions = prunedPositions is null ? positions : prunedPositions.AsSpan(0, n);
             Observer?.OnBlockInput(l, _x!, n);
-            AttentionBlock(l, layer, n, positions, cache);
+            AttentionBlock(l, layer, n, layerPositions, cache);
             MlpBlock(l, layer, n);
+            if (perLayer is not null)
+            {
+                perLayer[l] = n;
+            }
+        }
+        if (perLayer is not null)
+        {
+            LastTokenPruning = new TokenPruneTrace(tokens.Length, perLayer);
         }
         Observer?.OnBlockInput(Model.Layers.Count, _x!, n);
         if (mode == LogitsMode.None)
@@ -186,9 +230,91 @@ public sealed class Transformer : IDisposable
         }
         _ops.Rope(_q!, n, layer.Heads, Rope, positions);
         _ops.Attention(cache, l, ownKv ? l : layer.SharesKvWith, ownKv, _q!, _k!, _v!, n, layer.Heads, layer.KvHeads, positions, _att!);
+        _lastAttention = (ownKv ? l : layer.SharesKvWith, layer.Heads, layer.KvHeads);
+        if (MaskedHeads is { Count: > 0 })
+        {
+            ZeroMaskedHeads(l, layer.Heads, n);
+        }
         Observer?.OnLinearInput(l, LinearKind.Output, _att!, n);
         _ops.MatMul(layer.Output, _att!, n, _proj!);
         _ops.AddInPlace(_x!, _proj!, n * c.Dim);
+    }
+
+    /// <summary>
+    /// One SDTP stage: scores the current rows with the previous attention layer's last-w queries,
+    /// keeps ⌈r^stage · promptLength⌉ of them (sinks and recent tokens always) and compacts the
+    /// residual stream and positions so later layers run only the kept rows. Returns the new n.
+    /// </summary>
+    private int PruneTokens(TokenPruneOptions options, int stage, int n, int promptLength, int promptEnd, int[] positions, IKvCache cache)
+    {
+        int target = (int)Math.Ceiling(Math.Pow(options.Ratio, stage) * promptLength - 1e-9);
+        if (target >= n || _lastAttention is not { } last)
+        {
+            return n;
+        }
+        var host = cache as HostKvCache ?? throw new NotSupportedException("token pruning reads attention from the host KV cache: use the cpu or reference backend");
+        int d = Model.Config.HeadDim;
+        int w = Math.Min(options.Window, n);
+        int qWidth = last.Heads * d;
+        var queries = new float[w * qWidth];
+        _ops.Download(_q!, (n - w) * qWidth, queries);
+        var saliency = new float[n];
+        if (options.Saliency == TokenSaliencyKind.Random)
+        {
+            var rng = new Random(HashCode.Combine(options.Seed, stage, n));
+            for (int i = 0; i < n; i++)
+            {
+                saliency[i] = rng.NextSingle();
+            }
+        }
+        else
+        {
+            TokenSaliency.Score(host, last.CacheLayer, queries, n, last.Heads, last.KvHeads, options.Saliency == TokenSaliencyKind.AttentionValueNorm, saliency);
+        }
+        var kept = TokenSaliency.SelectKept(saliency, positions.AsSpan(0, n), promptLength, promptEnd, target, options.SinkTokens, options.RecentFraction);
+        int dim = Model.Config.Dim;
+        for (int i = 0; i < kept.Length; i++)
+        {
+            if (kept[i] != i)
+            {
+                _ops.Copy(_x!, kept[i] * dim, _x!, i * dim, dim);
+                positions[i] = positions[kept[i]];
+            }
+        }
+        return kept.Length;
+    }
+
+    private void ValidateTokenPruning(TokenPruneOptions options)
+    {
+        options.Validated(Model.Layers.Count);
+        for (int i = 0; i < Model.Layers.Count; i++)
+        {
+            int j = Model.Layers[i].SharesKvWith;
+            if (j >= 0 && options.StageLayers.Any(s => s > j && s <= i))
+            {
+                throw new InvalidOperationException($"layer {i} shares the KV cache of layer {j} across token-pruning stage(s) {string.Join(",", options.StageLayers.Where(s => s > j && s <= i))}: the caches would hold different tokens");
+            }
+        }
+    }
+
+    private void ZeroMaskedHeads(int l, int heads, int n)
+    {
+        int d = Model.Config.HeadDim;
+        if (_zeroHead is null)
+        {
+            _zeroHead = _ops.Allocate(d);
+            _ops.Upload(new float[d], _zeroHead, 0);
+        }
+        for (int h = 0; h < heads; h++)
+        {
+            if (MaskedHeads!.Contains((l, h)))
+            {
+                for (int t = 0; t < n; t++)
+                {
+                    _ops.Copy(_zeroHead, 0, _att!, (t * heads + h) * d, d);
+                }
+            }
+        }
     }
 
     private void MlpBlock(int l, LlamaLayer layer, int n)
@@ -250,11 +376,18 @@ public sealed class Transformer : IDisposable
 
     public void Dispose()
     {
-        foreach (var t in new[] { _x, _xb, _q, _k, _v, _att, _proj, _gate, _up, _h, _last, _logits })
+        foreach (var t in new[] { _x, _xb, _q, _k, _v, _att, _proj, _gate, _up, _h, _last, _logits, _zeroHead })
         {
             t?.Dispose();
         }
     }
+}
+
+/// <summary>Tokens each layer processed in a pruned prefill of <paramref name="PromptTokens"/> tokens (0 for skipped layers).</summary>
+public sealed record TokenPruneTrace(int PromptTokens, IReadOnlyList<int> TokensPerLayer)
+{
+    /// <summary>Σ tokens per layer / (layers · prompt tokens): the fraction of dense per-layer work done.</summary>
+    public double LayerTokenFraction => TokensPerLayer.Count == 0 ? 1 : TokensPerLayer.Sum(t => (double)t) / (TokensPerLayer.Count * (double)PromptTokens);
 }
 
 /// <summary>Linear layers whose inputs an observer sees.</summary>

@@ -109,3 +109,85 @@ public sealed class PruneCliTests
         Assert.Contains("--calibration is required", berr);
     }
 }
+
+public sealed class SimplificationCliTests
+{
+    private static string[] Calibration => new[] { "--calibration", TestData.File_("tinystories_valid_sample.txt"), "--calibration-windows", "4", "--calibration-length", "64" };
+
+    [DataFact]
+    public void Analyze_writes_tables_json_and_heat_maps()
+    {
+        using var tmp = new TempDir();
+        foreach (var what in new[] { "heads", "layers", "kv-share" })
+        {
+            var (code, stdout, stderr) = CliTests.Run(new[] { "analyze", what, "--model", TestData.Stories260KBin, "--tokenizer", TestData.Tok512, "--out", tmp.Path }.Concat(Calibration).ToArray());
+            Assert.True(code == 0, stderr);
+            Assert.Contains(what switch { "heads" => "head 7", "layers" => "block influence", _ => "--kv-share" }, stdout);
+        }
+        foreach (var f in new[] { "heads.json", "heads-ppl-increase.png", "heads-output-norm.png", "layers.json", "layers-angular.png", "kv-share.json", "kv-dissimilarity.png" })
+        {
+            Assert.True(new FileInfo(tmp.File(f)).Length > 100, f);
+        }
+        using var heads = System.Text.Json.JsonDocument.Parse(File.ReadAllText(tmp.File("heads.json")));
+        Assert.Equal(5, heads.RootElement.GetProperty("perplexity_increase").GetArrayLength());
+    }
+
+    [DataFact]
+    public void Prune_heads_and_drop_layers_export_smaller_models_that_run()
+    {
+        using var tmp = new TempDir();
+        var (code, stdout, stderr) = CliTests.Run(new[] { "prune-heads", "--model", TestData.Stories260KBin, "--tokenizer", TestData.Tok512, "--fraction", "0.25", "--out", tmp.File("h.gguf") }.Concat(Calibration).ToArray());
+        Assert.True(code == 0, stderr);
+        Assert.Contains("removed 5 units", stdout);
+        (code, stdout, stderr) = CliTests.Run(new[] { "drop-layers", "--model", tmp.File("h.gguf"), "--count", "1", "--metric", "angular", "--out", tmp.File("hl.gguf") }.Concat(Calibration).ToArray());
+        Assert.True(code == 0, stderr);
+        Assert.Contains("4 layers left", stdout);
+        Assert.True(new FileInfo(tmp.File("hl.gguf")).Length < new FileInfo(TestData.Stories260KGguf).Length * 0.85);
+        (code, stdout, stderr) = CliTests.Run("generate", "--model", tmp.File("hl.gguf"), "--prompt", "Once upon a time", "--steps", "30", "--temperature", "0");
+        Assert.True(code == 0, stderr);
+        Assert.StartsWith("Once upon a time", stdout);
+        (code, _, stderr) = CliTests.Run(new[] { "drop-layers", "--model", TestData.Stories260KBin, "--tokenizer", TestData.Tok512, "--count", "5", "--out", tmp.File("x.gguf") }.Concat(Calibration).ToArray());
+        Assert.NotEqual(0, code);
+        Assert.Contains("can remove 0..4 of 5 layers", stderr);
+    }
+
+    [DataFact]
+    public void Generate_and_perplexity_accept_kv_share_and_token_prune()
+    {
+        var (code, stdout, stderr) = CliTests.Run("generate", "--model", TestData.Stories260KBin, "--tokenizer", TestData.Tok512, "--prompt",
+            "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends every day.",
+            "--steps", "60", "--temperature", "0", "--token-prune", "0.8", "--token-prune-layers", "1,2", "--kv-share", "4:3");
+        Assert.True(code == 0, stderr);
+        Assert.StartsWith("Once upon a time", stdout);
+        Assert.Contains("token-prune: r 0.8 at layers 1,2 ", stderr);
+        Assert.Contains("kv-share: 1 of 5 layers", stderr);
+        Assert.Matches(@"per layer \d+,\d+,\d+,\d+,\d+", stderr);
+        using var tmp = new TempDir();
+        (code, _, stderr) = CliTests.Run("perplexity", "--model", TestData.Stories260KBin, "--tokenizer", TestData.Tok512, "--text", TestData.File_("tinystories_valid_sample.txt"),
+            "--max-bytes", "16178", "--token-prune", "0.9", "--json", tmp.File("p.json"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("scoring the continuation", stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(tmp.File("p.json")));
+        Assert.InRange(doc.RootElement.GetProperty("perplexity").GetDouble(), 2, 6);
+        (code, _, stderr) = CliTests.Run("generate", "--model", TestData.Stories260KBin, "--tokenizer", TestData.Tok512, "--prompt", "x", "--kv-share", "1:2");
+        Assert.NotEqual(0, code);
+        Assert.Contains("earlier layer", stderr);
+    }
+
+    [Fact]
+    public void Bench_compares_token_pruning_and_kv_sharing()
+    {
+        using var tmp = new TempDir();
+        var (code, stdout, stderr) = CliTests.Run("bench", "--shape", "small", "--layers", "4", "--types", "f32", "--decode-tokens", "2", "--prefill-tokens", "64",
+            "--token-prune", "0.8", "--token-prune-layers", "1,2", "--kv-share", "every:2", "--json", tmp.File("b.json"), "--chart", tmp.File("b.png"));
+        Assert.True(code == 0, stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(tmp.File("b.json")));
+        var v = doc.RootElement.GetProperty("variants").EnumerateArray().ToList();
+        Assert.Equal(3, v.Count);
+        long denseKv = v[0].GetProperty("prefill_kv_bytes").GetInt64();
+        Assert.Equal(1.0, v[0].GetProperty("prefill_layer_token_fraction").GetDouble());
+        Assert.Equal((64 + 52 + 41 + 41) / 256.0, v[1].GetProperty("prefill_layer_token_fraction").GetDouble(), 9);
+        Assert.Equal(0.64, v[1].GetProperty("token_prune_final_keep").GetDouble(), 9);
+        Assert.Equal(denseKv / 2, v[2].GetProperty("prefill_kv_bytes").GetInt64());
+    }
+}

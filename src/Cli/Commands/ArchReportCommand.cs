@@ -1,0 +1,218 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Kernels.Runtime.Compute;
+using Kernels.Runtime.Evaluation;
+using Kernels.Runtime.Inference;
+using Kernels.Runtime.IO;
+using Kernels.Runtime.Model;
+using Kernels.Runtime.Simplification;
+using Kernels.Runtime.Text;
+using Kernels.Runtime.Tokenization;
+
+namespace Kernels.Cli.Commands;
+
+/// <summary>
+/// <c>kernels arch-report</c>: perplexity of a real model vs fraction of heads removed, layers
+/// removed, layers sharing KV, and SDTP cumulative keep (Markdown, JSON, PNG). Every point is a
+/// fresh load of the model with one simplification applied, evaluated on a span disjoint from
+/// the calibration span.
+/// </summary>
+internal static class ArchReportCommand
+{
+    internal sealed record Row(string Study, string Method, double X, double Perplexity, long WeightBytes, double KvFraction, string Detail);
+
+    public static Command Create()
+    {
+        var model = new Option<string>("--model", "-m") { Description = "Model", Required = true };
+        var tokenizer = new Option<string?>("--tokenizer", "-z") { Description = "Tokenizer" };
+        var eval = new Option<string>("--eval") { Description = "Evaluation text", Required = true };
+        var evalBytes = new Option<string>("--eval-bytes") { Description = "Byte range of the evaluation file (disjoint from --calibration-bytes)", DefaultValueFactory = _ => "400000:460000" };
+        var context = new Option<int>("--context") { Description = "Perplexity window", DefaultValueFactory = _ => 256 };
+        var fractions = new Option<string>("--head-fractions") { Description = "Fractions of head units removed", DefaultValueFactory = _ => "0.1,0.2,0.3,0.4,0.5" };
+        var keeps = new Option<string>("--token-keeps") { Description = "SDTP cumulative keep ratios", DefaultValueFactory = _ => "0.9,0.8,0.65,0.5,0.35" };
+        var promptFraction = new Option<double>("--prompt-fraction") { Description = "SDTP: each window's first fraction is the pruned prompt; the rest is scored", DefaultValueFactory = _ => 0.75 };
+        var thresholds = new Option<string>("--kv-thresholds") { Description = "KVSharer acceptance thresholds", DefaultValueFactory = _ => "0.5,0.9" };
+        var outDir = new Option<string>("--out", "-o") { Description = "Output folder", DefaultValueFactory = _ => "arch-report" };
+        var calib = new CalibrationOptions();
+        var command = new Command("arch-report", "Perplexity vs heads removed, layers removed, KV-shared layers and SDTP token keep ratio (Markdown, JSON, PNG)")
+        {
+            model, tokenizer, eval, evalBytes, context, fractions, keeps, promptFraction, thresholds, outDir,
+        };
+        calib.AddTo(command, alpha: false);
+        command.SetAction((parse, ct) =>
+        {
+            try
+            {
+                string path = parse.GetValue(model)!;
+                using var probe = ModelLoader.Load(path);
+                var tok = TokenizerLoader.Load(probe, parse.GetValue(tokenizer));
+                var data = calib.Require(parse, tok, "arch-report");
+                int ctx = parse.GetValue(context);
+                var (es, ee) = TextSource.ParseRange(parse.GetValue(evalBytes));
+                int[] tokens = tok.Encode(TextSource.Read(parse.GetValue(eval)!, es, ee, true), false, false);
+                int layers = probe.Layers.Count;
+                var rows = new List<Row>();
+                string dir = parse.GetValue(outDir)!;
+                Directory.CreateDirectory(dir);
+
+                // One evaluation: a fresh model, an edit, perplexity (optionally prompt-pruned), KV bytes of one full window.
+                Row Measure(string study, string method, double x, Func<LlamaModel, string> edit, TokenPruneOptions? pruning = null, double prompt = 0)
+                {
+                    using var m = ModelLoader.Load(path);
+                    string detail = edit(m);
+                    using var ops = new HostOps();
+                    using var t = new Transformer(m, ops, maxBatch: ctx) { TokenPruning = pruning };
+                    var r = new PerplexityEvaluator(t) { PromptFraction = prompt }.Evaluate(tokens, ctx, tok.Bos, null, ct);
+                    // KV bytes after one full-length prompt (pruned prompts leave fewer tokens in later layers).
+                    using var cache = t.CreateCache(ctx);
+                    int window = Math.Min(ctx, tokens.Length);
+                    t.Forward(tokens.AsSpan(0, window), 0, cache, LogitsMode.Last);
+                    long dense = probe.Layers.Sum(l => (long)l.KvHeads) * window * 2L * probe.Config.HeadDim * sizeof(float);
+                    if (t.LastTokenPruning is { } trace)
+                    {
+                        detail += $"; tokens per layer {string.Join(",", trace.TokensPerLayer)} of {trace.PromptTokens} ({trace.LayerTokenFraction:P0} layer-token work)";
+                    }
+                    var row = new Row(study, method, x, r.Perplexity, m.WeightBytes, cache.BytesUsed / (double)dense, detail);
+                    rows.Add(row);
+                    return row;
+                }
+
+                CliConsole.WithProgress("arch-report", progress =>
+                {
+                    using var ops = new HostOps();
+                    var baseline = Measure("dense", "dense", 0, _ => "");
+                    double[][] pplScores, normScores;
+                    LayerScores layerScores;
+                    using (var t = new Transformer(probe, ops, maxBatch: data.Windows.Max(w => w.Length)))
+                    {
+                        pplScores = HeadImportance.PerplexityIncrease(t, data, out _, null, ct);
+                        normScores = HeadImportance.OutputNorm(t, data, ct);
+                        layerScores = LayerRemoval.Measure(t, data, ct);
+                    }
+                    var rng = new Random(5);
+                    var randomScores = probe.Layers.Select(l => Enumerable.Range(0, l.Heads).Select(_ => rng.NextDouble()).ToArray()).ToArray();
+                    progress.Report(0.1f);
+
+                    // Heads: PPL vs fraction of (KV head + query group) units removed.
+                    var fr = Parse(parse.GetValue(fractions)!);
+                    foreach (var (name, scores) in new[] { ("ppl-increase", pplScores), ("output-norm", normScores), ("random", randomScores) })
+                    {
+                        foreach (double f in fr)
+                        {
+                            Measure("heads", name, f, m =>
+                            {
+                                var chosen = HeadPruner.SelectLeastImportant(m, scores, f);
+                                HeadPruner.Remove(m, chosen.Select(g => (g.Layer, g.KvHead)));
+                                return string.Join(" ", chosen.Select(g => $"L{g.Layer}/kv{g.KvHead}"));
+                            });
+                        }
+                    }
+                    progress.Report(0.35f);
+
+                    // Layers: PPL vs layers removed.
+                    for (int n = 1; n < layers; n++)
+                    {
+                        foreach (var (name, pick) in new (string, Func<int, int[]>)[]
+                        {
+                            ("shortgpt-bi", layerScores.LowestInfluence),
+                            ("gromov-angular", layerScores.MostRedundantBlock),
+                            ("last-layers", k => Enumerable.Range(layers - 1 - k, k).ToArray()),
+                        })
+                        {
+                            var chosen = pick(n);
+                            Measure("layers", name, n, m =>
+                            {
+                                LayerRemoval.Remove(m, chosen);
+                                return string.Join(",", chosen);
+                            });
+                        }
+                    }
+                    progress.Report(0.55f);
+
+                    // KV sharing: KVSharer at each threshold (accepted pairs in order), plus CLA-style every:2.
+                    foreach (double threshold in Parse(parse.GetValue(thresholds)!))
+                    {
+                        KvShareResult search;
+                        using (var m = ModelLoader.Load(path))
+                        using (var t = new Transformer(m, ops, maxBatch: data.Windows.Max(w => w.Length)))
+                        {
+                            search = KvSharer.Search(t, data, layers - 1, threshold, null, ct);
+                        }
+                        var accepted = search.Trials.Where(x => x.Accepted).ToList();
+                        for (int k = 1; k <= accepted.Count; k++)
+                        {
+                            var prefix = accepted.Take(k).ToDictionary(x => x.Layer, x => x.Source);
+                            Measure("kv-share", $"kvsharer T={threshold}", k, m =>
+                            {
+                                KvSharer.Apply(m, prefix);
+                                return string.Join(",", prefix.OrderBy(p => p.Key).Select(p => $"{p.Key}:{p.Value}"));
+                            });
+                        }
+                    }
+                    var cla = KvSharer.Parse("every:2", layers);
+                    Measure("kv-share", "cla every:2 (untrained)", cla.Count, m =>
+                    {
+                        KvSharer.Apply(m, cla);
+                        return "every:2";
+                    });
+                    progress.Report(0.75f);
+
+                    // SDTP: continuation perplexity after a pruned prompt.
+                    double pf = parse.GetValue(promptFraction);
+                    var stages = TokenPruneOptions.DefaultStages(layers);
+                    Measure("sdtp", "no pruning", 1.0, _ => "", null, pf);
+                    foreach (var kind in new[] { TokenSaliencyKind.Attention, TokenSaliencyKind.AttentionValueNorm, TokenSaliencyKind.Random })
+                    {
+                        foreach (double keep in Parse(parse.GetValue(keeps)!))
+                        {
+                            var o = new TokenPruneOptions { StageLayers = stages, Ratio = TokenPruneOptions.RatioForFinalKeep(keep, stages.Count), Saliency = kind };
+                            Measure("sdtp", kind.ToString(), keep, _ => $"r {o.Ratio:F4} at layers {string.Join(",", stages)}", o, pf);
+                        }
+                    }
+                    progress.Report(1f);
+                    return 0;
+                });
+
+                string title = $"{Path.GetFileName(path)}: perplexity on {tokens.Length} tokens of {Path.GetFileName(parse.GetValue(eval))} bytes {parse.GetValue(evalBytes)} " +
+                               $"(windows of {ctx}); calibration {data.Windows.Count} x {data.Windows[0].Length} tokens of {Path.GetFileName(parse.GetValue(calib.Calibration))} bytes {parse.GetValue(calib.CalibrationBytes)}. " +
+                               $"SDTP rows score only each window's continuation after a {parse.GetValue(promptFraction):P0} prompt (its own dense baseline: 'no pruning').";
+                File.WriteAllText(Path.Combine(dir, "arch-report.md"), Markdown(title, rows));
+                File.WriteAllText(Path.Combine(dir, "arch-report.json"), JsonSerializer.Serialize(new { title, rows }, AnalyzeCommand.Json));
+                foreach (var (study, xLabel) in new[] { ("heads", "fraction of KV-head units removed"), ("layers", "layers removed"), ("kv-share", "layers reading another layer's KV cache"), ("sdtp", "cumulative token keep ratio") })
+                {
+                    Charts.Lines(Path.Combine(dir, $"arch-{study}.png"), $"{study}: perplexity (dense {rows[0].Perplexity:F3})", xLabel, "perplexity",
+                        rows.Where(r => r.Study == study).GroupBy(r => r.Method).Select(g => (g.Key, g.Select(r => r.X).ToArray(), g.Select(r => r.Perplexity).ToArray())).ToList(), logY: study == "layers");
+                }
+                Console.Out.Write(Markdown(title, rows));
+                return Task.FromResult(0);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                return Task.FromResult(CliConsole.Fail(e));
+            }
+        });
+        return command;
+    }
+
+    private static double[] Parse(string list) =>
+        list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+
+    private static string Markdown(string title, List<Row> rows)
+    {
+        var sb = new StringBuilder("# Architecture simplification and token pruning report\n\n").AppendLine(title).AppendLine();
+        foreach (var study in rows.Select(r => r.Study).Distinct())
+        {
+            sb.AppendLine($"## {study}").AppendLine();
+            sb.AppendLine("| method | x | perplexity | weights (MB) | KV bytes / dense | detail |");
+            sb.AppendLine("|---|---:|---:|---:|---:|---|");
+            foreach (var r in rows.Where(r => r.Study == study))
+            {
+                sb.AppendLine($"| {r.Method} | {r.X:0.###} | {r.Perplexity:F4} | {r.WeightBytes / 1e6:F3} | {r.KvFraction:F3} | {r.Detail} |");
+            }
+            sb.AppendLine();
+        }
+        return sb.ToString();
+    }
+}

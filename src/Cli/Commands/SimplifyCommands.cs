@@ -1,0 +1,127 @@
+using System.CommandLine;
+using System.Globalization;
+using Kernels.Runtime.Compute;
+using Kernels.Runtime.Inference;
+using Kernels.Runtime.IO;
+using Kernels.Runtime.Model;
+using Kernels.Runtime.Pruning;
+using Kernels.Runtime.Simplification;
+using Kernels.Runtime.Tokenization;
+using Kernels.Simd.Matrices;
+using Spectre.Console;
+
+namespace Kernels.Cli.Commands;
+
+/// <summary><c>kernels prune-heads</c> and <c>kernels drop-layers</c>: structural simplification exported as GGUF.</summary>
+internal static class SimplifyCommands
+{
+    public static Command PruneHeads()
+    {
+        var fraction = new Option<double>("--fraction") { Description = "Fraction of pruning units (KV head + its query group) to remove, globally ranked", Required = true };
+        var metric = new Option<string>("--metric") { Description = "ppl (increase when masked) | output-norm (mean ‖Att_h W_O^h‖)", DefaultValueFactory = _ => "ppl" };
+        return Create("prune-heads", "Remove the least important attention heads (rows of W_q/W_k/W_v, columns of W_o) and save the smaller model as GGUF",
+            (parse, m, transformer, data) =>
+            {
+                var chosen = ChooseHeads(m, transformer, data, parse.GetValue(metric)!, parse.GetValue(fraction));
+                HeadPruner.Remove(m, chosen.Select(g => (g.Layer, g.KvHead)));
+                return $"removed {chosen.Count} units ({string.Join(" ", chosen.Select(g => $"L{g.Layer}/kv{g.KvHead}"))}); heads per layer now {string.Join(",", m.Layers.Select(l => l.Heads))}, KV heads {string.Join(",", m.Layers.Select(l => l.KvHeads))}";
+            }, fraction, metric);
+    }
+
+    public static Command DropLayers()
+    {
+        var count = new Option<int?>("--count") { Description = "Number of layers to remove (chosen by --metric)" };
+        var layers = new Option<string?>("--layers") { Description = "Explicit layers to remove, e.g. 2,3 (instead of --count)" };
+        var metric = new Option<string>("--metric") { Description = "bi (ShortGPT: lowest block influence) | angular (Gromov: most redundant block) | last (deepest layers, keeping the final one)", DefaultValueFactory = _ => "bi" };
+        return Create("drop-layers", "Remove decoder layers (ShortGPT block influence, Gromov angular distance, or an explicit list) and save the model as GGUF",
+            (parse, m, transformer, data) =>
+            {
+                var chosen = ChooseLayers(m, transformer, data, parse.GetValue(count), parse.GetValue(layers), parse.GetValue(metric)!);
+                LayerRemoval.Remove(m, chosen);
+                return $"removed layers {string.Join(",", chosen)}; {m.Layers.Count} layers left";
+            }, count, layers, metric);
+    }
+
+    internal static IReadOnlyList<HeadGroup> ChooseHeads(LlamaModel m, Transformer transformer, CalibrationSet data, string metric, double fraction)
+    {
+        double[][] scores = metric switch
+        {
+            "ppl" => CliConsole.WithProgress("masking each head", p => HeadImportance.PerplexityIncrease(transformer, data, out _, p)),
+            "output-norm" => CliConsole.WithProgress("output norms", _ => HeadImportance.OutputNorm(transformer, data)),
+            _ => throw new ArgumentException($"unknown --metric '{metric}' (ppl, output-norm)"),
+        };
+        return HeadPruner.SelectLeastImportant(m, scores, fraction);
+    }
+
+    internal static int[] ChooseLayers(LlamaModel m, Transformer transformer, CalibrationSet? data, int? count, string? list, string metric)
+    {
+        if (list is not null)
+        {
+            return list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        }
+        int n = count ?? throw new ArgumentException("give --count N or --layers LIST");
+        if (metric == "last")
+        {
+            if (n < 0 || n >= m.Layers.Count)
+            {
+                throw new ArgumentOutOfRangeException(nameof(count), $"can remove 0..{m.Layers.Count - 1} of {m.Layers.Count} layers");
+            }
+            return Enumerable.Range(m.Layers.Count - 1 - n, n).ToArray();
+        }
+        var scores = LayerRemoval.Measure(transformer, data ?? throw new ArgumentException($"--calibration is required for --metric {metric}"));
+        return metric switch
+        {
+            "bi" => scores.LowestInfluence(n),
+            "angular" => scores.MostRedundantBlock(n),
+            _ => throw new ArgumentException($"unknown --metric '{metric}' (bi, angular, last)"),
+        };
+    }
+
+    private static Command Create(string name, string description, Func<ParseResult, LlamaModel, Transformer, CalibrationSet, string> edit, params Option[] extra)
+    {
+        var model = new Option<string>("--model", "-m") { Description = "Model to simplify", Required = true };
+        var tokenizer = new Option<string?>("--tokenizer", "-z") { Description = "Tokenizer (calibration text and the exported vocabulary)" };
+        var output = new Option<string>("--out", "-o") { Description = "Output GGUF file", Required = true };
+        var calib = new CalibrationOptions();
+        var command = new Command(name, description) { model, tokenizer, output };
+        calib.AddTo(command, alpha: false);
+        foreach (var o in extra)
+        {
+            command.Options.Add(o);
+        }
+        command.SetAction((parse, ct) =>
+        {
+            try
+            {
+                using var m = CommonOptions.LoadModel(parse.GetValue(model)!);
+                var tok = TokenizerLoader.Load(m, parse.GetValue(tokenizer));
+                var data = calib.Require(parse, tok, name);
+                using var ops = new HostOps();
+                string summary;
+                double before, after;
+                using (var transformer = new Transformer(m, ops, maxBatch: data.Windows.Max(w => w.Length)))
+                {
+                    before = WindowPerplexity.Evaluate(transformer, data, ct);
+                    summary = edit(parse, m, transformer, data);
+                }
+                using (var transformer = new Transformer(m, ops, maxBatch: data.Windows.Max(w => w.Length)))
+                {
+                    after = WindowPerplexity.Evaluate(transformer, data, ct);
+                }
+                CliConsole.Out.MarkupLine(Markup.Escape(summary));
+                CliConsole.Out.MarkupLine($"calibration perplexity {before:F4} -> {after:F4}; weights {m.WeightBytes / 1e6:F3} MB");
+                m.Vocabulary ??= PruneCommand.VocabularyOf(tok);
+                string outPath = parse.GetValue(output)!;
+                var type = m.Layers.Count > 0 && m.Layers[0].Gate is DenseMatrix d ? d.ElementType : ElementType.F32;
+                GgufWriter.WriteModel(m, outPath, type, new Dictionary<string, object> { ["kernels.simplification"] = $"{name}: {summary}" });
+                CliConsole.Err.MarkupLine($"wrote {Markup.Escape(outPath)}");
+                return Task.FromResult(0);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                return Task.FromResult(CliConsole.Fail(e));
+            }
+        });
+        return command;
+    }
+}
