@@ -182,7 +182,11 @@ internal static class ArchReportCommand
                 File.WriteAllText(Path.Combine(dir, "arch-report.json"), JsonSerializer.Serialize(new { title, rows }, AnalyzeCommand.Json));
                 foreach (var (study, xLabel) in new[] { ("heads", "fraction of KV-head units removed"), ("layers", "layers removed"), ("kv-share", "layers reading another layer's KV cache"), ("sdtp", "cumulative token keep ratio") })
                 {
-                    Charts.Lines(Path.Combine(dir, $"arch-{study}.png"), $"{study}: perplexity (dense {rows[0].Perplexity:F3})", xLabel, "perplexity",
+                    // SDTP scores continuations only, so its baseline is its own 'no pruning' row, not the full-window dense one.
+                    string baseline = study == "sdtp"
+                        ? $"continuation after the prompt; no pruning {rows.First(r => r.Study == study).Perplexity:F3}"
+                        : $"dense {rows[0].Perplexity:F3}";
+                    Charts.Lines(Path.Combine(dir, $"arch-{study}.png"), $"{study}: perplexity ({baseline})", xLabel, "perplexity",
                         rows.Where(r => r.Study == study).GroupBy(r => r.Method).Select(g => (g.Key, g.Select(r => r.X).ToArray(), g.Select(r => r.Perplexity).ToArray())).ToList(), logY: study == "layers");
                 }
                 Console.Out.Write(Markdown(title, rows));

@@ -83,7 +83,9 @@ internal static class BenchCommand
                     variants = valueTypes.SelectMany(t => new[] { new Variant($"dense {t}", t, null) }
                         .Concat(ratios.Select(r => TokenPruneOptions.Parse(r, parse.GetValue(tokenStages), s.Layers))
                             .Select(o => new Variant($"dense {t} sdtp r={o.Ratio:0.###} keep {o.FinalKeep:F2}", t, null, Tokens: o)))
-                        .Concat(share is null ? Array.Empty<Variant>() : new[] { new Variant($"dense {t} kv-share {share}", t, null, KvShare: share) })).ToList();
+                        .Concat(share is null ? Array.Empty<Variant>() : new[] { new Variant($"dense {t} kv-share {share}", t, null, KvShare: share) })
+                        // The baseline again last: brackets drift of a shared machine (speed-ups use the first).
+                        .Append(new Variant($"dense {t} (repeat)", t, null))).ToList();
                 }
                 var results = Run(s, variants, options, parse.GetValue(device)!, cancellationToken);
                 Report(s, results, options);

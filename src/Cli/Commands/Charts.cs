@@ -70,12 +70,25 @@ internal static class Charts
     public static void Heatmap(string path, string title, double[,] values, string xLabel, string yLabel)
     {
         var plot = new ScottPlot.Plot();
-        var hm = plot.Add.Heatmap(values);
+        // ScottPlot draws the first row at the top; flip so row r sits at y = r.
+        int rows = values.GetLength(0), cols = values.GetLength(1);
+        var flipped = new double[rows, cols];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int c = 0; c < cols; c++)
+            {
+                flipped[r, c] = values[rows - 1 - r, c];
+            }
+        }
+        var hm = plot.Add.Heatmap(flipped);
         hm.Colormap = new ScottPlot.Colormaps.Viridis();
         plot.Add.ColorBar(hm);
         plot.Title(title);
         plot.XLabel(xLabel);
         plot.YLabel(yLabel);
+        // Cells are indices: one tick per cell, never at half-cell positions.
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericFixedInterval(1);
+        plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericFixedInterval(1);
         plot.SavePng(path, 900, 600);
     }
 }

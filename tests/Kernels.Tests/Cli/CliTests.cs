@@ -183,7 +183,8 @@ public sealed class SimplificationCliTests
         Assert.True(code == 0, stderr);
         using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(tmp.File("b.json")));
         var v = doc.RootElement.GetProperty("variants").EnumerateArray().ToList();
-        Assert.Equal(3, v.Count);
+        Assert.Equal(4, v.Count);
+        Assert.Equal("dense F32 (repeat)", v[3].GetProperty("name").GetString());
         long denseKv = v[0].GetProperty("prefill_kv_bytes").GetInt64();
         Assert.Equal(1.0, v[0].GetProperty("prefill_layer_token_fraction").GetDouble());
         Assert.Equal((64 + 52 + 41 + 41) / 256.0, v[1].GetProperty("prefill_layer_token_fraction").GetDouble(), 9);
