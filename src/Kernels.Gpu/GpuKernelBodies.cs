@@ -136,7 +136,7 @@ internal static class GpuKernelBodies
             float acc = 0f;
             for (int k = 0; k < s.Kept; k++)
             {
-                int col = k / n2 * s.M + IndexOf(meta, metaWord, s.Blocks, s.M, k);
+                int col = k / n2 * s.M + IndexOf(meta, metaWord, s.M, k);
                 acc += Weight(v32, v16, half, vBase + StorageIndex(k, s.Kept, half)) * x[xBase + col];
             }
             for (int c = 0; c < s.TailColumns; c++)
@@ -206,7 +206,7 @@ internal static class GpuKernelBodies
         for (int j = 0; j < n2; j++)
         {
             int k = g * n2 + j;
-            if (IndexOf(meta, metaWord, s.Blocks, s.M, k) == i)
+            if (IndexOf(meta, metaWord, s.M, k) == i)
             {
                 return Weight(v32, v16, half, (long)r * s.ValueStride + StorageIndex(k, s.Kept, half));
             }
@@ -287,17 +287,17 @@ internal static class GpuKernelBodies
     }
 
     /// <summary>In-group index of kept value k from the row's metadata words.</summary>
-    public static int IndexOf(ArrayView<uint> meta, long rowWord, int blocks, int m, int k)
+    public static int IndexOf(ArrayView<uint> meta, long rowWord, int m, int k)
     {
-        int block = k >> 4, j = k & 15;
-        int lo = (int)((meta[rowWord + block] >> (2 * j)) & 3u);
         if (m == 4)
         {
-            return lo;
+            return (int)((meta[rowWord + (k >> 4)] >> (2 * (k & 15))) & 3u);
         }
-        int hiByte = 4 * blocks + 2 * block;
-        uint word = meta[rowWord + hiByte / 4] >> (8 * (hiByte % 4));
-        return lo | (int)((word >> j) & 1u) << 2;
+        // 4:8: 3-bit fields, 48 bits per block of 16; a field may straddle two words.
+        int bit = 48 * (k >> 4) + 3 * (k & 15), offset = bit & 31;
+        uint low = meta[rowWord + (bit >> 5)] >> offset;
+        uint high = offset > 29 ? meta[rowWord + (bit >> 5) + 1] << (32 - offset) : 0u;
+        return (int)((low | high) & 7u);
     }
 
     /// <summary>
@@ -322,7 +322,7 @@ internal static class GpuKernelBodies
         int n2 = s.M / 2;
         for (int k = lane; k < s.Kept; k += Warp)
         {
-            int col = k / n2 * s.M + IndexOf(meta, metaWord, s.Blocks, s.M, k);
+            int col = k / n2 * s.M + IndexOf(meta, metaWord, s.M, k);
             acc += Weight(v32, v16, half, vBase + StorageIndex(k, s.Kept, half)) * x[xBase + col];
         }
         for (int c = lane; c < s.TailColumns; c += Warp)
@@ -375,7 +375,7 @@ internal static class GpuKernelBodies
         float acc = 0f;
         for (int k = 0; k < s.Kept; k++)
         {
-            int col = k / n2 * s.M + IndexOf(meta, metaWord, s.Blocks, s.M, k);
+            int col = k / n2 * s.M + IndexOf(meta, metaWord, s.M, k);
             acc += Weight(v32, v16, half, vBase + StorageIndex(k, s.Kept, half)) * xt[(long)col * n + tc];
         }
         for (int c = 0; c < s.TailColumns; c++)
@@ -775,7 +775,7 @@ internal static class GpuKernelBodies
 /// <summary>Shape of a compressed input-axis N:M matrix on the device.</summary>
 public struct SparseShape
 {
-    public int Rows, Columns, M, Kept, Blocks, ValueStride, MetaStride, TailColumns, Grouped;
+    public int Rows, Columns, M, Kept, ValueStride, MetaStride, TailColumns, Grouped;
 }
 
 /// <summary>Shape of the device KV cache: [layers][kvHeads][capacity][headDim].</summary>

@@ -75,7 +75,7 @@ public sealed unsafe class GpuSparseMatrix : IDisposable
     {
         Shape = new SparseShape
         {
-            Rows = m.Rows, Columns = m.Columns, M = m.Pattern.M, Kept = m.KeptPerRow, Blocks = (m.KeptPerRow + 15) / 16,
+            Rows = m.Rows, Columns = m.Columns, M = m.Pattern.M, Kept = m.KeptPerRow,
             ValueStride = m.ValueStride, MetaStride = m.MetaStride, TailColumns = m.TailColumns, Grouped = m.Groups * m.Pattern.M,
         };
         long values = (long)m.Rows * m.ValueStride;

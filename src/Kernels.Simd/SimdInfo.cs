@@ -60,7 +60,7 @@ public static class SimdInfo
 
     /// <summary>One line for logs and benchmark headers.</summary>
     public static string Describe() =>
-        $"SIMD tier {Tier} (AVX-512F {Avx512F.IsSupported}, AVX2 {Avx2.IsSupported}, FMA {Fma.IsSupported}, " +
+        $"SIMD tier {Tier} (AVX-512F {Avx512F.IsSupported}, AVX-512 VBMI {Avx512Vbmi.IsSupported}, AVX2 {Avx2.IsSupported}, FMA {Fma.IsSupported}, " +
         $"Vector512.IsHardwareAccelerated {Vector512.IsHardwareAccelerated}, Vector<float>.Count {System.Numerics.Vector<float>.Count}, " +
         $"threads {Threading.WorkerPool.Shared.ThreadCount})";
 }

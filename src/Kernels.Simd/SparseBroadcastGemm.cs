@@ -99,8 +99,8 @@ internal static unsafe class SparseBroadcastGemm
                         TValues.LoadPair<TTier, TVec>(values, p, out TVec wa, out TVec wb);
                         TTier.Store(vals + count, wa);
                         TTier.Store(vals + count + c, wb);
-                        TGather.StoreOffsets(TGather.Decode(meta, w.Blocks, ka / c), 2 * ka, shift, offs + count);
-                        TGather.StoreOffsets(TGather.Decode(meta, w.Blocks, kb / c), 2 * kb, shift, offs + count + c);
+                        TGather.StoreOffsets(TGather.Decode(meta, ka / c), 2 * ka, shift, offs + count);
+                        TGather.StoreOffsets(TGather.Decode(meta, kb / c), 2 * kb, shift, offs + count + c);
                         count += 2 * c;
                     }
                     Accumulate(vals, offs, count, acc + (r - begin) * tile, s == 0);

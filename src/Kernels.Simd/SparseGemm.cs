@@ -28,10 +28,20 @@ public static unsafe class SparseGemm
         }
         switch (w.ValueType)
         {
-            case ElementType.F32: ByPattern<SparseF32Values, F32Loader>(w, x, y, n); break;
-            case ElementType.F16 when w.HalfValuesFinite: ByPattern<SparseF16Values, F16Loader>(w, x, y, n); break;
+            case ElementType.F32: ByPattern<SparseF32Values, F32Loader>(w, x, x, y, n); break;
+            case ElementType.F16 when w.HalfValuesFinite:
+                if (n < BroadcastMinTokens && (SimdInfo.Use512 || SimdInfo.Use256)
+                    && ScaledInput.TryScale(x, (long)n * w.Columns, SparseF16ScaledInputValues.InputScale) is var scaled && scaled != null)
+                {
+                    ByPattern<SparseF16ScaledInputValues, F16Loader>(w, x, scaled, y, n);
+                }
+                else
+                {
+                    ByPattern<SparseF16Values, F16Loader>(w, x, x, y, n);
+                }
+                break;
             case ElementType.F16: Scalar<F16Loader>(w, x, y, n); break; // Inf/NaN weights: exact scalar path
-            default: ByPattern<SparseBF16Values, BF16Loader>(w, x, y, n); break;
+            default: ByPattern<SparseBF16Values, BF16Loader>(w, x, x, y, n); break;
         }
     }
 
@@ -41,7 +51,9 @@ public static unsafe class SparseGemm
         Schedule(w, n, ref job);
     }
 
-    private static void ByPattern<TValues, TLoad>(NmSparseMatrix w, float* x, float* y, int n)
+    /// <param name="x">Activations [n, Columns].</param>
+    /// <param name="windows">x pre-multiplied by TValues.InputScale (x itself when that is 1): what the permutes gather.</param>
+    private static void ByPattern<TValues, TLoad>(NmSparseMatrix w, float* x, float* windows, float* y, int n)
         where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
     {
         bool fourEight = w.Pattern.M == 8;
@@ -49,22 +61,22 @@ public static unsafe class SparseGemm
         {
             if (fourEight)
             {
-                Run<Vec512, Vector512<float>, Vector512<int>, Gather512FourEight, TValues, TLoad>(w, x, y, n);
+                Run<Vec512, Vector512<float>, Vector512<int>, Gather512FourEight, TValues, TLoad>(w, x, windows, y, n);
             }
             else
             {
-                Run<Vec512, Vector512<float>, Vector512<int>, Gather512TwoFour, TValues, TLoad>(w, x, y, n);
+                Run<Vec512, Vector512<float>, Vector512<int>, Gather512TwoFour, TValues, TLoad>(w, x, windows, y, n);
             }
         }
         else if (SimdInfo.Use256)
         {
             if (fourEight)
             {
-                Run<Vec256, Vector256<float>, Vector256<int>, Gather256FourEight, TValues, TLoad>(w, x, y, n);
+                Run<Vec256, Vector256<float>, Vector256<int>, Gather256FourEight, TValues, TLoad>(w, x, windows, y, n);
             }
             else
             {
-                Run<Vec256, Vector256<float>, Vector256<int>, Gather256TwoFour, TValues, TLoad>(w, x, y, n);
+                Run<Vec256, Vector256<float>, Vector256<int>, Gather256TwoFour, TValues, TLoad>(w, x, windows, y, n);
             }
         }
         else
@@ -77,19 +89,19 @@ public static unsafe class SparseGemm
     /// <summary>Batches at least this large use the broadcast kernel (no permutes; FMA-bound).</summary>
     public static int BroadcastMinTokens { get; set; } = 96;
 
-    private static void Run<TTier, TVec, TIdx, TGather, TValues, TLoad>(NmSparseMatrix w, float* x, float* y, int n)
+    private static void Run<TTier, TVec, TIdx, TGather, TValues, TLoad>(NmSparseMatrix w, float* x, float* windows, float* y, int n)
         where TTier : struct, IFloatVector<TVec> where TVec : unmanaged where TIdx : unmanaged
         where TGather : struct, ISparseGather<TVec, TIdx> where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
     {
-        if (n >= BroadcastMinTokens)
+        if (n >= BroadcastMinTokens && TValues.InputScale == 1f)
         {
             SparseBroadcastGemm.Run<TTier, TVec, TIdx, TGather, TValues, TLoad>(w, x, y, n);
             return;
         }
         var job = new Job<TTier, TVec, TIdx, TGather, TValues, TLoad>
         {
-            Values = w.Values, Meta = w.Meta, ValueStride = w.ValueStride, MetaStride = w.MetaStride, Blocks = w.Blocks,
-            Kept = w.KeptPerRow, K = w.Columns, M = w.Rows, N = n, X = x, Y = y,
+            Values = w.Values, Meta = w.Meta, ValueStride = w.ValueStride, MetaStride = w.MetaStride,
+            Kept = w.KeptPerRow, K = w.Columns, M = w.Rows, N = n, X = windows, Exact = x, Y = y,
             Tail = w.Tail is { } t ? t.Data : null, TailColumns = w.TailColumns, GroupedColumns = w.Groups * w.Pattern.M,
         };
         Schedule(w, n, ref job);
@@ -113,8 +125,9 @@ public static unsafe class SparseGemm
         where TGather : struct, ISparseGather<TVec, TIdx> where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
     {
         public byte* Values, Meta, Tail;
-        public int ValueStride, MetaStride, Blocks, Kept, K, M, N, TailColumns, GroupedColumns;
-        public float* X, Y;
+        public int ValueStride, MetaStride, Kept, K, M, N, TailColumns, GroupedColumns;
+        /// <summary>X: the tiles' activations (scaled by TValues.InputScale); Exact: the caller's, for the scalar remainder.</summary>
+        public float* X, Exact, Y;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int begin, int end)
@@ -154,7 +167,7 @@ public static unsafe class SparseGemm
             int fullBlocks = Kept / 32 * 32;
             for (int tt = 0; tt < tokens; tt++)
             {
-                float* x = X + (long)(t0 + tt) * K;
+                float* x = Exact + (long)(t0 + tt) * K;
                 for (int rr = 0; rr < rv; rr++)
                 {
                     int row = r + rr;
@@ -164,7 +177,7 @@ public static unsafe class SparseGemm
                     for (int k = paired; k < Kept; k++)
                     {
                         int stored = interleaved && k < fullBlocks ? (k & ~31) + ((k & 31) < 16 ? 2 * (k & 31) : 2 * ((k & 31) - 16) + 1) : k;
-                        s += TLoad.LoadScalar(vals, stored) * x[k / (TGather.M / 2) * TGather.M + IndexOf(meta, k)];
+                        s += TLoad.LoadScalar(vals, stored) * x[k / (TGather.M / 2) * TGather.M + NmSparseMatrix.IndexOf(meta, TGather.M, k)];
                     }
                     if (Tail != null)
                     {
@@ -179,12 +192,6 @@ public static unsafe class SparseGemm
             }
         }
 
-        private readonly int IndexOf(byte* meta, int k)
-        {
-            int block = k >> 4, j = k & 15;
-            int lo = (*(int*)(meta + 4 * block) >> (2 * j)) & 3;
-            return TGather.M == 4 ? lo : lo | ((*(ushort*)(meta + 4 * Blocks + 2 * block) >> j) & 1) << 2;
-        }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private readonly void Tile4x4(byte* v0, byte* v1, byte* v2, byte* v3, byte* m0, byte* m1, byte* m2, byte* m3,
@@ -193,7 +200,6 @@ public static unsafe class SparseGemm
             int c = TTier.Count;
             int paired = TValues.PairedKept<TTier, TVec>(Kept);
             int second = TValues.SecondOffset<TTier, TVec>();
-            int blocks = Blocks;
             TVec a00 = TTier.Zero, a01 = TTier.Zero, a02 = TTier.Zero, a03 = TTier.Zero;
             TVec a10 = TTier.Zero, a11 = TTier.Zero, a12 = TTier.Zero, a13 = TTier.Zero;
             TVec a20 = TTier.Zero, a21 = TTier.Zero, a22 = TTier.Zero, a23 = TTier.Zero;
@@ -210,8 +216,8 @@ public static unsafe class SparseGemm
                     int step = k / c;
                     nint col = 2 * k;
                     TVec w0 = half == 0 ? w0a : w0b, w1 = half == 0 ? w1a : w1b, w2 = half == 0 ? w2a : w2b, w3 = half == 0 ? w3a : w3b;
-                    TIdx i0 = TGather.Decode(m0, blocks, step), i1 = TGather.Decode(m1, blocks, step);
-                    TIdx i2 = TGather.Decode(m2, blocks, step), i3 = TGather.Decode(m3, blocks, step);
+                    TIdx i0 = TGather.Decode(m0, step), i1 = TGather.Decode(m1, step);
+                    TIdx i2 = TGather.Decode(m2, step), i3 = TGather.Decode(m3, step);
                     TVec lo = TTier.Load(x0 + col), hi = TTier.Load(x0 + col + c);
                     a00 = TTier.MultiplyAdd(w0, TGather.Gather(lo, hi, i0), a00);
                     a10 = TTier.MultiplyAdd(w1, TGather.Gather(lo, hi, i1), a10);
@@ -247,7 +253,6 @@ public static unsafe class SparseGemm
             int c = TTier.Count;
             int paired = TValues.PairedKept<TTier, TVec>(Kept);
             int second = TValues.SecondOffset<TTier, TVec>();
-            int blocks = Blocks;
             TVec a0 = TTier.Zero, a1 = TTier.Zero, a2 = TTier.Zero, a3 = TTier.Zero;
             TVec b0 = TTier.Zero, b1 = TTier.Zero, b2 = TTier.Zero, b3 = TTier.Zero;
             for (int p = 0; p < paired; p += 2 * c)
@@ -257,17 +262,17 @@ public static unsafe class SparseGemm
                 TVec loA = TTier.Load(x0 + 2 * ka), hiA = TTier.Load(x0 + 2 * ka + c);
                 TVec loB = TTier.Load(x0 + 2 * kb), hiB = TTier.Load(x0 + 2 * kb + c);
                 TValues.LoadPair<TTier, TVec>(v0, p, out TVec wa, out TVec wb);
-                a0 = TTier.MultiplyAdd(wa, TGather.Gather(loA, hiA, TGather.Decode(m0, blocks, sa)), a0);
-                b0 = TTier.MultiplyAdd(wb, TGather.Gather(loB, hiB, TGather.Decode(m0, blocks, sb)), b0);
+                a0 = TTier.MultiplyAdd(wa, TGather.Gather(loA, hiA, TGather.Decode(m0, sa)), a0);
+                b0 = TTier.MultiplyAdd(wb, TGather.Gather(loB, hiB, TGather.Decode(m0, sb)), b0);
                 TValues.LoadPair<TTier, TVec>(v1, p, out wa, out wb);
-                a1 = TTier.MultiplyAdd(wa, TGather.Gather(loA, hiA, TGather.Decode(m1, blocks, sa)), a1);
-                b1 = TTier.MultiplyAdd(wb, TGather.Gather(loB, hiB, TGather.Decode(m1, blocks, sb)), b1);
+                a1 = TTier.MultiplyAdd(wa, TGather.Gather(loA, hiA, TGather.Decode(m1, sa)), a1);
+                b1 = TTier.MultiplyAdd(wb, TGather.Gather(loB, hiB, TGather.Decode(m1, sb)), b1);
                 TValues.LoadPair<TTier, TVec>(v2, p, out wa, out wb);
-                a2 = TTier.MultiplyAdd(wa, TGather.Gather(loA, hiA, TGather.Decode(m2, blocks, sa)), a2);
-                b2 = TTier.MultiplyAdd(wb, TGather.Gather(loB, hiB, TGather.Decode(m2, blocks, sb)), b2);
+                a2 = TTier.MultiplyAdd(wa, TGather.Gather(loA, hiA, TGather.Decode(m2, sa)), a2);
+                b2 = TTier.MultiplyAdd(wb, TGather.Gather(loB, hiB, TGather.Decode(m2, sb)), b2);
                 TValues.LoadPair<TTier, TVec>(v3, p, out wa, out wb);
-                a3 = TTier.MultiplyAdd(wa, TGather.Gather(loA, hiA, TGather.Decode(m3, blocks, sa)), a3);
-                b3 = TTier.MultiplyAdd(wb, TGather.Gather(loB, hiB, TGather.Decode(m3, blocks, sb)), b3);
+                a3 = TTier.MultiplyAdd(wa, TGather.Gather(loA, hiA, TGather.Decode(m3, sa)), a3);
+                b3 = TTier.MultiplyAdd(wb, TGather.Gather(loB, hiB, TGather.Decode(m3, sb)), b3);
             }
             sums[0] = TTier.Sum(TTier.Add(a0, b0));
             sums[4] = TTier.Sum(TTier.Add(a1, b1));

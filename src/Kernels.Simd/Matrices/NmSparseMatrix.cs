@@ -10,9 +10,11 @@ namespace Kernels.Simd.Matrices;
 /// <item>values: [Rows, ValueStride] in <see cref="ValueType"/> (F32/F16/BF16); kept values in
 /// column order, ValueStride = KeptPerRow rounded up to 32 (zero padded).</item>
 /// <item>metadata: [Rows, MetaStride] bytes, in blocks of 16 kept values. 2:4: one uint32 per
-/// block, value j's index at bits 2j..2j+1 (2 bits per kept value). 4:8: per row first one uint32
-/// per block holding the low 2 bits of each index, then one uint16 per block holding the high
-/// bits (3 bits per kept value). Indices are strictly increasing within a group.</item>
+/// block, value j's index at bits 2j..2j+1 (2 bits per kept value). 4:8: 6 bytes (48 bits, little
+/// endian) per block, value j's index at bits 3j..3j+2 (3 bits per kept value), so one 64-bit
+/// broadcast and one byte-granular shift (vpmultishiftqb) decode a whole block. Rows carry 2
+/// spare bytes so that 64-bit read of the last block stays inside the row. Indices are strictly
+/// increasing within a group.</item>
 /// <item>dense tail: when Columns is not a multiple of M, the last Columns mod M columns are
 /// kept dense ([Rows, TailColumns]) — the documented policy for dimensions that do not divide
 /// (stories260K's hidden_dim 172 under 4:8: 21 groups + 4 dense columns). Pruners leave those
@@ -36,7 +38,7 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
         KeptPerRow = Groups * pattern.N;
         Blocks = (KeptPerRow + 15) / 16;
         ValueStride = (KeptPerRow + 31) / 32 * 32;
-        int metaBytes = pattern.M == 4 ? 4 * Blocks : 6 * Blocks + 2; // +2: kernels read the last uint16 as a uint32
+        int metaBytes = pattern.M == 4 ? 4 * Blocks : 6 * Blocks + 2; // +2: kernels read the last 6-byte block as a uint64
         MetaStride = (metaBytes + 7) / 8 * 8;
         _values = new NativeBuffer((long)rows * ValueStride * valueType.Size());
         _meta = new NativeBuffer((long)rows * MetaStride);
@@ -97,17 +99,35 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
     public override string Format => $"{Pattern} {ValueType} (input groups{(TailColumns > 0 ? $", {TailColumns} dense tail columns" : "")})";
 
     /// <summary>In-group index (0..M-1) of kept value <paramref name="k"/> of row <paramref name="row"/>.</summary>
-    public int IndexOf(int row, int k)
+    public int IndexOf(int row, int k) => IndexOf(Meta + (long)row * MetaStride, Pattern.M, k);
+
+    /// <summary>In-group index of kept value <paramref name="k"/> from a row's metadata (the layout above).</summary>
+    internal static int IndexOf(byte* rowMeta, int m, int k)
     {
-        byte* m = Meta + (long)row * MetaStride;
-        int block = k >> 4, j = k & 15;
-        uint lo = (*(uint*)(m + 4 * block) >> (2 * j)) & 3;
-        if (Pattern.M == 4)
+        if (m == 4)
         {
-            return (int)lo;
+            return (int)(*(uint*)(rowMeta + 4 * (k >> 4)) >> (2 * (k & 15))) & 3;
         }
-        uint hi = (uint)(*(ushort*)(m + 4 * Blocks + 2 * block) >> j) & 1;
-        return (int)(lo | hi << 2);
+        return (int)(*(ulong*)(rowMeta + 6 * (k >> 4)) >> (3 * (k & 15))) & 7;
+    }
+
+    /// <summary>Writes the in-group index of kept value <paramref name="k"/> into a row's metadata.</summary>
+    private static void SetIndex(byte* rowMeta, int m, int k, int index)
+    {
+        if (m == 4)
+        {
+            uint* word = (uint*)(rowMeta + 4 * (k >> 4));
+            int shift = 2 * (k & 15);
+            *word = (*word & ~(3u << shift)) | ((uint)index & 3) << shift;
+        }
+        else
+        {
+            // The 64-bit window also covers the next block's first 2 bytes (or the row's spare
+            // bytes): read-modify-write leaves them as they were.
+            ulong* word = (ulong*)(rowMeta + 6 * (k >> 4));
+            int shift = 3 * (k & 15);
+            *word = (*word & ~(7ul << shift)) | ((ulong)index & 7) << shift;
+        }
     }
 
     /// <summary>Kept value <paramref name="k"/> of row <paramref name="row"/>.</summary>
@@ -256,20 +276,9 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
                 break;
         }
         byte* meta = Meta + (long)r * MetaStride;
-        for (int b = 0; b < Blocks; b++)
+        for (int j = 0; j < KeptPerRow; j++)
         {
-            uint lo = 0, hi = 0;
-            for (int j = 0; j < 16 && 16 * b + j < KeptPerRow; j++)
-            {
-                uint idx = indices[16 * b + j];
-                lo |= (idx & 3) << (2 * j);
-                hi |= (idx >> 2 & 1) << j;
-            }
-            *(uint*)(meta + 4 * b) = lo;
-            if (m == 8)
-            {
-                *(ushort*)(meta + 4 * Blocks + 2 * b) = (ushort)hi;
-            }
+            SetIndex(meta, m, j, indices[j]);
         }
         for (int t = 0; t < TailColumns; t++)
         {
@@ -304,15 +313,7 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
     private void Set(int row, int k, int index, float value)
     {
         ValueType.WriteFromSingle(Values, (long)row * ValueStride + StorageIndex(k), value);
-        byte* m = Meta + (long)row * MetaStride;
-        int block = k >> 4, j = k & 15;
-        uint* lo = (uint*)(m + 4 * block);
-        *lo = (*lo & ~(3u << (2 * j))) | ((uint)index & 3) << (2 * j);
-        if (Pattern.M == 8)
-        {
-            ushort* hi = (ushort*)(m + 4 * Blocks + 2 * block);
-            *hi = (ushort)((*hi & ~(1 << j)) | ((index >> 2) & 1) << j);
-        }
+        SetIndex(Meta + (long)row * MetaStride, Pattern.M, k, index);
     }
 
     /// <summary>Checks the structural invariant: indices strictly increasing and below M in every group.</summary>

@@ -43,9 +43,12 @@ internal unsafe interface IFloatVector<TVec> where TVec : unmanaged
     /// <summary>
     /// Loads 2·<see cref="Count"/> finite halves stored pairwise interleaved (a0, b0, a1, b1, …)
     /// and returns a and b. Widening in place inside 32-bit lanes needs no shuffle: the even half
-    /// is (lane &lt;&lt; 16) &gt;&gt;ₐ 3, the odd one lane &gt;&gt;ₐ 3, both masked and rebiased.
+    /// is (lane &lt;&lt; 16) &gt;&gt;ₐ 3, the odd one lane &gt;&gt;ₐ 3, both masked and, when
+    /// <paramref name="rebias"/> (a JIT-time constant at every call site), rebiased. Without the
+    /// rebias both come out exactly 2⁻¹¹² times the halves: a caller that scales the other factor
+    /// by 2¹¹² gets bit-identical products and saves two multiplies per pair.
     /// </summary>
-    static abstract void LoadHalfPairInterleaved(ushort* source, out TVec first, out TVec second);
+    static abstract void LoadHalfPairInterleaved(ushort* source, bool rebias, out TVec first, out TVec second);
 
     /// <summary>Bfloat16 counterpart of <see cref="LoadHalfPairInterleaved"/> (even = lane &lt;&lt; 16, odd = lane &amp; 0xFFFF0000).</summary>
     static abstract void LoadBFloat16PairInterleaved(ushort* source, out TVec first, out TVec second);

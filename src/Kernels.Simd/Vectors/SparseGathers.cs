@@ -17,7 +17,7 @@ internal unsafe interface ISparseGather<TVec, TIdx> where TVec : unmanaged where
     static abstract int M { get; }
 
     /// <summary>Window positions (0 .. 2·Count-1) of kept values [step·Count, step·Count + Count) of a row.</summary>
-    static abstract TIdx Decode(byte* rowMeta, int blocks, int step);
+    static abstract TIdx Decode(byte* rowMeta, int step);
 
     /// <summary>window[idx] for each lane, where window = lo ++ hi.</summary>
     static abstract TVec Gather(TVec lo, TVec hi, TIdx idx);
@@ -41,7 +41,7 @@ internal readonly unsafe struct Gather512TwoFour : ISparseGather<Vector512<float
     public static int M => 4;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<int> Decode(byte* rowMeta, int blocks, int step)
+    public static Vector512<int> Decode(byte* rowMeta, int step)
     {
         Vector512<int> bits = Avx512F.ShiftRightLogicalVariable(Vector512.Create(*(int*)(rowMeta + 4 * step)),
             Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30).AsUInt32());
@@ -59,21 +59,38 @@ internal readonly unsafe struct Gather512TwoFour : ISparseGather<Vector512<float
         ((idx + Vector512.Create(windowStart)) << shift).Store(destination);
 }
 
-/// <summary>AVX-512, 4:8: 16 kept values span 4 groups = 32 columns; index = 8·(lane/4) + 3-bit field (2 low bits + 1 high bit).</summary>
+/// <summary>
+/// AVX-512, 4:8: 16 kept values span 4 groups = 32 columns; index = 8·(lane/4) + the 3-bit field
+/// at bits 3·lane of the block's 48 bits. With VBMI one vpmultishiftqb moves every field to the
+/// low byte of its lane; without it a byte shuffle (vpshufb) and a variable shift do the same.
+/// </summary>
 internal readonly unsafe struct Gather512FourEight : ISparseGather<Vector512<float>, Vector512<int>>
 {
     public static int M => 8;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<int> Decode(byte* rowMeta, int blocks, int step)
+    public static Vector512<int> Decode(byte* rowMeta, int step)
     {
-        Vector512<int> low = Avx512F.ShiftRightLogicalVariable(Vector512.Create(*(int*)(rowMeta + 4 * step)),
-            Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30).AsUInt32());
-        // High bits: bit j of the uint16 moved to bit 2 of lane j ((h << 2) >> j).
-        Vector512<int> high = Avx512F.ShiftRightLogicalVariable(Vector512.Create(*(int*)(rowMeta + 4 * blocks + 2 * step) << 2),
-            Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15).AsUInt32());
-        Vector512<int> idx = Avx512F.TernaryLogic(low, Vector512.Create(3), Vector512.Create(0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 16, 24, 24, 24, 24), Ternary.AndOr);
-        return Avx512F.TernaryLogic(high, Vector512.Create(4), idx, Ternary.AndOr);
+        Vector512<ulong> bits = Vector512.Create(*(ulong*)(rowMeta + 6 * step));
+        Vector512<int> fields;
+        if (Avx512Vbmi.IsSupported)
+        {
+            // Per qword q (lanes 2q, 2q+1): byte 0 <- bits 6q.., byte 4 <- bits 6q+3.. (others unused).
+            fields = Avx512Vbmi.MultiShift(Vector512.Create(
+                (byte)0, 0, 0, 0, 3, 0, 0, 0, 6, 0, 0, 0, 9, 0, 0, 0, 12, 0, 0, 0, 15, 0, 0, 0, 18, 0, 0, 0, 21, 0, 0, 0,
+                24, 0, 0, 0, 27, 0, 0, 0, 30, 0, 0, 0, 33, 0, 0, 0, 36, 0, 0, 0, 39, 0, 0, 0, 42, 0, 0, 0, 45, 0, 0, 0), bits).AsInt32();
+        }
+        else
+        {
+            // Lane j takes bytes 3j/8 and 3j/8 + 1 (every 128-bit lane holds the whole 8-byte
+            // broadcast), then shifts right by 3j mod 8.
+            Vector512<byte> pairs = Avx512BW.Shuffle(bits.AsByte(), Vector512.Create(
+                (byte)0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 2, 0, 0, 1, 2, 0, 0, 1, 2, 0, 0, 2, 3, 0, 0, 2, 3, 0, 0,
+                3, 4, 0, 0, 3, 4, 0, 0, 3, 4, 0, 0, 4, 5, 0, 0, 4, 5, 0, 0, 4, 5, 0, 0, 5, 6, 0, 0, 5, 6, 0, 0));
+            fields = Avx512F.ShiftRightLogicalVariable(pairs.AsInt32(),
+                Vector512.Create(0u, 3, 6, 1, 4, 7, 2, 5, 0, 3, 6, 1, 4, 7, 2, 5)).AsInt32();
+        }
+        return Avx512F.TernaryLogic(fields, Vector512.Create(7), Vector512.Create(0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 16, 24, 24, 24, 24), Ternary.AndOr);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -96,7 +113,7 @@ internal readonly unsafe struct Gather256TwoFour : ISparseGather<Vector256<float
     public static int M => 4;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> Decode(byte* rowMeta, int blocks, int step)
+    public static Vector256<int> Decode(byte* rowMeta, int step)
     {
         int word = *(int*)(rowMeta + 4 * (step >> 1)) >> (16 * (step & 1));
         Vector256<int> bits = Avx2.ShiftRightLogicalVariable(Vector256.Create(word), Vector256.Create(0, 2, 4, 6, 8, 10, 12, 14).AsUInt32());
@@ -121,14 +138,11 @@ internal readonly unsafe struct Gather256FourEight : ISparseGather<Vector256<flo
     public static int M => 8;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> Decode(byte* rowMeta, int blocks, int step)
+    public static Vector256<int> Decode(byte* rowMeta, int step)
     {
-        int block = step >> 1, half = step & 1;
-        int lowWord = *(int*)(rowMeta + 4 * block) >> (16 * half);
-        int highWord = (*(ushort*)(rowMeta + 4 * blocks + 2 * block) >> (8 * half)) << 2;
-        Vector256<int> low = Avx2.ShiftRightLogicalVariable(Vector256.Create(lowWord), Vector256.Create(0, 2, 4, 6, 8, 10, 12, 14).AsUInt32());
-        Vector256<int> high = Avx2.ShiftRightLogicalVariable(Vector256.Create(highWord), Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7).AsUInt32());
-        return (low & Vector256.Create(3)) | (high & Vector256.Create(4));
+        // Kept values [8·step, 8·step + 8): 24 bits starting at bit 24·step of the 48-bit blocks.
+        int word = *(int*)(rowMeta + 6 * (step >> 1) + 3 * (step & 1));
+        return Avx2.ShiftRightLogicalVariable(Vector256.Create(word), Vector256.Create(0, 3, 6, 9, 12, 15, 18, 21).AsUInt32()) & Vector256.Create(7);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

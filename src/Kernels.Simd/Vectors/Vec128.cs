@@ -31,13 +31,17 @@ internal readonly unsafe struct Vec128 : IFloatVector<Vector128<float>>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void LoadHalfPairInterleaved(ushort* source, out Vector128<float> first, out Vector128<float> second)
+    public static void LoadHalfPairInterleaved(ushort* source, bool rebias, out Vector128<float> first, out Vector128<float> second)
     {
         Vector128<int> raw = Vector128.Load((int*)source);
         Vector128<int> mask = Vector128.Create(HalfBits.FiniteHalfMask);
-        Vector128<float> rebias = Vector128.Create(HalfBits.HalfRebias);
-        first = (Vector128.ShiftRightArithmetic(raw << 16, 3) & mask).AsSingle() * rebias;
-        second = (Vector128.ShiftRightArithmetic(raw, 3) & mask).AsSingle() * rebias;
+        first = (Vector128.ShiftRightArithmetic(raw << 16, 3) & mask).AsSingle();
+        second = (Vector128.ShiftRightArithmetic(raw, 3) & mask).AsSingle();
+        if (rebias)
+        {
+            first *= Vector128.Create(HalfBits.HalfRebias);
+            second *= Vector128.Create(HalfBits.HalfRebias);
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

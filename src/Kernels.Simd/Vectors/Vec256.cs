@@ -32,13 +32,17 @@ internal readonly unsafe struct Vec256 : IFloatVector<Vector256<float>>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void LoadHalfPairInterleaved(ushort* source, out Vector256<float> first, out Vector256<float> second)
+    public static void LoadHalfPairInterleaved(ushort* source, bool rebias, out Vector256<float> first, out Vector256<float> second)
     {
         Vector256<int> raw = Vector256.Load((int*)source);
         Vector256<int> mask = Vector256.Create(HalfBits.FiniteHalfMask);
-        Vector256<float> rebias = Vector256.Create(HalfBits.HalfRebias);
-        first = (Vector256.ShiftRightArithmetic(raw << 16, 3) & mask).AsSingle() * rebias;
-        second = (Vector256.ShiftRightArithmetic(raw, 3) & mask).AsSingle() * rebias;
+        first = (Vector256.ShiftRightArithmetic(raw << 16, 3) & mask).AsSingle();
+        second = (Vector256.ShiftRightArithmetic(raw, 3) & mask).AsSingle();
+        if (rebias)
+        {
+            first *= Vector256.Create(HalfBits.HalfRebias);
+            second *= Vector256.Create(HalfBits.HalfRebias);
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -32,13 +32,17 @@ internal readonly unsafe struct Vec512 : IFloatVector<Vector512<float>>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void LoadHalfPairInterleaved(ushort* source, out Vector512<float> first, out Vector512<float> second)
+    public static void LoadHalfPairInterleaved(ushort* source, bool rebias, out Vector512<float> first, out Vector512<float> second)
     {
         Vector512<int> raw = Vector512.Load((int*)source);
         Vector512<int> mask = Vector512.Create(HalfBits.FiniteHalfMask);
-        Vector512<float> rebias = Vector512.Create(HalfBits.HalfRebias);
-        first = (Vector512.ShiftRightArithmetic(raw << 16, 3) & mask).AsSingle() * rebias;
-        second = (Vector512.ShiftRightArithmetic(raw, 3) & mask).AsSingle() * rebias;
+        first = (Vector512.ShiftRightArithmetic(raw << 16, 3) & mask).AsSingle();
+        second = (Vector512.ShiftRightArithmetic(raw, 3) & mask).AsSingle();
+        if (rebias)
+        {
+            first *= Vector512.Create(HalfBits.HalfRebias);
+            second *= Vector512.Create(HalfBits.HalfRebias);
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -80,6 +80,69 @@ public sealed unsafe class SparseMatMulTests
         }
     }
 
+    /// <summary>
+    /// F16 decode folds the 2¹¹² rebias into the activations; activations that would overflow
+    /// after that (|x| ≥ 2¹⁶) must take the rebiasing path and still match, as must tiny ones.
+    /// </summary>
+    [Theory]
+    [InlineData("2:4", 1e-30f)]
+    [InlineData("2:4", 1f)]
+    [InlineData("2:4", 3e4f)]
+    [InlineData("2:4", 1e5f)]
+    [InlineData("4:8", 1e-30f)]
+    [InlineData("4:8", 1e5f)]
+    [InlineData("4:8", 1e30f)]
+    public void F16_sparse_matches_reference_across_activation_magnitudes(string pattern, float magnitude)
+    {
+        var p = NmPattern.Parse(pattern);
+        int rows = 37, cols = 520;
+        var pruned = SparseTestData.RoundTo(SparseTestData.Prune(SparseTestData.Random(rows * cols, 11), rows, cols, p), ElementType.F16);
+        using var dense = DenseMatrix.FromSingle("w", rows, cols, pruned);
+        using var sparse = NmSparseMatrix.Compress(dense, p, ElementType.F16);
+        foreach (int n in new[] { 1, 6 })
+        {
+            var x = SparseTestData.Random(n * cols, 12).Select(v => v * magnitude).ToArray();
+            var expected = new float[n * rows];
+            var actual = new float[n * rows];
+            ScalarReference.MatMul(dense, x, expected, n);
+            sparse.Multiply(x, actual, n);
+            for (int i = 0; i < expected.Length; i++)
+            {
+                Tolerance.Close(expected[i], actual[i], 2e-6f, cols * magnitude, 1e-5f * magnitude, $"{pattern} |x|~{magnitude} n={n} y[{i}]");
+            }
+        }
+    }
+
+    [Fact]
+    public void Scaled_input_is_exact_and_refuses_overflow_and_non_finite_values()
+    {
+        const float scale = 5.192296858534828e33f; // 2^112
+        for (int length = 0; length <= 40; length++)
+        {
+            var x = SparseTestData.Random(length, length).Select((v, i) => i % 3 == 0 ? v * 1e-38f : v * 3e4f).ToArray();
+            fixed (float* px = x)
+            {
+                float* d = Kernels.Simd.ScaledInput.TryScale(px, length, scale);
+                Assert.True(d != null, $"length {length}");
+                for (int i = 0; i < length; i++)
+                {
+                    Assert.Equal(x[i] * scale, d[i]);
+                }
+                if (length == 0)
+                {
+                    continue;
+                }
+                foreach (float bad in new[] { 7e4f, float.PositiveInfinity, float.NaN })
+                {
+                    float saved = x[length - 1];
+                    x[length - 1] = bad;
+                    Assert.True(Kernels.Simd.ScaledInput.TryScale(px, length, scale) == null, $"length {length}, {bad}");
+                    x[length - 1] = saved;
+                }
+            }
+        }
+    }
+
     [Fact]
     public void Compression_rejects_groups_with_too_many_nonzeros()
     {
