@@ -34,10 +34,15 @@ public static class TopK
         {
             // Partition so idx[0..k) hold the k best.
             int lo = 0, hi = n - 1;
-            var rng = new Random(k * 7919 + n);
+            // Pivots from an inline xorshift (seeded by k, n: deterministic, and no Random
+            // allocation on the per-token decode path).
+            uint state = (uint)(k * 7919 + n) | 1u;
             while (lo < hi)
             {
-                int p = Partition(scores, idx, lo, hi, lo + rng.Next(hi - lo + 1));
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                int p = Partition(scores, idx, lo, hi, lo + (int)(state % (uint)(hi - lo + 1)));
                 if (p == k - 1)
                 {
                     break;
