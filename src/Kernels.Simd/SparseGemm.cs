@@ -30,8 +30,11 @@ public static unsafe class SparseGemm
         {
             case ElementType.F32: ByPattern<SparseF32Values, F32Loader>(w, x, x, y, n); break;
             case ElementType.F16 when w.HalfValuesFinite:
-                if (n < BroadcastMinTokens && (SimdInfo.Use512 || SimdInfo.Use256)
-                    && ScaledInput.TryScale(x, (long)n * w.Columns, SparseF16ScaledInputValues.InputScale) is var scaled && scaled != null)
+                // The permute kernels take the rebias from pre-scaled activations (the broadcast kernel and the scalar tier rebias themselves).
+                float* scaled = n < BroadcastMinTokens && (SimdInfo.Use512 || SimdInfo.Use256)
+                    ? ScaledInput.TryScale(x, (long)n * w.Columns, SparseF16ScaledInputValues.InputScale)
+                    : null;
+                if (scaled != null)
                 {
                     ByPattern<SparseF16ScaledInputValues, F16Loader>(w, x, scaled, y, n);
                 }
