@@ -261,7 +261,8 @@ public sealed class Transformer : IDisposable
         var saliency = new float[n];
         if (options.Saliency == TokenSaliencyKind.Random)
         {
-            var rng = new Random(HashCode.Combine(options.Seed, stage, n));
+            // Not HashCode.Combine: it is randomized per process, and the baseline must repeat.
+            var rng = new Random(unchecked(options.Seed * 1_000_003 + stage * 7_919 + n));
             for (int i = 0; i < n; i++)
             {
                 saliency[i] = rng.NextSingle();

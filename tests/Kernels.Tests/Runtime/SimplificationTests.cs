@@ -522,11 +522,15 @@ public sealed class SimplificationTests
         var dense = new PerplexityEvaluator(t) { PromptFraction = 0.75 }.Evaluate(tokens, 256, tok.Bos);
         t.TokenPruning = new TokenPruneOptions { Ratio = 0.9, StageLayers = TokenPruneOptions.DefaultStages(model.Layers.Count) };
         var pruned = new PerplexityEvaluator(t) { PromptFraction = 0.75 }.Evaluate(tokens, 256, tok.Bos);
-        t.TokenPruning = t.TokenPruning with { Saliency = TokenSaliencyKind.Random };
-        var random = new PerplexityEvaluator(t) { PromptFraction = 0.75 }.Evaluate(tokens, 256, tok.Bos);
         Assert.True(t.LastTokenPruning!.LayerTokenFraction < 0.85);
         Assert.InRange(pruned.Perplexity / dense.Perplexity, 0.98, 1.05);
-        Assert.True(pruned.Perplexity < random.Perplexity, $"attention saliency {pruned.Perplexity} vs random {random.Perplexity}");
+        // One random draw can get lucky (1 of 12 seeds beat attention here): compare with the median of 5.
+        var random = Enumerable.Range(1, 5).Select(seed =>
+        {
+            t.TokenPruning = t.TokenPruning with { Saliency = TokenSaliencyKind.Random, Seed = seed };
+            return new PerplexityEvaluator(t) { PromptFraction = 0.75 }.Evaluate(tokens, 256, tok.Bos).Perplexity;
+        }).Order().ToArray()[2];
+        Assert.True(pruned.Perplexity < random, $"attention saliency {pruned.Perplexity} vs median random {random}");
     }
 
     private static string PerplexityText() => File.ReadAllText(TestData.File_("tinystories_valid_sample.txt"))[..40000];
