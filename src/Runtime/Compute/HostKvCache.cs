@@ -96,6 +96,20 @@ public sealed class HostKvCache : IKvCache
         }
     }
 
+    /// <summary>Copies slot <paramref name="from"/> (K, V, position and score statistics) over slot <paramref name="to"/>.</summary>
+    private void MoveSlot(Head h, int from, int to)
+    {
+        int d = HeadDim;
+        Array.Copy(h.Keys, from * d, h.Keys, to * d, d);
+        Array.Copy(h.Values, from * d, h.Values, to * d, d);
+        h.Positions[to] = h.Positions[from];
+        if (h.Received.Length > 0)
+        {
+            h.Received[to] = h.Received[from];
+            h.ValueNorms[to] = h.ValueNorms[from];
+        }
+    }
+
     /// <summary>
     /// Removes the slots whose <paramref name="keep"/> flag is false, moving the last live slots
     /// into the holes (O(evicted · headDim); slot order is irrelevant to attention, positions
@@ -104,7 +118,6 @@ public sealed class HostKvCache : IKvCache
     public void Retain(int layer, int kvHead, ReadOnlySpan<bool> keep)
     {
         var h = _heads[layer][kvHead];
-        int d = HeadDim;
         int n = h.Count;
         // Walk holes from the front and fill each with the last kept slot.
         int last = n - 1;
@@ -120,14 +133,7 @@ public sealed class HostKvCache : IKvCache
             }
             if (last > s)
             {
-                Array.Copy(h.Keys, last * d, h.Keys, s * d, d);
-                Array.Copy(h.Values, last * d, h.Values, s * d, d);
-                h.Positions[s] = h.Positions[last];
-                if (h.Received.Length > 0)
-                {
-                    h.Received[s] = h.Received[last];
-                    h.ValueNorms[s] = h.ValueNorms[last];
-                }
+                MoveSlot(h, last, s);
             }
             last--;
         }
@@ -143,7 +149,6 @@ public sealed class HostKvCache : IKvCache
     public void Compact(int layer, int kvHead, ReadOnlySpan<int> keep)
     {
         var h = _heads[layer][kvHead];
-        int d = HeadDim;
         int w = 0;
         int last = -1;
         foreach (int s in keep)
@@ -155,14 +160,7 @@ public sealed class HostKvCache : IKvCache
             last = s;
             if (s != w)
             {
-                Array.Copy(h.Keys, s * d, h.Keys, w * d, d);
-                Array.Copy(h.Values, s * d, h.Values, w * d, d);
-                h.Positions[w] = h.Positions[s];
-                if (h.Received.Length > 0)
-                {
-                    h.Received[w] = h.Received[s];
-                    h.ValueNorms[w] = h.ValueNorms[s];
-                }
+                MoveSlot(h, s, w);
             }
             w++;
         }

@@ -12,85 +12,62 @@ namespace Kernels.Runtime.Pruning;
 public static class PruningMasks
 {
     /// <summary>In every row, in each complete group of M consecutive columns, prune the M - N lowest scores.</summary>
-    public static bool[] NmAlongRows(float[] scores, int rows, int cols, NmPattern p)
-    {
-        var mask = new bool[scores.Length];
-        Span<int> order = stackalloc int[p.M];
-        for (int r = 0; r < rows; r++)
-        {
-            for (int g = 0; g + p.M <= cols; g += p.M)
-            {
-                long b = (long)r * cols + g;
-                Lowest(i => scores[b + i], p.M, order);
-                for (int k = 0; k < p.M - p.N; k++)
-                {
-                    mask[b + order[k]] = true;
-                }
-            }
-        }
-        return mask;
-    }
+    public static bool[] NmAlongRows(float[] scores, int rows, int cols, NmPattern p) =>
+        Nm(scores, lines: rows, length: cols, lineStride: cols, step: 1, p);
 
     /// <summary>In every column, in each complete group of M consecutive rows, prune the M - N lowest scores.</summary>
-    public static bool[] NmAlongColumns(float[] scores, int rows, int cols, NmPattern p)
+    public static bool[] NmAlongColumns(float[] scores, int rows, int cols, NmPattern p) =>
+        Nm(scores, lines: cols, length: rows, lineStride: 1, step: cols, p);
+
+    /// <summary>In every row, prune the floor(ratio·cols) lowest scores.</summary>
+    public static bool[] UnstructuredAlongRows(float[] scores, int rows, int cols, double ratio) =>
+        Unstructured(scores, lines: rows, length: cols, lineStride: cols, step: 1, ratio);
+
+    /// <summary>In every column, prune the floor(ratio·rows) lowest scores.</summary>
+    public static bool[] UnstructuredAlongColumns(float[] scores, int rows, int cols, double ratio) =>
+        Unstructured(scores, lines: cols, length: rows, lineStride: 1, step: cols, ratio);
+
+    /// <summary>
+    /// One definition for both axes: element i of line l sits at l·lineStride + i·step (rows:
+    /// stride cols, step 1; columns: stride 1, step cols).
+    /// </summary>
+    private static bool[] Nm(float[] scores, int lines, int length, long lineStride, long step, NmPattern p)
     {
         var mask = new bool[scores.Length];
         Span<int> order = stackalloc int[p.M];
-        for (int c = 0; c < cols; c++)
+        for (int l = 0; l < lines; l++)
         {
-            for (int g = 0; g + p.M <= rows; g += p.M)
+            for (int g = 0; g + p.M <= length; g += p.M)
             {
-                Lowest(i => scores[(long)(g + i) * cols + c], p.M, order);
+                long b = l * lineStride + g * step;
+                Lowest(scores, b, step, p.M, order);
                 for (int k = 0; k < p.M - p.N; k++)
                 {
-                    mask[(long)(g + order[k]) * cols + c] = true;
+                    mask[b + order[k] * step] = true;
                 }
             }
         }
         return mask;
     }
 
-    /// <summary>In every row, prune the floor(ratio·cols) lowest scores.</summary>
-    public static bool[] UnstructuredAlongRows(float[] scores, int rows, int cols, double ratio)
+    private static bool[] Unstructured(float[] scores, int lines, int length, long lineStride, long step, double ratio)
     {
         var mask = new bool[scores.Length];
-        int k = (int)Math.Floor(ratio * cols);
-        var idx = new int[cols];
-        var keys = new float[cols];
-        for (int r = 0; r < rows; r++)
+        int k = (int)Math.Floor(ratio * length);
+        var idx = new int[length];
+        var keys = new float[length];
+        for (int l = 0; l < lines; l++)
         {
-            for (int c = 0; c < cols; c++)
+            long b = l * lineStride;
+            for (int i = 0; i < length; i++)
             {
-                idx[c] = c;
-                keys[c] = scores[(long)r * cols + c];
+                idx[i] = i;
+                keys[i] = scores[b + i * step];
             }
             StableSort(keys, idx);
             for (int i = 0; i < k; i++)
             {
-                mask[(long)r * cols + idx[i]] = true;
-            }
-        }
-        return mask;
-    }
-
-    /// <summary>In every column, prune the floor(ratio·rows) lowest scores.</summary>
-    public static bool[] UnstructuredAlongColumns(float[] scores, int rows, int cols, double ratio)
-    {
-        var mask = new bool[scores.Length];
-        int k = (int)Math.Floor(ratio * rows);
-        var idx = new int[rows];
-        var keys = new float[rows];
-        for (int c = 0; c < cols; c++)
-        {
-            for (int r = 0; r < rows; r++)
-            {
-                idx[r] = r;
-                keys[r] = scores[(long)r * cols + c];
-            }
-            StableSort(keys, idx);
-            for (int i = 0; i < k; i++)
-            {
-                mask[(long)idx[i] * cols + c] = true;
+                mask[b + idx[i] * step] = true;
             }
         }
         return mask;
@@ -111,8 +88,8 @@ public static class PruningMasks
         return n;
     }
 
-    /// <summary>order[0..M) = positions sorted by ascending score, ties by position.</summary>
-    private static void Lowest(Func<int, float> score, int m, Span<int> order)
+    /// <summary>order[0..m) = positions of scores[b + i·step] sorted ascending, ties by position.</summary>
+    private static void Lowest(float[] scores, long b, long step, int m, Span<int> order)
     {
         for (int i = 0; i < m; i++)
         {
@@ -122,9 +99,9 @@ public static class PruningMasks
         for (int i = 1; i < m; i++)
         {
             int v = order[i];
-            float s = score(v);
+            float s = scores[b + v * step];
             int j = i - 1;
-            while (j >= 0 && score(order[j]) > s)
+            while (j >= 0 && scores[b + order[j] * step] > s)
             {
                 order[j + 1] = order[j];
                 j--;

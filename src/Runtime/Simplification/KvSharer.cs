@@ -133,7 +133,11 @@ public static class KvSharer
     {
         foreach (var (layer, source) in shares)
         {
-            if ((uint)layer >= (uint)model.Layers.Count || source < 0 || source >= layer)
+            if ((uint)layer >= (uint)model.Layers.Count)
+            {
+                throw new ArgumentOutOfRangeException(nameof(shares), $"KV sharing names layer {layer}, but the model has layers 0..{model.Layers.Count - 1}");
+            }
+            if (source < 0 || source >= layer)
             {
                 throw new ArgumentOutOfRangeException(nameof(shares), $"layer {layer} can only share the cache of an earlier layer 0..{layer - 1} (got {source})");
             }

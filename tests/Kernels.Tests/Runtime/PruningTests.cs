@@ -108,6 +108,40 @@ public sealed class PruningTests
         }
     }
 
+    /// <summary>Masks along rows and along columns against the definition: the lowest scores of each group/line, ties to the lower index.</summary>
+    [Fact]
+    public void Masks_along_either_axis_prune_the_lowest_scores_with_ties_to_the_lower_index()
+    {
+        int rows = 10, cols = 13; // neither divides by 4 or 8: trailing rows/columns stay dense
+        var rng = new Random(3);
+        var scores = Enumerable.Range(0, rows * cols).Select(_ => (float)rng.Next(4)).ToArray(); // many ties
+        // Lines as index lists: rows (step 1) or columns (step cols).
+        var byRow = Enumerable.Range(0, rows).Select(r => Enumerable.Range(0, cols).Select(c => r * cols + c).ToArray()).ToArray();
+        var byColumn = Enumerable.Range(0, cols).Select(c => Enumerable.Range(0, rows).Select(r => r * cols + c).ToArray()).ToArray();
+        bool[] Expected(int[][] lines, int group, int prune)
+        {
+            var mask = new bool[scores.Length];
+            foreach (var line in lines)
+            {
+                for (int g = 0; g + group <= line.Length; g += group)
+                {
+                    foreach (int i in line.Skip(g).Take(group).OrderBy(i => scores[i]).ThenBy(i => i).Take(prune))
+                    {
+                        mask[i] = true;
+                    }
+                }
+            }
+            return mask;
+        }
+        foreach (var p in new[] { NmPattern.TwoFour, NmPattern.FourEight })
+        {
+            Assert.Equal(Expected(byRow, p.M, p.M - p.N), PruningMasks.NmAlongRows(scores, rows, cols, p));
+            Assert.Equal(Expected(byColumn, p.M, p.M - p.N), PruningMasks.NmAlongColumns(scores, rows, cols, p));
+        }
+        Assert.Equal(Expected(byRow, cols, (int)Math.Floor(0.6 * cols)), PruningMasks.UnstructuredAlongRows(scores, rows, cols, 0.6));
+        Assert.Equal(Expected(byColumn, rows, (int)Math.Floor(0.6 * rows)), PruningMasks.UnstructuredAlongColumns(scores, rows, cols, 0.6));
+    }
+
     /// <summary>SparseGPT's reconstruction ‖WX − ŴX‖ beats Wanda's mask at the same density on correlated inputs.</summary>
     [Theory]
     [InlineData("2:4")]

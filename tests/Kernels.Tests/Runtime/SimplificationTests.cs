@@ -227,7 +227,8 @@ public sealed class SimplificationTests
         Assert.Equal(new Dictionary<int, int> { [3] = 1, [2] = 0 }, KvSharer.Parse("3:1, 2:0", 4));
         Assert.Throws<ArgumentException>(() => KvSharer.Parse("3-1", 4));
         using var model = TinyModel();
-        Assert.Throws<ArgumentOutOfRangeException>(() => KvSharer.Apply(model, new Dictionary<int, int> { [1] = 2 }));
+        Assert.Contains("earlier layer", Assert.Throws<ArgumentOutOfRangeException>(() => KvSharer.Apply(model, new Dictionary<int, int> { [1] = 2 })).Message);
+        Assert.Contains("has layers 0..", Assert.Throws<ArgumentOutOfRangeException>(() => KvSharer.Apply(model, new Dictionary<int, int> { [9] = 1 })).Message);
         Assert.Throws<ArgumentException>(() => KvSharer.Apply(model, new Dictionary<int, int> { [1] = 0, [2] = 1 }));
         HeadPruner.Remove(model, new[] { (2, 0) });
         Assert.Throws<ArgumentException>(() => KvSharer.Apply(model, new Dictionary<int, int> { [2] = 1 }));
