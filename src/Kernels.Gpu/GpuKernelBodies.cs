@@ -154,7 +154,17 @@ internal static class GpuKernelBodies
     /// in shared memory, each of the 256 threads accumulating a 4x4 register block.
     /// Grid (⌈M/64⌉, ⌈n/64⌉), groups of 256.
     /// </summary>
-    public static void DenseTiled(ArrayView<float> w32, ArrayView<ushort> w16, int half, ArrayView<float> x, ArrayView<float> y, int m, int k, int n)
+    public static void DenseTiled(ArrayView<float> w32, ArrayView<ushort> w16, int half, ArrayView<float> x, ArrayView<float> y, int m, int k, int n) =>
+        Tiled(new DenseTileWeights { W32 = w32, W16 = w16, Half = half, Columns = k }, x, y, m, k, n);
+
+    /// <summary>
+    /// The tiled GEMM shared by dense and sparse weights: 64x64 output tiles (rows x tokens),
+    /// 16-deep K slices of weights (<typeparamref name="TWeights"/> decodes each element once per
+    /// 64 tokens) and activations staged in shared memory, each of the 256 threads accumulating a
+    /// 4x4 register block.
+    /// </summary>
+    private static void Tiled<TWeights>(TWeights weights, ArrayView<float> x, ArrayView<float> y, int m, int k, int n)
+        where TWeights : struct, ITileWeights
     {
         var ws = SharedMemory.Allocate<float>(TileK * Tile);
         var xs = SharedMemory.Allocate<float>(TileK * Tile);
@@ -171,7 +181,7 @@ internal static class GpuKernelBodies
                 int e = tid + 256 * i;
                 int rr = e / TileK, kk = e % TileK;
                 int gr = row0 + rr, gk = k0 + kk;
-                ws[kk * Tile + rr] = gr < m && gk < k ? Weight(w32, w16, half, (long)gr * k + gk) : 0f;
+                ws[kk * Tile + rr] = gr < m && gk < k ? weights.At(gr, gk) : 0f;
                 int gt = tok0 + rr;
                 xs[kk * Tile + rr] = gt < n && gk < k ? x[(long)gt * k + gk] : 0f;
             }
@@ -221,44 +231,8 @@ internal static class GpuKernelBodies
     /// the dense kernel; computes the same FLOPs (CUDA cores have no sparse FMA; mma.sp would).
     /// </summary>
     public static void SparseTiled(ArrayView<float> v32, ArrayView<ushort> v16, int half, ArrayView<uint> meta, ArrayView<float> tail32, ArrayView<ushort> tail16,
-        ArrayView<float> x, ArrayView<float> y, SparseShape s, int n)
-    {
-        var ws = SharedMemory.Allocate<float>(TileK * Tile);
-        var xs = SharedMemory.Allocate<float>(TileK * Tile);
-        int tid = Group.IdxX;
-        int tr = tid / 16, tt = tid % 16;
-        int row0 = Grid.IdxX * Tile, tok0 = Grid.IdxY * Tile;
-        int m = s.Rows, k = s.Columns;
-        float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
-        float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
-        for (int k0 = 0; k0 < k; k0 += TileK)
-        {
-            for (int i = 0; i < 4; i++)
-            {
-                int e = tid + 256 * i;
-                int rr = e / TileK, kk = e % TileK;
-                int gr = row0 + rr, gk = k0 + kk;
-                ws[kk * Tile + rr] = gr < m && gk < k ? SparseElement(v32, v16, half, meta, tail32, tail16, s, gr, gk) : 0f;
-                int gt = tok0 + rr;
-                xs[kk * Tile + rr] = gt < n && gk < k ? x[(long)gt * k + gk] : 0f;
-            }
-            Group.Barrier();
-            for (int kk = 0; kk < TileK; kk++)
-            {
-                float a0 = ws[kk * Tile + tr * 4], a1 = ws[kk * Tile + tr * 4 + 1], a2 = ws[kk * Tile + tr * 4 + 2], a3 = ws[kk * Tile + tr * 4 + 3];
-                float b0 = xs[kk * Tile + tt * 4], b1 = xs[kk * Tile + tt * 4 + 1], b2 = xs[kk * Tile + tt * 4 + 2], b3 = xs[kk * Tile + tt * 4 + 3];
-                c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
-                c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
-                c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
-                c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
-            }
-            Group.Barrier();
-        }
-        Store(y, m, n, row0 + tr * 4, tok0 + tt * 4, c00, c01, c02, c03, 0);
-        Store(y, m, n, row0 + tr * 4, tok0 + tt * 4, c10, c11, c12, c13, 1);
-        Store(y, m, n, row0 + tr * 4, tok0 + tt * 4, c20, c21, c22, c23, 2);
-        Store(y, m, n, row0 + tr * 4, tok0 + tt * 4, c30, c31, c32, c33, 3);
-    }
+        ArrayView<float> x, ArrayView<float> y, SparseShape s, int n) =>
+        Tiled(new SparseTileWeights { V32 = v32, V16 = v16, Half = half, Meta = meta, Tail32 = tail32, Tail16 = tail16, Shape = s }, x, y, s.Rows, s.Columns, n);
 
     private static void Store(ArrayView<float> y, int m, int n, int r0, int t0, float v0, float v1, float v2, float v3, int i)
     {
@@ -782,4 +756,30 @@ public struct SparseShape
 public struct KvShape
 {
     public int KvHeads, Capacity, HeadDim;
+}
+
+/// <summary>Element W[r, c] of a weight matrix, for the tiled GEMM (a struct: specialized per format, no virtual calls on the device).</summary>
+internal interface ITileWeights
+{
+    float At(int r, int c);
+}
+
+internal struct DenseTileWeights : ITileWeights
+{
+    public ArrayView<float> W32;
+    public ArrayView<ushort> W16;
+    public int Half, Columns;
+
+    public readonly float At(int r, int c) => GpuKernelBodies.Weight(W32, W16, Half, (long)r * Columns + c);
+}
+
+internal struct SparseTileWeights : ITileWeights
+{
+    public ArrayView<float> V32, Tail32;
+    public ArrayView<ushort> V16, Tail16;
+    public ArrayView<uint> Meta;
+    public int Half;
+    public SparseShape Shape;
+
+    public readonly float At(int r, int c) => GpuKernelBodies.SparseElement(V32, V16, Half, Meta, Tail32, Tail16, Shape, r, c);
 }
