@@ -28,36 +28,15 @@ internal static class AnalyzeCommand
 
     private static Command Sub(string name, string description, Func<Context, ParseResult, int> run, params Option[] extra)
     {
-        var model = new Option<string>("--model", "-m") { Description = "Model to analyze", Required = true };
-        var tokenizer = new Option<string?>("--tokenizer", "-z") { Description = "Tokenizer (default: the model's vocabulary)" };
         var outDir = new Option<string>("--out", "-o") { Description = "Folder for JSON and PNG heat maps", DefaultValueFactory = _ => "analysis" };
-        var calib = new CalibrationOptions();
-        var command = new Command(name, description) { model, tokenizer, outDir };
-        calib.AddTo(command, alpha: false);
-        foreach (var o in extra)
+        return CalibratedModelCommand.Create(name, description, "Model to analyze", "Tokenizer (default: the model's vocabulary)", outDir, (c, parse, _) =>
         {
-            command.Options.Add(o);
-        }
-        command.SetAction((parse, ct) =>
-        {
-            try
-            {
-                using var m = CommonOptions.LoadModel(parse.GetValue(model)!);
-                var tok = TokenizerLoader.Load(m, parse.GetValue(tokenizer));
-                var data = calib.Require(parse, tok, $"analyze {name}");
-                using var ops = new HostOps();
-                using var transformer = new Transformer(m, ops, maxBatch: data.Windows.Max(w => w.Length));
-                string dir = parse.GetValue(outDir)!;
-                Directory.CreateDirectory(dir);
-                string title = $"{Path.GetFileName(parse.GetValue(model)!.TrimEnd('/'))}, {data.Windows.Count} calibration windows x {data.Windows[0].Length} tokens";
-                return Task.FromResult(run(new Context(m, tok, data, transformer, dir, title), parse));
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                return Task.FromResult(CliConsole.Fail(e));
-            }
-        });
-        return command;
+            using var transformer = new Transformer(c.Model, c.Ops, maxBatch: c.Data.Windows.Max(w => w.Length));
+            string dir = parse.GetValue(outDir)!;
+            Directory.CreateDirectory(dir);
+            string title = $"{Path.GetFileName(c.ModelPath.TrimEnd('/'))}, {c.Data.Windows.Count} calibration windows x {c.Data.Windows[0].Length} tokens";
+            return run(new Context(c.Model, c.Tokenizer, c.Data, transformer, dir, title), parse);
+        }, extra);
     }
 
     private static int Heads(Context c, ParseResult parse)

@@ -79,49 +79,30 @@ internal static class SimplifyCommands
 
     private static Command Create(string name, string description, Func<ParseResult, LlamaModel, Transformer, CalibrationSet, string> edit, params Option[] extra)
     {
-        var model = new Option<string>("--model", "-m") { Description = "Model to simplify", Required = true };
-        var tokenizer = new Option<string?>("--tokenizer", "-z") { Description = "Tokenizer (calibration text and the exported vocabulary)" };
         var output = new Option<string>("--out", "-o") { Description = "Output GGUF file", Required = true };
-        var calib = new CalibrationOptions();
-        var command = new Command(name, description) { model, tokenizer, output };
-        calib.AddTo(command, alpha: false);
-        foreach (var o in extra)
+        return CalibratedModelCommand.Create(name, description, "Model to simplify", "Tokenizer (calibration text and the exported vocabulary)", output, (c, parse, ct) =>
         {
-            command.Options.Add(o);
-        }
-        command.SetAction((parse, ct) =>
-        {
-            try
+            var (m, data) = (c.Model, c.Data);
+            string summary;
+            double before, after;
+            using (var transformer = new Transformer(m, c.Ops, maxBatch: data.Windows.Max(w => w.Length)))
             {
-                using var m = CommonOptions.LoadModel(parse.GetValue(model)!);
-                var tok = TokenizerLoader.Load(m, parse.GetValue(tokenizer));
-                var data = calib.Require(parse, tok, name);
-                using var ops = new HostOps();
-                string summary;
-                double before, after;
-                using (var transformer = new Transformer(m, ops, maxBatch: data.Windows.Max(w => w.Length)))
-                {
-                    before = WindowPerplexity.Evaluate(transformer, data, ct);
-                    summary = edit(parse, m, transformer, data);
-                }
-                using (var transformer = new Transformer(m, ops, maxBatch: data.Windows.Max(w => w.Length)))
-                {
-                    after = WindowPerplexity.Evaluate(transformer, data, ct);
-                }
-                CliConsole.Out.MarkupLine(Markup.Escape(summary));
-                CliConsole.Out.MarkupLine($"calibration perplexity {before:F4} -> {after:F4}; weights {m.WeightBytes / 1e6:F3} MB");
-                m.Vocabulary ??= PruneCommand.VocabularyOf(tok);
-                string outPath = parse.GetValue(output)!;
-                var type = m.Layers.Count > 0 && m.Layers[0].Gate is DenseMatrix d ? d.ElementType : ElementType.F32;
-                GgufWriter.WriteModel(m, outPath, type, new Dictionary<string, object> { ["kernels.simplification"] = $"{name}: {summary}" });
-                CliConsole.Err.MarkupLine($"wrote {Markup.Escape(outPath)}");
-                return Task.FromResult(0);
+                before = WindowPerplexity.Evaluate(transformer, data, ct);
+                summary = edit(parse, m, transformer, data);
             }
-            catch (Exception e) when (e is not OutOfMemoryException)
+            // A fresh transformer: the edit changed the model's shapes.
+            using (var transformer = new Transformer(m, c.Ops, maxBatch: data.Windows.Max(w => w.Length)))
             {
-                return Task.FromResult(CliConsole.Fail(e));
+                after = WindowPerplexity.Evaluate(transformer, data, ct);
             }
-        });
-        return command;
+            CliConsole.Out.MarkupLine(Markup.Escape(summary));
+            CliConsole.Out.MarkupLine($"calibration perplexity {before:F4} -> {after:F4}; weights {m.WeightBytes / 1e6:F3} MB");
+            m.Vocabulary ??= PruneCommand.VocabularyOf(c.Tokenizer);
+            string outPath = parse.GetValue(output)!;
+            var type = m.Layers.Count > 0 && m.Layers[0].Gate is DenseMatrix d ? d.ElementType : ElementType.F32;
+            GgufWriter.WriteModel(m, outPath, type, new Dictionary<string, object> { ["kernels.simplification"] = $"{name}: {summary}" });
+            CliConsole.Err.MarkupLine($"wrote {Markup.Escape(outPath)}");
+            return 0;
+        }, extra);
     }
 }
