@@ -20,31 +20,42 @@ namespace Kernels.Simd;
 /// </remarks>
 public static unsafe class SparseGemm
 {
-    public static void Multiply(NmSparseMatrix w, float* x, float* y, int n)
+    public static void Multiply(NmSparseMatrix w, float* x, float* y, int n) => Multiply(w, x, y, n, SparseKernel.Auto);
+
+    /// <summary>Kernel choice for 256/512-bit tiers; tests force each one.</summary>
+    internal enum SparseKernel
+    {
+        Auto,
+        Permute,
+        Broadcast,
+    }
+
+    internal static void Multiply(NmSparseMatrix w, float* x, float* y, int n, SparseKernel kernel)
     {
         if (n <= 0 || w.Rows == 0)
         {
             return;
         }
+        bool broadcast = kernel == SparseKernel.Broadcast || kernel == SparseKernel.Auto && n >= BroadcastMinTokens;
         switch (w.ValueType)
         {
-            case ElementType.F32: ByPattern<SparseF32Values, F32Loader>(w, x, x, y, n); break;
+            case ElementType.F32: ByPattern<SparseF32Values, F32Loader>(w, x, x, y, n, broadcast); break;
             case ElementType.F16 when w.HalfValuesFinite:
                 // The permute kernels take the rebias from pre-scaled activations (the broadcast kernel and the scalar tier rebias themselves).
-                float* scaled = n < BroadcastMinTokens && (SimdInfo.Use512 || SimdInfo.Use256)
+                float* scaled = !broadcast && (SimdInfo.Use512 || SimdInfo.Use256)
                     ? ScaledInput.TryScale(x, (long)n * w.Columns, SparseF16ScaledInputValues.InputScale)
                     : null;
                 if (scaled != null)
                 {
-                    ByPattern<SparseF16ScaledInputValues, F16Loader>(w, x, scaled, y, n);
+                    ByPattern<SparseF16ScaledInputValues, F16Loader>(w, x, scaled, y, n, broadcast);
                 }
                 else
                 {
-                    ByPattern<SparseF16Values, F16Loader>(w, x, x, y, n);
+                    ByPattern<SparseF16Values, F16Loader>(w, x, x, y, n, broadcast);
                 }
                 break;
             case ElementType.F16: Scalar<F16Loader>(w, x, y, n); break; // Inf/NaN weights: exact scalar path
-            default: ByPattern<SparseBF16Values, BF16Loader>(w, x, x, y, n); break;
+            default: ByPattern<SparseBF16Values, BF16Loader>(w, x, x, y, n, broadcast); break;
         }
     }
 
@@ -56,7 +67,8 @@ public static unsafe class SparseGemm
 
     /// <param name="x">Activations [n, Columns].</param>
     /// <param name="windows">x pre-multiplied by TValues.InputScale (x itself when that is 1): what the permutes gather.</param>
-    private static void ByPattern<TValues, TLoad>(NmSparseMatrix w, float* x, float* windows, float* y, int n)
+    /// <param name="broadcast">Use the broadcast (sparse-times-dense) kernel rather than the permute tiles.</param>
+    private static void ByPattern<TValues, TLoad>(NmSparseMatrix w, float* x, float* windows, float* y, int n, bool broadcast)
         where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
     {
         bool fourEight = w.Pattern.M == 8;
@@ -64,22 +76,22 @@ public static unsafe class SparseGemm
         {
             if (fourEight)
             {
-                Run<Vec512, Vector512<float>, Vector512<int>, Gather512FourEight, TValues, TLoad>(w, x, windows, y, n);
+                Run<Vec512, Vector512<float>, Vector512<int>, Gather512FourEight, TValues, TLoad>(w, x, windows, y, n, broadcast);
             }
             else
             {
-                Run<Vec512, Vector512<float>, Vector512<int>, Gather512TwoFour, TValues, TLoad>(w, x, windows, y, n);
+                Run<Vec512, Vector512<float>, Vector512<int>, Gather512TwoFour, TValues, TLoad>(w, x, windows, y, n, broadcast);
             }
         }
         else if (SimdInfo.Use256)
         {
             if (fourEight)
             {
-                Run<Vec256, Vector256<float>, Vector256<int>, Gather256FourEight, TValues, TLoad>(w, x, windows, y, n);
+                Run<Vec256, Vector256<float>, Vector256<int>, Gather256FourEight, TValues, TLoad>(w, x, windows, y, n, broadcast);
             }
             else
             {
-                Run<Vec256, Vector256<float>, Vector256<int>, Gather256TwoFour, TValues, TLoad>(w, x, windows, y, n);
+                Run<Vec256, Vector256<float>, Vector256<int>, Gather256TwoFour, TValues, TLoad>(w, x, windows, y, n, broadcast);
             }
         }
         else
@@ -92,11 +104,11 @@ public static unsafe class SparseGemm
     /// <summary>Batches at least this large use the broadcast kernel (no permutes; FMA-bound).</summary>
     public static int BroadcastMinTokens { get; set; } = 96;
 
-    private static void Run<TTier, TVec, TIdx, TGather, TValues, TLoad>(NmSparseMatrix w, float* x, float* windows, float* y, int n)
+    private static void Run<TTier, TVec, TIdx, TGather, TValues, TLoad>(NmSparseMatrix w, float* x, float* windows, float* y, int n, bool broadcast)
         where TTier : struct, IFloatVector<TVec> where TVec : unmanaged where TIdx : unmanaged
         where TGather : struct, ISparseGather<TVec, TIdx> where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
     {
-        if (n >= BroadcastMinTokens && TValues.InputScale == 1f)
+        if (broadcast && TValues.InputScale == 1f)
         {
             SparseBroadcastGemm.Run<TTier, TVec, TIdx, TGather, TValues, TLoad>(w, x, y, n);
             return;

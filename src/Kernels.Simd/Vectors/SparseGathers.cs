@@ -25,8 +25,20 @@ internal unsafe interface ISparseGather<TVec, TIdx> where TVec : unmanaged where
     /// <summary>Decoded indices as absolute positions 0 .. 2·Count-1 in the window (for column arithmetic).</summary>
     static abstract TIdx WindowPositions(TIdx idx);
 
-    /// <summary>Stores (windowStart + position) &lt;&lt; shift for every lane: row offsets into a transposed X.</summary>
-    static abstract void StoreOffsets(TIdx idx, int windowStart, int shift, int* destination);
+    /// <summary>Stores windowStart + position for every lane as one byte each (input columns relative to a block, below 256).</summary>
+    static abstract void StoreColumns(TIdx idx, int windowStart, byte* destination);
+}
+
+/// <summary>Narrowing shared by the 256-bit gathers.</summary>
+file static class SparseGatherColumns
+{
+    /// <summary>Stores the low byte of each of the 8 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void Store8(Vector256<int> columns, byte* destination)
+    {
+        Vector128<short> words = Vector128.Narrow(columns.GetLower(), columns.GetUpper());
+        *(ulong*)destination = Vector128.Narrow(words, words).AsUInt64().ToScalar();
+    }
 }
 
 /// <summary>vpternlogd control byte for (A AND B) OR C.</summary>
@@ -55,8 +67,8 @@ internal readonly unsafe struct Gather512TwoFour : ISparseGather<Vector512<float
     public static Vector512<int> WindowPositions(Vector512<int> idx) => idx;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void StoreOffsets(Vector512<int> idx, int windowStart, int shift, int* destination) =>
-        ((idx + Vector512.Create(windowStart)) << shift).Store(destination);
+    public static void StoreColumns(Vector512<int> idx, int windowStart, byte* destination) =>
+        Avx512F.ConvertToVector128Byte(idx + Vector512.Create(windowStart)).Store(destination);
 }
 
 /// <summary>
@@ -100,8 +112,8 @@ internal readonly unsafe struct Gather512FourEight : ISparseGather<Vector512<flo
     public static Vector512<int> WindowPositions(Vector512<int> idx) => idx;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void StoreOffsets(Vector512<int> idx, int windowStart, int shift, int* destination) =>
-        ((idx + Vector512.Create(windowStart)) << shift).Store(destination);
+    public static void StoreColumns(Vector512<int> idx, int windowStart, byte* destination) =>
+        Avx512F.ConvertToVector128Byte(idx + Vector512.Create(windowStart)).Store(destination);
 }
 
 /// <summary>
@@ -128,8 +140,8 @@ internal readonly unsafe struct Gather256TwoFour : ISparseGather<Vector256<float
     public static Vector256<int> WindowPositions(Vector256<int> idx) => idx + Vector256.Create(0, 0, 0, 0, 8, 8, 8, 8);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void StoreOffsets(Vector256<int> idx, int windowStart, int shift, int* destination) =>
-        ((WindowPositions(idx) + Vector256.Create(windowStart)) << shift).Store(destination);
+    public static void StoreColumns(Vector256<int> idx, int windowStart, byte* destination) =>
+        SparseGatherColumns.Store8(WindowPositions(idx) + Vector256.Create(windowStart), destination);
 }
 
 /// <summary>AVX2, 4:8: 8 kept values = 2 groups of 8 columns; lanes 0-3 from the low group, 4-7 from the high one.</summary>
@@ -153,6 +165,6 @@ internal readonly unsafe struct Gather256FourEight : ISparseGather<Vector256<flo
     public static Vector256<int> WindowPositions(Vector256<int> idx) => idx + Vector256.Create(0, 0, 0, 0, 8, 8, 8, 8);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void StoreOffsets(Vector256<int> idx, int windowStart, int shift, int* destination) =>
-        ((WindowPositions(idx) + Vector256.Create(windowStart)) << shift).Store(destination);
+    public static void StoreColumns(Vector256<int> idx, int windowStart, byte* destination) =>
+        SparseGatherColumns.Store8(WindowPositions(idx) + Vector256.Create(windowStart), destination);
 }

@@ -1,3 +1,4 @@
+using Kernels.Simd;
 using Kernels.Simd.Matrices;
 using Kernels.Simd.Reference;
 using Kernels.Tests.Infrastructure;
@@ -37,20 +38,34 @@ public sealed unsafe class SparseMatMulTests
             sparse.Validate();
             Assert.Equal(cols % p.M, sparse.TailColumns);
             Assert.Equal(pruned, sparse.ToDenseArray());
-            foreach (int n in new[] { 1, 2, 3, 4, 5, 8, 9, 48, 61 })
+            foreach (int n in new[] { 1, 2, 3, 4, 5, 8, 9, 48, 61, 130 })
             {
                 var x = SparseTestData.Random(n * cols, n + cols);
                 var expected = new float[n * rows];
                 ScalarReference.MatMul(dense, x, expected, n);
-                using var gx = new GuardedBuffer(x.Length);
-                using var gy = new GuardedBuffer(expected.Length);
-                x.CopyTo(gx.Span);
-                sparse.Multiply(gx.Span, gy.Span, n);
-                for (int i = 0; i < expected.Length; i++)
+                // Auto through the public API, then each kernel forced (the broadcast one normally starts at 96 tokens).
+                foreach (var kernel in new SparseGemm.SparseKernel?[] { null, SparseGemm.SparseKernel.Permute, SparseGemm.SparseKernel.Broadcast })
                 {
-                    Tolerance.Close(expected[i], gy.Span[i], 2e-6f, cols, 1e-5f, $"{pattern} {type} {rows}x{cols} n={n} y[{i}]");
+                    using var gx = new GuardedBuffer(x.Length);
+                    using var gy = new GuardedBuffer(expected.Length);
+                    x.CopyTo(gx.Span);
+                    if (kernel is { } k)
+                    {
+                        fixed (float* px = gx.Span, py = gy.Span)
+                        {
+                            SparseGemm.Multiply(sparse, px, py, n, k);
+                        }
+                    }
+                    else
+                    {
+                        sparse.Multiply(gx.Span, gy.Span, n);
+                    }
+                    for (int i = 0; i < expected.Length; i++)
+                    {
+                        Tolerance.Close(expected[i], gy.Span[i], 2e-6f, cols, 1e-5f, $"{pattern} {type} {rows}x{cols} n={n} {kernel?.ToString() ?? "auto"} y[{i}]");
+                    }
+                    Assert.True(gx.CanariesIntact() && gy.CanariesIntact());
                 }
-                Assert.True(gx.CanariesIntact() && gy.CanariesIntact());
             }
         }
     }

@@ -1,0 +1,62 @@
+using System.Diagnostics;
+using Kernels.Simd.Matrices;
+
+namespace Kernels.Bench;
+
+/// <summary>
+/// Round-robin timing of dense / 2:4 / 4:8 for one shape and batch: every repetition runs each
+/// variant once, in turn, so slow phases of this shared machine hit all variants alike (a
+/// BenchmarkDotNet run measures them minutes apart). Prints medians, minima and ratios to dense.
+/// <c>dotnet run -c Release -- side-by-side 11008x4096 512 [reps] [F32,F16]</c>
+/// </summary>
+internal static class SideBySide
+{
+    public static void Run(string[] args)
+    {
+        var (rows, cols) = MatrixFactory.ParseShape(args.ElementAtOrDefault(0) ?? "11008x4096");
+        int n = int.Parse(args.ElementAtOrDefault(1) ?? "512");
+        int reps = int.Parse(args.ElementAtOrDefault(2) ?? "11");
+        var types = (args.ElementAtOrDefault(3) ?? "F32,F16").Split(',').Select(Enum.Parse<ElementType>).ToArray();
+        var formats = new[] { "dense", "2:4", "4:8" };
+        var x = Enumerable.Range(0, n * cols).Select(i => (i % 17) * 0.01f - 0.08f).ToArray();
+        var y = new float[(long)n * rows];
+        Console.WriteLine($"{rows}x{cols}, n = {n}, {reps} round-robin repetitions (the first is warm-up and dropped)");
+        foreach (var type in types)
+        {
+            var matrices = formats.Select(f => MatrixFactory.Create(f, rows, cols, type)).ToArray();
+            var times = matrices.Select(_ => new List<double>()).ToArray();
+            for (int rep = 0; rep <= reps; rep++)
+            {
+                for (int i = 0; i < matrices.Length; i++)
+                {
+                    var sw = Stopwatch.StartNew();
+                    matrices[i].Multiply(x, y, n);
+                    if (rep > 0)
+                    {
+                        times[i].Add(sw.Elapsed.TotalMilliseconds);
+                    }
+                }
+            }
+            double denseMedian = Median(times[0]), denseMin = times[0].Min();
+            for (int i = 0; i < matrices.Length; i++)
+            {
+                double median = Median(times[i]), min = times[i].Min();
+                double flops = 2.0 * rows * cols * n;
+                string rate = n == 1
+                    ? $"{matrices[i].ByteSize / median / 1e6,7:F1} GB/s"
+                    : $"{flops / median / 1e6,7:F1} GFLOP/s dense-equivalent";
+                Console.WriteLine($"{type} {formats[i],-6} median {median,8:F2} ms  min {min,8:F2} ms  {rate}  speed-up median x{denseMedian / median:F2}, min x{denseMin / min:F2}");
+            }
+            foreach (var m in matrices)
+            {
+                m.Dispose();
+            }
+        }
+    }
+
+    private static double Median(List<double> values)
+    {
+        var sorted = values.OrderBy(v => v).ToList();
+        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : 0.5 * (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]);
+    }
+}
