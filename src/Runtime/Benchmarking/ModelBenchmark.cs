@@ -45,72 +45,150 @@ public sealed record ModelBenchmarkResult(double DecodeMsPerToken, double Prefil
 /// <summary>Times decode (median ms per token) and prefill (median tokens/s) of a model on a backend.</summary>
 public static class ModelBenchmark
 {
+    /// <summary>One variant on its own: all decode steps, then all prefills.</summary>
     public static ModelBenchmarkResult Run(LlamaModel model, ITransformerOps ops, ModelBenchmarkOptions options, CancellationToken cancellationToken = default)
     {
-        int vocab = model.Config.VocabSize;
-        int Token(int i) => (int)((uint)(i * 2654435761u) % (uint)vocab);
-        using var transformer = new Transformer(model, ops, maxBatch: Math.Max(Math.Min(options.DecodeContext, 512), Math.Max(1, options.PrefillTokens)));
-        var controller = options.Kv is { } kv ? new Caching.KvCacheController(kv) : null;
-        int capacity = options.DecodeContext + options.DecodeTokens + 1;
-        using var cache = controller is null ? transformer.CreateCache(capacity) : controller.Create(transformer, capacity);
-        var prompt = Enumerable.Range(0, options.DecodeContext).Select(Token).ToArray();
-        controller?.BeforePrompt((HostKvCache)cache, prompt.Length);
-        transformer.Forward(prompt, 0, cache, LogitsMode.Last);
-        controller?.AfterPrompt((HostKvCache)cache, prompt.Length);
-        var times = new List<double>();
-        int pos = prompt.Length;
-        int next = transformer.ArgMax(0);
-        for (int i = 0; i < options.DecodeTokens; i++)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            var sw = Stopwatch.StartNew();
-            transformer.Forward(new[] { next }, pos++, cache, LogitsMode.Last);
-            controller?.AfterStep((HostKvCache)cache);
-            next = transformer.ArgMax(0);
-            times.Add(sw.Elapsed.TotalMilliseconds);
-        }
-        // The first steps include JIT and page faults of the freshly built weights.
-        double decodeMs = Median(times.Skip(Math.Min(2, times.Count - 1)).ToList());
-
-        var prefillRates = new List<double>();
-        long kvBytes = 0;
-        double layerTokens = 1;
-        if (options.PrefillTokens > 0)
-        {
-            transformer.TokenPruning = options.TokenPruning;
-            var tokens = Enumerable.Range(0, options.PrefillTokens).Select(i => Token(i + 7)).ToArray();
-            using var prefillCache = transformer.CreateCache(options.PrefillTokens);
-            for (int r = 0; r < options.PrefillRepeats + 1; r++)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                prefillCache.Reset();
-                var sw = Stopwatch.StartNew();
-                transformer.Forward(tokens, 0, prefillCache, LogitsMode.Last);
-                double s = sw.Elapsed.TotalSeconds;
-                if (r > 0 || options.PrefillRepeats == 0)
-                {
-                    prefillRates.Add(options.PrefillTokens / s);
-                }
-            }
-            kvBytes = prefillCache.BytesUsed;
-            layerTokens = transformer.LastTokenPruning?.LayerTokenFraction ?? 1;
-            transformer.TokenPruning = null;
-        }
-        return new ModelBenchmarkResult(decodeMs, prefillRates.Count > 0 ? Median(prefillRates) : 0, model.WeightBytes, PeakMemory.PeakResidentBytes())
-        {
-            PrefillKvBytes = kvBytes,
-            LayerTokenFraction = layerTokens,
-        };
+        using var session = new ModelBenchmarkSession(model, ops, options, cancellationToken);
+        RunInterleaved(new[] { session }, cancellationToken);
+        return session.Result(PeakMemory.PeakResidentBytes());
     }
 
-    private static double Median(List<double> values)
+    /// <summary>
+    /// Several prepared variants round-robin: every decode step and every prefill runs once per
+    /// variant in turn, so a slow phase of a shared machine slows all variants alike and the
+    /// ratios between them hold (measured one after another, they drifted by 30% here).
+    /// </summary>
+    public static void RunInterleaved(IReadOnlyList<ModelBenchmarkSession> sessions, CancellationToken cancellationToken = default)
+    {
+        int steps = sessions.Count == 0 ? 0 : sessions.Max(s => s.Options.DecodeTokens);
+        for (int i = 0; i < steps; i++)
+        {
+            foreach (var s in sessions.Where(s => i < s.Options.DecodeTokens))
+            {
+                s.DecodeStep(cancellationToken);
+            }
+        }
+        int prefills = sessions.Count == 0 ? 0 : sessions.Max(s => s.TimedPrefills);
+        for (int r = 0; r < prefills; r++)
+        {
+            foreach (var s in sessions.Where(s => r < s.TimedPrefills))
+            {
+                s.Prefill(cancellationToken);
+            }
+        }
+    }
+
+    internal static double Median(List<double> values)
     {
         if (values.Count == 0)
         {
             return double.NaN;
         }
-        values.Sort();
-        return values.Count % 2 == 1 ? values[values.Count / 2] : 0.5 * (values[values.Count / 2 - 1] + values[values.Count / 2]);
+        var sorted = values.OrderBy(v => v).ToList();
+        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : 0.5 * (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]);
+    }
+}
+
+/// <summary>
+/// One variant ready to time: transformer, decode cache with the context prompt already run,
+/// and the prefill prompt with its warm-up run done (JIT, page faults of fresh weights, scratch
+/// growth). <see cref="DecodeStep"/> and <see cref="Prefill"/> each time one unit of work.
+/// </summary>
+public sealed class ModelBenchmarkSession : IDisposable
+{
+    private readonly LlamaModel _model;
+    private readonly Transformer _transformer;
+    private readonly Caching.KvCacheController? _controller;
+    private readonly IKvCache _cache;
+    private readonly IKvCache? _prefillCache;
+    private readonly int[] _prefillTokens;
+    private readonly List<double> _decodeMs = new();
+    private readonly List<double> _prefillRates = new();
+    private int _position, _next;
+    private double _layerTokens = 1;
+
+    public ModelBenchmarkSession(LlamaModel model, ITransformerOps ops, ModelBenchmarkOptions options, CancellationToken cancellationToken = default)
+    {
+        _model = model;
+        Options = options;
+        int vocab = model.Config.VocabSize;
+        int Token(int i) => (int)((uint)(i * 2654435761u) % (uint)vocab);
+        _transformer = new Transformer(model, ops, maxBatch: Math.Max(Math.Min(options.DecodeContext, 512), Math.Max(1, options.PrefillTokens)));
+        _controller = options.Kv is { } kv ? new Caching.KvCacheController(kv) : null;
+        int capacity = options.DecodeContext + options.DecodeTokens + 1;
+        _cache = _controller is null ? _transformer.CreateCache(capacity) : _controller.Create(_transformer, capacity);
+        var prompt = Enumerable.Range(0, options.DecodeContext).Select(Token).ToArray();
+        _controller?.BeforePrompt((HostKvCache)_cache, prompt.Length);
+        _transformer.Forward(prompt, 0, _cache, LogitsMode.Last);
+        _controller?.AfterPrompt((HostKvCache)_cache, prompt.Length);
+        _position = prompt.Length;
+        _next = _transformer.ArgMax(0);
+        _prefillTokens = Enumerable.Range(0, options.PrefillTokens).Select(i => Token(i + 7)).ToArray();
+        if (options.PrefillTokens > 0)
+        {
+            _prefillCache = _transformer.CreateCache(options.PrefillTokens);
+            if (options.PrefillRepeats > 0)
+            {
+                TimePrefill(cancellationToken); // warm-up, not recorded
+            }
+        }
+    }
+
+    public ModelBenchmarkOptions Options { get; }
+
+    /// <summary>Prefills still to time: the repeats (or the single untimed-warm-up-free run when repeats is 0).</summary>
+    public int TimedPrefills => Options.PrefillTokens > 0 ? Math.Max(1, Options.PrefillRepeats) : 0;
+
+    /// <summary>Times one single-token decode step at the next position.</summary>
+    public void DecodeStep(CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var sw = Stopwatch.StartNew();
+        _transformer.Forward(new[] { _next }, _position++, _cache, LogitsMode.Last);
+        _controller?.AfterStep((HostKvCache)_cache);
+        _next = _transformer.ArgMax(0);
+        _decodeMs.Add(sw.Elapsed.TotalMilliseconds);
+    }
+
+    /// <summary>Times one prefill of the prompt into a reset cache.</summary>
+    public void Prefill(CancellationToken cancellationToken = default) => _prefillRates.Add(TimePrefill(cancellationToken));
+
+    private double TimePrefill(CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        _prefillCache!.Reset();
+        _transformer.TokenPruning = Options.TokenPruning;
+        try
+        {
+            var sw = Stopwatch.StartNew();
+            _transformer.Forward(_prefillTokens, 0, _prefillCache, LogitsMode.Last);
+            double rate = _prefillTokens.Length / sw.Elapsed.TotalSeconds;
+            _layerTokens = _transformer.LastTokenPruning?.LayerTokenFraction ?? 1;
+            return rate;
+        }
+        finally
+        {
+            _transformer.TokenPruning = null;
+        }
+    }
+
+    /// <param name="residentBytes">What to report as the variant's resident memory.</param>
+    public ModelBenchmarkResult Result(long residentBytes)
+    {
+        // The first decode steps include JIT and page faults of the freshly built weights.
+        double decodeMs = ModelBenchmark.Median(_decodeMs.Skip(Math.Min(2, Math.Max(0, _decodeMs.Count - 1))).ToList());
+        return new ModelBenchmarkResult(decodeMs, _prefillRates.Count > 0 ? ModelBenchmark.Median(_prefillRates) : 0, _model.WeightBytes, residentBytes)
+        {
+            PrefillKvBytes = _prefillCache?.BytesUsed ?? 0,
+            LayerTokenFraction = _layerTokens,
+        };
+    }
+
+    public void Dispose()
+    {
+        _prefillCache?.Dispose();
+        _cache.Dispose();
+        _transformer.Dispose();
     }
 }
 
@@ -136,6 +214,28 @@ public static class PeakMemory
         {
         }
         return Process.GetCurrentProcess().PeakWorkingSet64;
+    }
+
+    /// <summary>Current resident memory (Linux VmRSS), else the runtime's working set.</summary>
+    public static long CurrentResidentBytes()
+    {
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/self/status"))
+            {
+                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                {
+                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+        return Process.GetCurrentProcess().WorkingSet64;
     }
 
     /// <summary>Resets the peak to the current resident size (Linux: writes 5 to /proc/self/clear_refs). Returns false where unsupported.</summary>
