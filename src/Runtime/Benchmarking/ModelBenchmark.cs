@@ -136,8 +136,11 @@ public sealed class ModelBenchmarkSession : IDisposable
 
     public ModelBenchmarkOptions Options { get; }
 
-    /// <summary>Prefills still to time: the repeats (or the single untimed-warm-up-free run when repeats is 0).</summary>
+    /// <summary>Prefills to time: the repeats after a warm-up run, or one run without warm-up when repeats is 0.</summary>
     public int TimedPrefills => Options.PrefillTokens > 0 ? Math.Max(1, Options.PrefillRepeats) : 0;
+
+    /// <summary>Decode steps and prefills timed so far.</summary>
+    public (int DecodeSteps, int Prefills) Timed => (_decodeMs.Count, _prefillRates.Count);
 
     /// <summary>Times one single-token decode step at the next position.</summary>
     public void DecodeStep(CancellationToken cancellationToken = default)

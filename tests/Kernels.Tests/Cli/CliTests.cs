@@ -179,7 +179,7 @@ public sealed class SimplificationCliTests
     {
         using var tmp = new TempDir();
         var (code, stdout, stderr) = CliTests.Run("bench", "--shape", "small", "--layers", "4", "--types", "f32", "--decode-tokens", "2", "--prefill-tokens", "64",
-            "--token-prune", "0.8", "--token-prune-layers", "1,2", "--kv-share", "every:2", "--json", tmp.File("b.json"), "--chart", tmp.File("b.png"));
+            "--token-prune", "0.8", "--token-prune-layers", "1,2", "--kv-share", "every:2", "--sequential", "--json", tmp.File("b.json"), "--chart", tmp.File("b.png"));
         Assert.True(code == 0, stderr);
         using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(tmp.File("b.json")));
         var v = doc.RootElement.GetProperty("variants").EnumerateArray().ToList();

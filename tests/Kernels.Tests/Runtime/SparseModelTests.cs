@@ -97,4 +97,23 @@ public sealed class SparseModelTests
             }
         }
     }
+
+    [Fact]
+    public void Interleaved_benchmark_gives_every_variant_its_own_steps_and_prefills()
+    {
+        var shape = SyntheticShape.Small with { Layers = 2, Vocab = 512 };
+        using var dense = SyntheticModel.Create(shape, ElementType.F32, null);
+        using var sparse = SyntheticModel.Create(shape, ElementType.F32, NmPattern.TwoFour);
+        using var ops = new HostOps();
+        using var a = new Kernels.Runtime.Benchmarking.ModelBenchmarkSession(dense, ops, new Kernels.Runtime.Benchmarking.ModelBenchmarkOptions { DecodeTokens = 3, PrefillTokens = 8, PrefillRepeats = 2 });
+        using var b = new Kernels.Runtime.Benchmarking.ModelBenchmarkSession(sparse, ops, new Kernels.Runtime.Benchmarking.ModelBenchmarkOptions { DecodeTokens = 5, PrefillTokens = 8, PrefillRepeats = 0 });
+        Kernels.Runtime.Benchmarking.ModelBenchmark.RunInterleaved(new[] { a, b });
+        Assert.Equal((3, 2), a.Timed);
+        Assert.Equal((5, 1), b.Timed);
+        var ra = a.Result(1);
+        var rb = b.Result(1);
+        Assert.True(ra.DecodeMsPerToken > 0 && ra.PrefillTokensPerSecond > 0 && rb.DecodeMsPerToken > 0 && rb.PrefillTokensPerSecond > 0);
+        Assert.True(rb.WeightBytes < ra.WeightBytes);
+        Assert.Equal(ra.PrefillKvBytes, rb.PrefillKvBytes);
+    }
 }
