@@ -8,7 +8,8 @@ namespace Kernels.Simd;
 
 /// <summary>
 /// Large-batch (prefill) product with an input-axis N:M matrix, as a sparse-times-dense
-/// product: every kept weight is broadcast and multiplied into 8 vectors of tokens (one tile),
+/// product: every kept weight is broadcast and multiplied into 8 (or, for batches of at most 4
+/// vectors, 4) vectors of tokens: one tile,
 /// each FMA taking its activations straight from L1. No permutes; half the FLOPs of the dense
 /// product.
 /// </summary>
@@ -28,7 +29,6 @@ namespace Kernels.Simd;
 /// </remarks>
 internal static unsafe class SparseBroadcastGemm
 {
-    private const int VectorsPerTile = 8;
     private const int SliceKept = 32;        // kept values of a row per slice = one interleaved storage block
     private const int SliceColumns = 64;     // the input columns they come from (N:M = 1:2)
     private const int RowsPerChunk = 128;
@@ -37,7 +37,23 @@ internal static unsafe class SparseBroadcastGemm
         where TTier : struct, IFloatVector<TVec> where TVec : unmanaged where TIdx : unmanaged
         where TGather : struct, ISparseGather<TVec, TIdx> where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
     {
-        int tile = VectorsPerTile * TTier.Count;
+        // Batches that fill no more than half of an 8-vector tile use 4-vector tiles (no FMAs on padding).
+        if (n <= FourVectors.Vectors * TTier.Count)
+        {
+            Run<TTier, TVec, TIdx, TGather, TValues, TLoad, FourVectors>(w, x, y, n);
+        }
+        else
+        {
+            Run<TTier, TVec, TIdx, TGather, TValues, TLoad, EightVectors>(w, x, y, n);
+        }
+    }
+
+    private static void Run<TTier, TVec, TIdx, TGather, TValues, TLoad, TWidth>(NmSparseMatrix w, float* x, float* y, int n)
+        where TTier : struct, IFloatVector<TVec> where TVec : unmanaged where TIdx : unmanaged
+        where TGather : struct, ISparseGather<TVec, TIdx> where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
+        where TWidth : struct, ITileWidth
+    {
+        int tile = TWidth.Vectors * TTier.Count;
         int k = w.Columns, m = w.Rows;
         // Token blocks keep the transposed X under ~32 MB (as the dense packed kernel does).
         int blockTokens = Math.Max(tile, (int)Math.Min((n + tile - 1) / tile * tile, (8L << 20) / Math.Max(1, k) / tile * tile));
@@ -48,12 +64,28 @@ internal static unsafe class SparseBroadcastGemm
             float* xt = DenseGemm.Scratch.PackedX((long)tiles * k * tile);
             var pack = new TransposeJob { X = x + (long)t0 * k, Xt = xt, K = k, Tokens = tokens, Tile = tile, Tiles = tiles };
             WorkerPool.Shared.For(k, 256, ref pack);
-            var job = new Job<TTier, TVec, TIdx, TGather, TValues, TLoad>
+            var job = new Job<TTier, TVec, TIdx, TGather, TValues, TLoad, TWidth>
             {
                 W = w, Xt = xt, Y = y + (long)t0 * m, Tile = tile, Tokens = tokens,
             };
             WorkerPool.Shared.For(m, RowsPerChunk, ref job);
         }
+    }
+
+    /// <summary>Vectors of tokens per tile: accumulators per row, FMAs per broadcast weight.</summary>
+    private interface ITileWidth
+    {
+        static abstract int Vectors { get; }
+    }
+
+    private readonly struct EightVectors : ITileWidth
+    {
+        public static int Vectors => 8;
+    }
+
+    private readonly struct FourVectors : ITileWidth
+    {
+        public static int Vectors => 4;
     }
 
     /// <summary>Xt[i][c][t] = X[i·Tile + t, c], zero past the last token.</summary>
@@ -85,9 +117,10 @@ internal static unsafe class SparseBroadcastGemm
         }
     }
 
-    private struct Job<TTier, TVec, TIdx, TGather, TValues, TLoad> : IRangeJob
+    private struct Job<TTier, TVec, TIdx, TGather, TValues, TLoad, TWidth> : IRangeJob
         where TTier : struct, IFloatVector<TVec> where TVec : unmanaged where TIdx : unmanaged
         where TGather : struct, ISparseGather<TVec, TIdx> where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
+        where TWidth : struct, ITileWidth
     {
         public NmSparseMatrix W;
         public float* Xt, Y;
@@ -224,15 +257,16 @@ internal static unsafe class SparseBroadcastGemm
         private static void Accumulate(float* xt, int shift, float* vals, byte* cols, int count, float* a, bool first)
         {
             int c = TTier.Count;
+            bool eight = TWidth.Vectors == 8;   // a JIT-time constant: the 4-vector instantiation drops a4..a7
             TVec a0, a1, a2, a3, a4, a5, a6, a7;
-            if (first)
-            {
-                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = TTier.Zero;
-            }
-            else
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = TTier.Zero;
+            if (!first)
             {
                 a0 = TTier.Load(a); a1 = TTier.Load(a + c); a2 = TTier.Load(a + 2 * c); a3 = TTier.Load(a + 3 * c);
-                a4 = TTier.Load(a + 4 * c); a5 = TTier.Load(a + 5 * c); a6 = TTier.Load(a + 6 * c); a7 = TTier.Load(a + 7 * c);
+                if (eight)
+                {
+                    a4 = TTier.Load(a + 4 * c); a5 = TTier.Load(a + 5 * c); a6 = TTier.Load(a + 6 * c); a7 = TTier.Load(a + 7 * c);
+                }
             }
             for (int j = 0; j < count; j++)
             {
@@ -242,13 +276,19 @@ internal static unsafe class SparseBroadcastGemm
                 a1 = TTier.MultiplyAdd(v, TTier.Load(row + c), a1);
                 a2 = TTier.MultiplyAdd(v, TTier.Load(row + 2 * c), a2);
                 a3 = TTier.MultiplyAdd(v, TTier.Load(row + 3 * c), a3);
-                a4 = TTier.MultiplyAdd(v, TTier.Load(row + 4 * c), a4);
-                a5 = TTier.MultiplyAdd(v, TTier.Load(row + 5 * c), a5);
-                a6 = TTier.MultiplyAdd(v, TTier.Load(row + 6 * c), a6);
-                a7 = TTier.MultiplyAdd(v, TTier.Load(row + 7 * c), a7);
+                if (eight)
+                {
+                    a4 = TTier.MultiplyAdd(v, TTier.Load(row + 4 * c), a4);
+                    a5 = TTier.MultiplyAdd(v, TTier.Load(row + 5 * c), a5);
+                    a6 = TTier.MultiplyAdd(v, TTier.Load(row + 6 * c), a6);
+                    a7 = TTier.MultiplyAdd(v, TTier.Load(row + 7 * c), a7);
+                }
             }
             TTier.Store(a, a0); TTier.Store(a + c, a1); TTier.Store(a + 2 * c, a2); TTier.Store(a + 3 * c, a3);
-            TTier.Store(a + 4 * c, a4); TTier.Store(a + 5 * c, a5); TTier.Store(a + 6 * c, a6); TTier.Store(a + 7 * c, a7);
+            if (eight)
+            {
+                TTier.Store(a + 4 * c, a4); TTier.Store(a + 5 * c, a5); TTier.Store(a + 6 * c, a6); TTier.Store(a + 7 * c, a7);
+            }
         }
     }
 }

@@ -43,7 +43,7 @@ public sealed unsafe class SparseMatMulTests
                 var x = SparseTestData.Random(n * cols, n + cols);
                 var expected = new float[n * rows];
                 ScalarReference.MatMul(dense, x, expected, n);
-                // Auto through the public API, then each kernel forced (the broadcast one normally starts at 96 tokens).
+                // Auto through the public API, then each kernel forced (the broadcast one normally starts at 48 tokens).
                 foreach (var kernel in new SparseGemm.SparseKernel?[] { null, SparseGemm.SparseKernel.Permute, SparseGemm.SparseKernel.Broadcast })
                 {
                     using var gx = new GuardedBuffer(x.Length);
