@@ -12,24 +12,31 @@ namespace Kernels.Bench;
 /// </summary>
 public unsafe class BandwidthBenchmarks
 {
-    private const long Floats = 256L << 20;
+    internal const long Floats = 256L << 20;
     private NativeBuffer _buffer = null!;
 
     [GlobalSetup]
-    public void Setup()
-    {
-        _buffer = NativeBuffer.Of<float>(Floats);
-        for (long i = 0; i < Floats; i += 1 << 20)
-        {
-            new Span<float>((float*)_buffer.Pointer + i, 1 << 20).Fill(1f);
-        }
-    }
+    public void Setup() => _buffer = CreateBuffer();
 
     /// <summary>1 GiB read; GB/s = 1.0737 / seconds.</summary>
     [Benchmark]
-    public float ReadSum1GiB()
+    public float ReadSum1GiB() => ReadSum(_buffer);
+
+    /// <summary>The probe's 1 GiB of ones.</summary>
+    internal static NativeBuffer CreateBuffer()
     {
-        var job = new SumJob { P = (float*)_buffer.Pointer };
+        var buffer = NativeBuffer.Of<float>(Floats);
+        for (long i = 0; i < Floats; i += 1 << 20)
+        {
+            new Span<float>((float*)buffer.Pointer + i, 1 << 20).Fill(1f);
+        }
+        return buffer;
+    }
+
+    /// <summary>Reads the whole buffer on the kernels' thread pool.</summary>
+    internal static float ReadSum(NativeBuffer buffer)
+    {
+        var job = new SumJob { P = (float*)buffer.Pointer };
         WorkerPool.Shared.For((int)(Floats >> 20), 1, ref job);
         return SumJob.Sink;
     }

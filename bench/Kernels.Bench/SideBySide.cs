@@ -23,6 +23,9 @@ internal static class SideBySide
         var x = Enumerable.Range(0, n * cols).Select(i => (i % 17) * 0.01f - 0.08f).ToArray();
         var y = new float[(long)n * rows];
         Console.WriteLine($"{rows}x{cols}, n = {n}, {reps} round-robin repetitions (the first is warm-up and dropped)");
+        // For GEMV, the 1 GiB read probe joins the rotation: percentages of bandwidth measured side by side.
+        using var probe = n == 1 ? BandwidthBenchmarks.CreateBuffer() : null;
+        var probeTimes = new List<double>();
         foreach (var type in types)
         {
             int copies = (int)Math.Clamp((96L << 20) / ((long)rows * cols * type.Size()) + 1, 1, 64);
@@ -31,6 +34,15 @@ internal static class SideBySide
             var times = matrices.Select(_ => new List<double>()).ToArray();
             for (int rep = 0; rep <= reps; rep++)
             {
+                if (probe is not null)
+                {
+                    var sw = Stopwatch.StartNew();
+                    BandwidthBenchmarks.ReadSum(probe);
+                    if (rep > 0)
+                    {
+                        probeTimes.Add(sw.Elapsed.TotalMilliseconds);
+                    }
+                }
                 for (int i = 0; i < matrices.Length; i++)
                 {
                     var w = copySets[i][rep % copies];
@@ -43,12 +55,17 @@ internal static class SideBySide
                 }
             }
             double denseMedian = Median(times[0]), denseMin = times[0].Min();
+            double probeGBps = probeTimes.Count > 0 ? BandwidthBenchmarks.Floats * sizeof(float) / Median(probeTimes) / 1e6 : 0;
+            if (probeTimes.Count > 0)
+            {
+                Console.WriteLine($"{type} read probe: median {Median(probeTimes),8:F2} ms for 1 GiB = {probeGBps:F1} GB/s");
+            }
             for (int i = 0; i < matrices.Length; i++)
             {
                 double median = Median(times[i]), min = times[i].Min();
                 double flops = 2.0 * rows * cols * n;
                 string rate = n == 1
-                    ? $"{matrices[i].ByteSize / median / 1e6,7:F1} GB/s"
+                    ? $"{matrices[i].ByteSize / median / 1e6,7:F1} GB/s ({matrices[i].ByteSize / median / 1e6 / probeGBps:P0} of probe)"
                     : $"{flops / median / 1e6,7:F1} GFLOP/s dense-equivalent";
                 Console.WriteLine($"{type} {formats[i],-6} median {median,8:F2} ms  min {min,8:F2} ms  {rate}  speed-up median x{denseMedian / median:F2}, min x{denseMin / min:F2}");
             }
