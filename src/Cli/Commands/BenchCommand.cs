@@ -37,7 +37,7 @@ internal static class BenchCommand
         var tokenPrune = new Option<string?>("--token-prune") { Description = "Compare dense prefill against SDTP token pruning with these per-stage keep ratios r (comma list, e.g. 0.9,0.8)" };
         var tokenStages = new Option<string?>("--token-prune-layers") { Description = "Stage layers for --token-prune (default: every 3 layers from layer 4)" };
         var kvShare = new Option<string?>("--kv-share") { Description = "Compare against cross-layer KV sharing: every:S (CLA-style) or layer:source pairs such as 3:2,5:4" };
-        var sequential = new Option<bool>("--sequential") { Description = "Build and time one variant at a time (less memory; ratios exposed to machine drift). Default on the CPU: all variants timed round-robin" };
+        var sequential = new Option<bool>("--sequential") { Description = "Build and time one variant at a time (less memory; ratios exposed to machine drift). Default on the CPU: each value type's variants timed round-robin" };
         var command = new Command("bench", "Dense vs 2:4 vs 4:8 decode/prefill on a synthetic Llama-shaped model (no downloads)")
         {
             shape, layers, quick, types, decode, prefill, json, chart, kvPolicy, kvBudget, contextTokens, device, tokenPrune, tokenStages, kvShare, sequential,
@@ -124,15 +124,32 @@ internal static class BenchCommand
         CliConsole.Err.MarkupLine($"[grey]{Markup.Escape(SimdInfo.Describe())}[/]");
         CliConsole.Err.MarkupLine($"[grey]shape {Markup.Escape(shape.ToString())}[/]");
         var sized = shape with { MaxSequence = Math.Max(shape.MaxSequence, Math.Max(options.PrefillTokens, options.DecodeContext + options.DecodeTokens + 1)) };
-        // Upper bound of all variants' weights held at once (sparse ones take less).
-        long allWeights = variants.Sum(v => (shape.Parameters.Blocks + shape.Parameters.EmbeddingAndHead) * (long)v.Type.Size());
-        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
-        if (!sequential && (device != "cpu" || allWeights > available * 6 / 10))
+        if (sequential || device != "cpu")
         {
-            CliConsole.Err.MarkupLine($"[grey]variants one after another: {(device != "cpu" ? $"device {Markup.Escape(device)}" : $"all weights ({allWeights / 1e9:F1} GB) would not fit in 60% of {available / 1e9:F1} GB")}[/]");
-            sequential = true;
+            if (!sequential)
+            {
+                CliConsole.Err.MarkupLine($"[grey]variants one after another on device {Markup.Escape(device)}[/]");
+            }
+            return RunSequential(sized, variants, options, device, ct);
         }
-        return sequential ? RunSequential(sized, variants, options, device, ct) : RunInterleaved(sized, variants, options, ct);
+        // Speed-ups compare variants of one value type: each type's group is held and timed round-robin on its own.
+        var results = new List<(Variant, ModelBenchmarkResult)>();
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        foreach (var group in variants.GroupBy(v => v.Type))
+        {
+            // Upper bound of the group's weights held at once (sparse variants take less).
+            long weights = group.Sum(v => (shape.Parameters.Blocks + shape.Parameters.EmbeddingAndHead) * (long)v.Type.Size());
+            if (weights > available * 6 / 10)
+            {
+                CliConsole.Err.MarkupLine($"[grey]{group.Key} variants one after another: their weights (up to {weights / 1e9:F1} GB) would not fit in 60% of {available / 1e9:F1} GB[/]");
+                results.AddRange(RunSequential(sized, group.ToList(), options, device, ct));
+            }
+            else
+            {
+                results.AddRange(RunInterleaved(sized, group.ToList(), options, ct));
+            }
+        }
+        return results;
     }
 
     /// <summary>Builds one variant's model (KV sharing applied).</summary>
@@ -209,7 +226,7 @@ internal static class BenchCommand
             var results = new List<(Variant, ModelBenchmarkResult)>();
             for (int i = 0; i < variants.Count; i++)
             {
-                var r = sessions[i].Result(resident[i]);
+                var r = sessions[i].Result(resident[i]) with { ResidentIsEstimate = true };
                 Print(variants[i], r);
                 results.Add((variants[i], r));
             }
@@ -234,7 +251,9 @@ internal static class BenchCommand
     private static void Report(SyntheticShape shape, List<(Variant Variant, ModelBenchmarkResult Result)> results, ModelBenchmarkOptions o)
     {
         var table = new Table().Title($"{shape.Name}: decode ({o.DecodeTokens} steps, median) and prefill ({o.PrefillTokens} tokens)");
-        table.AddColumns("variant", "decode tok/s", "ms/token", "weights GB/s", "prefill tok/s", "weight bytes", "KV after prefill", "peak RSS", "decode speed-up", "prefill speed-up");
+        // Round-robin runs hold every variant at once: resident memory per variant is then the process baseline plus what that variant added.
+        string rss = results.Any(r => r.Result.ResidentIsEstimate) ? "RSS (own, est.)" : "peak RSS";
+        table.AddColumns("variant", "decode tok/s", "ms/token", "weights GB/s", "prefill tok/s", "weight bytes", "KV after prefill", rss, "decode speed-up", "prefill speed-up");
         foreach (var (v, r) in results)
         {
             var d = Dense(results, v.Type);
@@ -280,6 +299,7 @@ internal static class BenchCommand
                     ["prefill_tokens_per_s"] = x.Result.PrefillTokensPerSecond,
                     ["weight_bytes"] = x.Result.WeightBytes,
                     ["peak_rss_bytes"] = x.Result.PeakResidentBytes,
+                    ["rss_is_estimate"] = x.Result.ResidentIsEstimate,
                     ["prefill_kv_bytes"] = x.Result.PrefillKvBytes,
                     ["prefill_layer_token_fraction"] = x.Result.LayerTokenFraction,
                     ["token_prune_ratio"] = x.Variant.Tokens?.Ratio,

@@ -36,6 +36,9 @@ public sealed record ModelBenchmarkResult(double DecodeMsPerToken, double Prefil
     /// <summary>Fraction of dense per-layer token work the prefill did (1 without token pruning).</summary>
     public double LayerTokenFraction { get; init; } = 1;
 
+    /// <summary>True when <see cref="PeakResidentBytes"/> is an estimate (variants held in memory together).</summary>
+    public bool ResidentIsEstimate { get; init; }
+
     public double DecodeTokensPerSecond => 1000.0 / DecodeMsPerToken;
 
     /// <summary>Weight bytes streamed per decoded token over its time (GB/s).</summary>
@@ -198,35 +201,19 @@ public sealed class ModelBenchmarkSession : IDisposable
 /// <summary>Process peak resident memory (Linux VmHWM, resettable), else the runtime's peak working set.</summary>
 public static class PeakMemory
 {
-    public static long PeakResidentBytes()
-    {
-        try
-        {
-            foreach (string line in File.ReadLines("/proc/self/status"))
-            {
-                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                {
-                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
-                }
-            }
-        }
-        catch (IOException)
-        {
-        }
-        catch (UnauthorizedAccessException)
-        {
-        }
-        return Process.GetCurrentProcess().PeakWorkingSet64;
-    }
+    public static long PeakResidentBytes() => StatusBytes("VmHWM:") ?? Process.GetCurrentProcess().PeakWorkingSet64;
 
     /// <summary>Current resident memory (Linux VmRSS), else the runtime's working set.</summary>
-    public static long CurrentResidentBytes()
+    public static long CurrentResidentBytes() => StatusBytes("VmRSS:") ?? Process.GetCurrentProcess().WorkingSet64;
+
+    /// <summary>A kB field of /proc/self/status in bytes; null where that file is unavailable.</summary>
+    private static long? StatusBytes(string field)
     {
         try
         {
             foreach (string line in File.ReadLines("/proc/self/status"))
             {
-                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                if (line.StartsWith(field, StringComparison.Ordinal))
                 {
                     return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
                 }
@@ -238,7 +225,7 @@ public static class PeakMemory
         catch (UnauthorizedAccessException)
         {
         }
-        return Process.GetCurrentProcess().WorkingSet64;
+        return null;
     }
 
     /// <summary>Resets the peak to the current resident size (Linux: writes 5 to /proc/self/clear_refs). Returns false where unsupported.</summary>
