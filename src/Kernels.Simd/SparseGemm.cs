@@ -17,7 +17,8 @@ namespace Kernels.Simd;
 /// is loaded once, and one two-source permute per (row, token) gathers the activations that
 /// meet that row's kept weights. Only kept values and their index bits are read from memory,
 /// which is what makes decode up to 2x faster than dense. Remainders of fewer than one vector of
-/// kept values per row and the dense tail columns are summed in scalar code.
+/// kept values per row and the dense tail columns are summed in scalar code. Batches of
+/// <see cref="BroadcastMinTokens"/> or more go to <see cref="SparseBroadcastGemm"/> instead.
 /// </remarks>
 public static unsafe class SparseGemm
 {
