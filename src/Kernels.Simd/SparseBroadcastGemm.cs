@@ -88,7 +88,7 @@ internal static unsafe class SparseBroadcastGemm
         public static int Vectors => 4;
     }
 
-    /// <summary>Xt[i][c][t] = X[i·Tile + t, c], zero past the last token.</summary>
+    /// <summary>Xt[i][c][t] = X[i·Tile + t, c], zero past the last token; full 16x16 blocks transposed in registers.</summary>
     private struct TransposeJob : IRangeJob
     {
         public float* X, Xt;
@@ -99,20 +99,40 @@ internal static unsafe class SparseBroadcastGemm
             for (int i = 0; i < Tiles; i++)
             {
                 int t0 = i * Tile, tokens = Math.Min(Tile, Tokens - t0);
-                for (int c = begin; c < end; c++)
+                float* tileBase = Xt + (long)i * K * Tile;
+                float* src = X + (long)t0 * K;
+                int c = begin;
+                // Whole 16-column blocks (the caller's chunks are multiples of 16), whole 16-token blocks.
+                for (; c + 16 <= end; c += 16)
                 {
-                    float* dst = Xt + ((long)i * K + c) * Tile;
-                    float* src = X + (long)t0 * K + c;
                     int t = 0;
-                    for (; t < tokens; t++)
+                    for (; t + 16 <= tokens; t += 16)
                     {
-                        dst[t] = src[(long)t * K];
+                        Transpose.Block16x16(src + (long)t * K + c, K, tileBase + (long)c * Tile + t, Tile);
                     }
-                    for (; t < Tile; t++)
+                    for (int cc = c; cc < c + 16; cc++)
                     {
-                        dst[t] = 0f;
+                        CopyColumn(src, cc, tileBase + (long)cc * Tile, t, tokens);
                     }
                 }
+                for (; c < end; c++)
+                {
+                    CopyColumn(src, c, tileBase + (long)c * Tile, 0, tokens);
+                }
+            }
+        }
+
+        /// <summary>dst[t] = src[t·K + c] for t in [from, tokens), zero from there to Tile.</summary>
+        private readonly void CopyColumn(float* src, int c, float* dst, int from, int tokens)
+        {
+            int t = from;
+            for (; t < tokens; t++)
+            {
+                dst[t] = src[(long)t * K + c];
+            }
+            for (; t < Tile; t++)
+            {
+                dst[t] = 0f;
             }
         }
     }
