@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Kernels.Runtime.Benchmarking;
 using Kernels.Simd.Matrices;
 
 namespace Kernels.Bench;
@@ -25,9 +26,9 @@ internal static class SideBySide
         Console.WriteLine($"{rows}x{cols}, n = {n}, {reps} round-robin repetitions (the first is warm-up and dropped)");
         // For GEMV, the 1 GiB read probe joins the rotation: percentages of bandwidth measured side by side.
         using var probe = n == 1 ? BandwidthBenchmarks.CreateBuffer() : null;
-        var probeTimes = new List<double>();
         foreach (var type in types)
         {
+            var probeTimes = new List<double>();
             int copies = (int)Math.Clamp((96L << 20) / ((long)rows * cols * type.Size()) + 1, 1, 64);
             var matrices = formats.Select(f => MatrixFactory.Create(f, rows, cols, type)).ToArray();
             var copySets = formats.Select((f, i) => new[] { matrices[i] }.Concat(Enumerable.Range(1, copies - 1).Select(c => MatrixFactory.Create(f, rows, cols, type, seed: 1 + c))).ToArray()).ToArray();
@@ -54,15 +55,15 @@ internal static class SideBySide
                     }
                 }
             }
-            double denseMedian = Median(times[0]), denseMin = times[0].Min();
-            double probeGBps = probeTimes.Count > 0 ? BandwidthBenchmarks.Floats * sizeof(float) / Median(probeTimes) / 1e6 : 0;
+            double denseMedian = ModelBenchmark.Median(times[0]), denseMin = times[0].Min();
+            double probeGBps = probeTimes.Count > 0 ? BandwidthBenchmarks.Floats * sizeof(float) / ModelBenchmark.Median(probeTimes) / 1e6 : 0;
             if (probeTimes.Count > 0)
             {
-                Console.WriteLine($"{type} read probe: median {Median(probeTimes),8:F2} ms for 1 GiB = {probeGBps:F1} GB/s");
+                Console.WriteLine($"{type} read probe: median {ModelBenchmark.Median(probeTimes),8:F2} ms for 1 GiB = {probeGBps:F1} GB/s");
             }
             for (int i = 0; i < matrices.Length; i++)
             {
-                double median = Median(times[i]), min = times[i].Min();
+                double median = ModelBenchmark.Median(times[i]), min = times[i].Min();
                 double flops = 2.0 * rows * cols * n;
                 string rate = n == 1
                     ? $"{matrices[i].ByteSize / median / 1e6,7:F1} GB/s ({matrices[i].ByteSize / median / 1e6 / probeGBps:P0} of probe)"
@@ -74,11 +75,5 @@ internal static class SideBySide
                 m.Dispose();
             }
         }
-    }
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.OrderBy(v => v).ToList();
-        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : 0.5 * (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]);
     }
 }

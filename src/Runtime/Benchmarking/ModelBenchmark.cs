@@ -81,7 +81,8 @@ public static class ModelBenchmark
         }
     }
 
-    internal static double Median(List<double> values)
+    /// <summary>Median (mean of the middle two for an even count); NaN for none.</summary>
+    public static double Median(IReadOnlyList<double> values)
     {
         if (values.Count == 0)
         {
