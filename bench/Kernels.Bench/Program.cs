@@ -12,7 +12,15 @@ public static class Program
     {
         if (args.Length > 0 && args[0] == "side-by-side")
         {
-            SideBySide.Run(args[1..]);
+            try
+            {
+                SideBySide.Run(args[1..]);
+            }
+            catch (ArgumentException e)
+            {
+                Console.Error.WriteLine(e.Message);
+                Environment.ExitCode = 1;
+            }
             return;
         }
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, BenchConfig.Create());

@@ -16,10 +16,23 @@ internal static class SideBySide
 {
     public static void Run(string[] args)
     {
-        var (rows, cols) = MatrixFactory.ParseShape(args.ElementAtOrDefault(0) ?? "11008x4096");
-        int n = int.Parse(args.ElementAtOrDefault(1) ?? "512");
-        int reps = int.Parse(args.ElementAtOrDefault(2) ?? "11");
-        var types = (args.ElementAtOrDefault(3) ?? "F32,F16").Split(',').Select(Enum.Parse<ElementType>).ToArray();
+        int rows, cols, n, reps;
+        ElementType[] types;
+        try
+        {
+            (rows, cols) = MatrixFactory.ParseShape(args.ElementAtOrDefault(0) ?? "11008x4096");
+            n = int.Parse(args.ElementAtOrDefault(1) ?? "512");
+            reps = int.Parse(args.ElementAtOrDefault(2) ?? "11");
+            types = (args.ElementAtOrDefault(3) ?? "F32,F16").Split(',').Select(t => Enum.Parse<ElementType>(t, ignoreCase: true)).ToArray();
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException or IndexOutOfRangeException or OverflowException)
+        {
+            throw new ArgumentException($"side-by-side ROWSxCOLS N [REPS] [F32,F16,BF16]: cannot read '{string.Join(' ', args)}' ({e.Message})", e);
+        }
+        if (rows <= 0 || cols <= 0 || n <= 0 || reps <= 0 || cols % 8 != 0)
+        {
+            throw new ArgumentException($"side-by-side: rows, columns, N and REPS must be positive and columns a multiple of 8 (both 2:4 and 4:8 groups), got {rows}x{cols}, N {n}, REPS {reps}");
+        }
         var formats = new[] { "dense", "2:4", "4:8" };
         var x = Enumerable.Range(0, n * cols).Select(i => (i % 17) * 0.01f - 0.08f).ToArray();
         var y = new float[(long)n * rows];
