@@ -13,6 +13,7 @@ public static class Program
             PerplexityCommand.Create(),
             InspectCommand.Create(),
             BenchCommand.Create(),
+            SynthCommand.Create(),
             PruneCommand.Create(),
             PruneReportCommand.Create(),
             KvReportCommand.Create(),

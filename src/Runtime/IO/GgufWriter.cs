@@ -6,15 +6,20 @@ namespace Kernels.Runtime.IO;
 
 /// <summary>
 /// Writes GGUF v3 files: metadata of the common scalar/array types and tensors given as raw
-/// bytes (F32/F16/BF16, or any ggml type id for fixtures). <see cref="WriteModel"/> exports a
+/// bytes (F32/F16/BF16, or any ggml type id for fixtures) or produced one at a time while the
+/// file is written, so a multi-GB model never has to be held in memory. Files are written
+/// atomically (<see cref="AtomicFile"/>). <see cref="WriteModel"/> exports a
 /// <see cref="LlamaModel"/> (llama architecture, interleaved RoPE, embedded vocabulary).
 /// </summary>
 public sealed class GgufWriter
 {
     private readonly List<(string Key, object Value)> _metadata = new();
-    private readonly List<(string Name, long[] Dims, GgmlType Type, byte[] Data)> _tensors = new();
+    private readonly List<(string Name, long[] Dims, GgmlType Type, long Bytes, Action<Stream> WriteData)> _tensors = new();
 
     public int Alignment { get; init; } = 32;
+
+    /// <summary>Called after each tensor's data is written with (tensors written, total).</summary>
+    public Action<int, int>? TensorWritten { get; init; }
 
     public GgufWriter Add(string key, object value)
     {
@@ -23,15 +28,23 @@ public sealed class GgufWriter
     }
 
     /// <summary>Adds a tensor; <paramref name="shape"/> is outermost first ([rows, cols]), stored innermost first as GGUF does.</summary>
-    public GgufWriter AddTensor(string name, long[] shape, GgmlType type, byte[] data)
+    public GgufWriter AddTensor(string name, long[] shape, GgmlType type, byte[] data) =>
+        AddTensor(name, shape, type, data.LongLength, s => s.Write(data));
+
+    /// <summary>
+    /// Adds a tensor of <paramref name="byteLength"/> bytes whose data <paramref name="writeData"/>
+    /// produces when the file is written (after every earlier tensor); writing any other number
+    /// of bytes fails the write.
+    /// </summary>
+    public GgufWriter AddTensor(string name, long[] shape, GgmlType type, long byteLength, Action<Stream> writeData)
     {
-        _tensors.Add((name, shape.Reverse().ToArray(), type, data));
+        ArgumentOutOfRangeException.ThrowIfNegative(byteLength);
+        _tensors.Add((name, shape.Reverse().ToArray(), type, byteLength, writeData));
         return this;
     }
 
-    public void Write(string path)
+    public void Write(string path) => AtomicFile.Write(path, fs =>
     {
-        using var fs = File.Create(path);
         using var w = new BinaryWriter(fs, Encoding.UTF8, leaveOpen: true);
         w.Write(GgufFile.Magic);
         w.Write(3u);
@@ -46,7 +59,6 @@ public sealed class GgufWriter
             WriteValue(w, value);
         }
         long offset = 0;
-        var offsets = new List<long>();
         foreach (var t in _tensors)
         {
             WriteString(w, t.Name);
@@ -57,17 +69,23 @@ public sealed class GgufWriter
             }
             w.Write((uint)t.Type);
             w.Write((ulong)offset);
-            offsets.Add(offset);
-            offset += (t.Data.Length + Alignment - 1) / Alignment * Alignment;
+            offset += (t.Bytes + Alignment - 1) / Alignment * Alignment;
         }
         w.Flush();
         Pad(fs);
-        foreach (var t in _tensors)
+        for (int i = 0; i < _tensors.Count; i++)
         {
-            fs.Write(t.Data);
+            var t = _tensors[i];
+            long start = fs.Position;
+            t.WriteData(fs);
+            if (fs.Position - start != t.Bytes)
+            {
+                throw new InvalidOperationException($"tensor {t.Name}: {fs.Position - start} bytes written, {t.Bytes} declared");
+            }
             Pad(fs);
+            TensorWritten?.Invoke(i + 1, _tensors.Count);
         }
-    }
+    });
 
     private void Pad(Stream s)
     {
@@ -124,7 +142,20 @@ public sealed class GgufWriter
         }
     }
 
-    private static GgmlType TypeOf(ElementType t) => t switch
+    /// <summary>Writes a matrix row by row in <paramref name="type"/> (one row of floats in memory at a time).</summary>
+    internal static void WriteRows(WeightMatrix m, ElementType type, Stream s)
+    {
+        var row = new float[m.Columns];
+        var bytes = new byte[(long)m.Columns * type.Size()];
+        for (int r = 0; r < m.Rows; r++)
+        {
+            m.CopyRow(r, row);
+            HfFolder.Encode(row, type, bytes);
+            s.Write(bytes);
+        }
+    }
+
+    internal static GgmlType TypeOf(ElementType t) => t switch
     {
         ElementType.F32 => GgmlType.F32,
         ElementType.F16 => GgmlType.F16,
@@ -183,12 +214,8 @@ public sealed class GgufWriter
             }
         }
         var gt = TypeOf(type);
-        void Mat(string name, WeightMatrix m)
-        {
-            var dense = new float[(long)m.Rows * m.Columns];
-            m.CopyToDense(dense);
-            w.AddTensor(name, new long[] { m.Rows, m.Columns }, gt, HfFolder.Encode(dense, type));
-        }
+        void Mat(string name, WeightMatrix m) =>
+            w.AddTensor(name, new long[] { m.Rows, m.Columns }, gt, (long)m.Rows * m.Columns * type.Size(), s => WriteRows(m, type, s));
         void Vec(string name, float[] x) => w.AddTensor(name, new long[] { x.Length }, GgmlType.F32, HfFolder.Encode(x, ElementType.F32));
 
         Mat("token_embd.weight", model.TokenEmbedding);

@@ -92,7 +92,8 @@ public static unsafe class HfFolder
         return table;
     }
 
-    public static LlamaModel Load(string folder, IProgress<float>? progress = null, CancellationToken cancellationToken = default)
+    public static LlamaModel Load(string folder, IProgress<float>? progress = null, CancellationToken cancellationToken = default,
+        WeightMemory memory = WeightMemory.HugePages)
     {
         var config = ReadConfig(folder);
         var table = ReadTensorTable(folder);
@@ -103,7 +104,7 @@ public static unsafe class HfFolder
             {
                 if (!maps.TryGetValue(file, out var m))
                 {
-                    maps[file] = m = new MappedFile(file);
+                    maps[file] = m = new MappedFile(file, memory);
                 }
                 return m;
             }
@@ -219,7 +220,7 @@ public static unsafe class HfFolder
             ["tie_word_embeddings"] = model.SharedClassifier,
             ["torch_dtype"] = type switch { ElementType.F32 => "float32", ElementType.F16 => "float16", _ => "bfloat16" },
         };
-        File.WriteAllText(System.IO.Path.Combine(folder, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(System.IO.Path.Combine(folder, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
 
         string dtype = type switch { ElementType.F32 => "F32", ElementType.F16 => "F16", _ => "BF16" };
         var tensors = new List<(string, long[], string, byte[])>();
@@ -266,13 +267,23 @@ public static unsafe class HfFolder
     internal static byte[] Encode(float[] values, ElementType type)
     {
         var bytes = new byte[values.LongLength * type.Size()];
-        fixed (byte* b = bytes)
+        Encode(values, type, bytes);
+        return bytes;
+    }
+
+    /// <summary>Writes <paramref name="values"/> as <paramref name="type"/> (round to nearest even) into <paramref name="destination"/>.</summary>
+    internal static void Encode(ReadOnlySpan<float> values, ElementType type, Span<byte> destination)
+    {
+        if (destination.Length < values.Length * type.Size())
         {
-            for (long i = 0; i < values.LongLength; i++)
+            throw new ArgumentException("destination too short", nameof(destination));
+        }
+        fixed (byte* b = destination)
+        {
+            for (int i = 0; i < values.Length; i++)
             {
                 type.WriteFromSingle(b, i, values[i]);
             }
         }
-        return bytes;
     }
 }

@@ -99,18 +99,20 @@ public static class Safetensors
         }
         byte[] json = JsonSerializer.SerializeToUtf8Bytes(header);
         int pad = (8 - json.Length % 8) % 8;
-        using var fs = File.Create(path);
-        Span<byte> len = stackalloc byte[8];
-        BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)(json.Length + pad));
-        fs.Write(len);
-        fs.Write(json);
-        for (int i = 0; i < pad; i++)
+        AtomicFile.Write(path, fs =>
         {
-            fs.WriteByte((byte)' ');
-        }
-        foreach (var t in list)
-        {
-            fs.Write(t.Data);
-        }
+            Span<byte> len = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)(json.Length + pad));
+            fs.Write(len);
+            fs.Write(json);
+            for (int i = 0; i < pad; i++)
+            {
+                fs.WriteByte((byte)' ');
+            }
+            foreach (var t in list)
+            {
+                fs.Write(t.Data);
+            }
+        });
     }
 }

@@ -30,6 +30,13 @@ public sealed record SyntheticShape(string Name, int Dim, int Hidden, int Layers
     }
 }
 
+/// <summary>One matrix of a synthetic model: its name, shape, position in the build order, and whether N:M pruning applies.</summary>
+public sealed record SyntheticTensor(string Name, int Rows, int Columns, int Index, bool Prunable)
+{
+    /// <summary>The random stream of this tensor for a model seed.</summary>
+    public int Seed(int modelSeed) => modelSeed * 1000 + Index;
+}
+
 /// <summary>
 /// Builds Llama-shaped models with random weights in memory (no downloads): uniform weights of
 /// the scale of a trained model (std 0.02), unit norms, a separate classifier. Sparse variants
@@ -39,46 +46,81 @@ public static class SyntheticModel
 {
     public static LlamaModel Create(SyntheticShape shape, ElementType type, NmPattern? sparsity, int seed = 1, IProgress<float>? progress = null)
     {
-        var config = LlamaConfig.Create(shape.Dim, shape.Hidden, shape.Layers, shape.Heads, shape.KvHeads, shape.Vocab, shape.MaxSequence).Validated(shape.Name);
-        int tensor = 0, total = shape.Layers * 7 + 2;
-        WeightMatrix Linear(string name, int rows, int cols, bool prunable)
+        var config = Config(shape);
+        var plan = Plan(shape);
+        var matrices = new WeightMatrix[plan.Count];
+        for (int i = 0; i < plan.Count; i++)
         {
-            int tensorSeed = seed * 1000 + tensor;
-            progress?.Report((float)++tensor / total);
-            if (prunable && sparsity is { } p)
+            var t = plan[i];
+            if (t.Prunable && sparsity is { } p)
             {
-                using var pruned = RandomDense(name, rows, cols, ElementType.F32, p, tensorSeed);
-                return NmSparseMatrix.Compress(pruned, p, type);
+                using var pruned = RandomDense(t.Name, t.Rows, t.Columns, ElementType.F32, p, t.Seed(seed));
+                matrices[i] = NmSparseMatrix.Compress(pruned, p, type);
             }
-            return RandomDense(name, rows, cols, type, null, tensorSeed);
+            else
+            {
+                matrices[i] = Materialize(t, type, seed);
+            }
+            progress?.Report((i + 1f) / plan.Count);
         }
 
-        var embedding = (DenseMatrix)Linear("token_embd.weight", shape.Vocab, shape.Dim, false);
         var layers = new List<LlamaLayer>();
-        int q = shape.Heads * config.HeadDim, kv = shape.KvHeads * config.HeadDim;
         for (int l = 0; l < shape.Layers; l++)
         {
-            string p = $"blk.{l}.";
+            int b = 1 + 7 * l;
             layers.Add(new LlamaLayer
             {
                 AttentionNorm = Ones(shape.Dim),
-                Query = Linear(p + "attn_q.weight", q, shape.Dim, true),
-                Key = Linear(p + "attn_k.weight", kv, shape.Dim, true),
-                Value = Linear(p + "attn_v.weight", kv, shape.Dim, true),
-                Output = Linear(p + "attn_output.weight", shape.Dim, q, true),
+                Query = matrices[b],
+                Key = matrices[b + 1],
+                Value = matrices[b + 2],
+                Output = matrices[b + 3],
                 FfnNorm = Ones(shape.Dim),
-                Gate = Linear(p + "ffn_gate.weight", shape.Hidden, shape.Dim, true),
-                Down = Linear(p + "ffn_down.weight", shape.Dim, shape.Hidden, true),
-                Up = Linear(p + "ffn_up.weight", shape.Hidden, shape.Dim, true),
+                Gate = matrices[b + 4],
+                Down = matrices[b + 5],
+                Up = matrices[b + 6],
                 Heads = shape.Heads,
                 KvHeads = shape.KvHeads,
             });
         }
-        var classifier = Linear("output.weight", shape.Vocab, shape.Dim, false);
-        var model = new LlamaModel(config, embedding, layers, Ones(shape.Dim), classifier, $"synthetic:{shape.Name}");
+        var model = new LlamaModel(config, (DenseMatrix)matrices[0], layers, Ones(shape.Dim), matrices[^1], $"synthetic:{shape.Name}");
         model.Metadata["format"] = $"synthetic {shape.Name} {type}{(sparsity is { } sp ? " " + sp : " dense")}";
         return model;
     }
+
+    /// <summary>The configuration of <paramref name="shape"/> (head dim = dim / heads).</summary>
+    public static LlamaConfig Config(SyntheticShape shape) =>
+        LlamaConfig.Create(shape.Dim, shape.Hidden, shape.Layers, shape.Heads, shape.KvHeads, shape.Vocab, shape.MaxSequence).Validated(shape.Name);
+
+    /// <summary>
+    /// Every matrix of a synthetic model in build order (embedding; per layer q, k, v, o, gate,
+    /// down, up; classifier), with llama.cpp's tensor names. The position fixes each tensor's
+    /// seed, so the in-memory model and a GGUF written by <c>kernels synth</c> hold the same weights.
+    /// </summary>
+    public static IReadOnlyList<SyntheticTensor> Plan(SyntheticShape shape)
+    {
+        var config = Config(shape);
+        int q = shape.Heads * config.HeadDim, kv = shape.KvHeads * config.HeadDim;
+        var plan = new List<SyntheticTensor> { new("token_embd.weight", shape.Vocab, shape.Dim, 0, false) };
+        for (int l = 0; l < shape.Layers; l++)
+        {
+            string p = $"blk.{l}.";
+            foreach (var (name, rows, cols) in new[]
+            {
+                ("attn_q", q, shape.Dim), ("attn_k", kv, shape.Dim), ("attn_v", kv, shape.Dim), ("attn_output", shape.Dim, q),
+                ("ffn_gate", shape.Hidden, shape.Dim), ("ffn_down", shape.Dim, shape.Hidden), ("ffn_up", shape.Hidden, shape.Dim),
+            })
+            {
+                plan.Add(new SyntheticTensor(p + name + ".weight", rows, cols, plan.Count, true));
+            }
+        }
+        plan.Add(new SyntheticTensor("output.weight", shape.Vocab, shape.Dim, plan.Count, false));
+        return plan;
+    }
+
+    /// <summary>The dense weights of one planned tensor in <paramref name="type"/>.</summary>
+    public static DenseMatrix Materialize(SyntheticTensor tensor, ElementType type, int seed) =>
+        RandomDense(tensor.Name, tensor.Rows, tensor.Columns, type, null, tensor.Seed(seed));
 
     private static float[] Ones(int n) => Enumerable.Repeat(1f, n).ToArray();
 
@@ -130,9 +172,10 @@ public static class SyntheticModel
                         System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(row, new Span<Half>(m.Row(r), cols));
                         break;
                     default:
+                        ushort* dst = (ushort*)m.Row(r);
                         for (int c = 0; c < cols; c++)
                         {
-                            type.WriteFromSingle(m.Row(r), c, row[c]);
+                            dst[c] = Kernels.Simd.Vectors.HalfBits.SingleToBFloat16(row[c]);
                         }
                         break;
                 }

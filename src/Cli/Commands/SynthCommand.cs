@@ -1,0 +1,62 @@
+using System.CommandLine;
+using Kernels.Runtime.IO;
+using Spectre.Console;
+
+namespace Kernels.Cli.Commands;
+
+/// <summary>
+/// <c>kernels synth</c>: a synthetic Llama-shaped GGUF (deterministic random weights, llama.cpp's
+/// names and metadata, the Llama-2 vocabulary) that both this runtime and llama.cpp load, so the
+/// two engines can be timed on the same file.
+/// </summary>
+internal static class SynthCommand
+{
+    public static Command Create()
+    {
+        var shape = new ShapeOptions();
+        var type = new Option<string>("--type") { Description = "Matrix value type: f32 | f16 | bf16 (norms are F32)", DefaultValueFactory = _ => "f16" };
+        var output = new Option<string>("--out", "-o") { Description = "GGUF file to write (written atomically)", Required = true };
+        var vocab = new Option<string?>("--vocab") { Description = "Vocabulary: a GGUF with tokenizer.* metadata or a SentencePiece tokenizer.model (default: ../shared/data/vocab/ggml-vocab-llama-spm.gguf, else ../shared/data/tokenizer.model, searched upward from the current folder)" };
+        var seed = new Option<int>("--seed") { Description = "Weight seed (7 = the weights of `bench`'s in-memory model)", DefaultValueFactory = _ => 7 };
+        var command = new Command("synth", "Write a synthetic Llama-shaped GGUF with random weights and the Llama-2 vocabulary (loadable by llama.cpp)");
+        shape.AddTo(command);
+        command.Options.Add(type);
+        command.Options.Add(output);
+        command.Options.Add(vocab);
+        command.Options.Add(seed);
+        command.SetAction((parse, cancellationToken) =>
+        {
+            try
+            {
+                var s = shape.Get(parse);
+                var t = ShapeOptions.ParseType(parse.GetValue(type)!, "--type");
+                string vocabPath = parse.GetValue(vocab) ?? TokenizerMetadata.FindLlama2(Environment.CurrentDirectory)
+                    ?? throw new ArgumentException("--vocab: no Llama-2 vocabulary found (looked for shared/data/vocab/ggml-vocab-llama-spm.gguf and shared/data/tokenizer.model above the current folder); pass --vocab FILE");
+                var vocabulary = TokenizerMetadata.Read(vocabPath);
+                if (s.Vocab != vocabulary.TokenCount)
+                {
+                    CliConsole.Err.MarkupLine($"[grey]vocabulary size {vocabulary.TokenCount} (from {Markup.Escape(vocabPath)}) replaces the shape's {s.Vocab}[/]");
+                    s = s with { Vocab = vocabulary.TokenCount };
+                }
+                string path = parse.GetValue(output)!;
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                CliConsole.WithProgress($"writing {Path.GetFileName(path)}", p =>
+                {
+                    SyntheticGguf.Write(s, t, vocabulary, path, parse.GetValue(seed), p, cancellationToken);
+                    return 0;
+                });
+                CliConsole.Err.MarkupLine($"{Markup.Escape(path)}: {Markup.Escape(s.ToString())}, {t}, {new FileInfo(path).Length / 1e9:F3} GB, vocabulary {Markup.Escape(vocabPath)}, {clock.Elapsed.TotalSeconds:F1} s");
+                return Task.FromResult(0);
+            }
+            catch (OperationCanceledException)
+            {
+                return Task.FromResult(130);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                return Task.FromResult(CliConsole.Fail(e));
+            }
+        });
+        return command;
+    }
+}
