@@ -16,6 +16,7 @@ internal static class GenerateCommand
         var temperature = new Option<float>("--temperature", "-t") { Description = "0 = greedy", DefaultValueFactory = _ => 1.0f };
         var topP = new Option<float>("--top-p", "-p") { Description = "Nucleus sampling threshold (1 = off)", DefaultValueFactory = _ => 0.9f };
         var seed = new Option<ulong?>("--seed", "-s") { Description = "Sampling seed (default: time)" };
+        var profile = new Option<bool>("--profile") { Description = "Print on stderr where each decode step and the prompt's prefill spend their time (QKV, attention, output projection, gate/up, down, norms+RoPE, LM head, sampling, thread hand-off; GB/s per matmul class)" };
         var command = new Command("generate", "Generate text from a prompt");
         var kv = new KvOptions();
         var dip = new DipCliOptions();
@@ -29,13 +30,16 @@ internal static class GenerateCommand
         command.Options.Add(temperature);
         command.Options.Add(topP);
         command.Options.Add(seed);
+        command.Options.Add(profile);
         command.SetAction(async (parse, cancellationToken) =>
         {
             try
             {
                 using var model = common.Load(parse);
                 var tokenizer = CommonOptions.LoadTokenizer(model, parse.GetValue(common.Tokenizer));
-                using var ops = CommonOptions.CreateOps(parse.GetValue(common.Device)!);
+                var profiler = parse.GetValue(profile) ? new Kernels.Runtime.Profiling.ForwardProfiler() : null;
+                using var ops = profiler is null ? CommonOptions.CreateOps(parse.GetValue(common.Device)!)
+                    : new Kernels.Runtime.Profiling.ProfilingOps(CommonOptions.CreateOps(parse.GetValue(common.Device)!), model, profiler);
                 if (!Backends.IsHost(ops) && (dip.Get(parse) is not null || kv.Get(parse) is not null))
                 {
                     throw new NotSupportedException("--kv-policy and --dip-* run on the host backends (--device cpu or reference); the GPU backend keeps the full cache and the dense MLP");
@@ -51,7 +55,7 @@ internal static class GenerateCommand
                 {
                     Console.Error.WriteLine($"dip: keep {dipMlp.Options.Keep:0.###} -> {dipMlp.KeepInputs} of {model.Config.Dim} inputs, {dipMlp.KeepHidden} of {model.Config.HiddenDim} intermediate per token" + (dipMlp.Options.CacheAware ? $", cache-aware gamma {dipMlp.Options.Gamma} ({dipMlp.Options.Cache}, {dipMlp.Options.CacheFraction:P0} resident)" : ""));
                 }
-                var generator = new TextGenerator(transformer, tokenizer);
+                var generator = new TextGenerator(transformer, tokenizer) { Profiler = profiler };
                 if (kv.Get(parse) is { } kvOptions)
                 {
                     generator.Kv = new Kernels.Runtime.Caching.KvCacheController(kvOptions);
@@ -78,6 +82,16 @@ internal static class GenerateCommand
                 }
                 Console.Error.WriteLine($"prompt: {s.PromptTokens} tokens in {s.PrefillTime.TotalMilliseconds:F1} ms ({s.PrefillTokensPerSecond:F1} tok/s); " +
                                         $"generated: {s.GeneratedTokens} tokens, achieved tok/s: {s.DecodeTokensPerSecond:F2}");
+                if (profiler is not null)
+                {
+                    foreach (var phase in new[] { profiler.Prefill, profiler.Decode })
+                    {
+                        if (phase.Steps > 0)
+                        {
+                            CliConsole.Err.Write(ProfileTable.Create(phase.Name, phase));
+                        }
+                    }
+                }
                 return 0;
             }
             catch (OperationCanceledException)

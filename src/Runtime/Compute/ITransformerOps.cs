@@ -38,6 +38,22 @@ public interface ITransformerOps : IDisposable
     /// <summary>y[n, w.Rows] = x[n, w.Columns] · Wᵀ.</summary>
     void MatMul(WeightMatrix w, DeviceTensor x, int n, DeviceTensor y);
 
+    /// <summary>
+    /// ys[i][n, ws[i].Rows] = x[n, columns] · ws[i]ᵀ for matrices that read the same input (Q/K/V,
+    /// gate/up). A backend may run them as one operation; by default they run one after another.
+    /// </summary>
+    void MatMul(ReadOnlySpan<WeightMatrix> ws, DeviceTensor x, int n, ReadOnlySpan<DeviceTensor> ys)
+    {
+        if (ws.Length != ys.Length)
+        {
+            throw new ArgumentException($"{ws.Length} matrices but {ys.Length} outputs", nameof(ys));
+        }
+        for (int i = 0; i < ws.Length; i++)
+        {
+            MatMul(ws[i], x, n, ys[i]);
+        }
+    }
+
     /// <summary>Rotates x[n, heads·headDim] in place; row t is at <paramref name="positions"/>[t].</summary>
     void Rope(DeviceTensor x, int n, int heads, RopeTable table, ReadOnlySpan<int> positions);
 
@@ -69,6 +85,11 @@ public interface ITransformerOps : IDisposable
 
     /// <summary>A KV cache for this backend sized for <paramref name="capacity"/> tokens per layer and head.</summary>
     IKvCache CreateKvCache(LlamaModel model, int capacity);
+
+    /// <summary>Waits until every operation issued so far has finished (asynchronous backends; host backends return at once).</summary>
+    void Synchronize()
+    {
+    }
 }
 
 /// <summary>Per-layer, per-KV-head key/value storage owned by a backend.</summary>

@@ -194,6 +194,8 @@ public sealed class GpuOps : ITransformerOps
         return r[0];
     }
 
+    public void Synchronize() => A.Synchronize();
+
     public IKvCache CreateKvCache(LlamaModel model, int capacity)
     {
         int kvHeads = model.Layers.Count == 0 ? model.Config.KvHeads : model.Layers.Max(l => l.KvHeads);

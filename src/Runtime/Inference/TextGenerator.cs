@@ -49,6 +49,13 @@ public sealed class TextGenerator
     /// <summary>The cache of the last generation (for memory reports); disposed with the next one.</summary>
     public IKvCache? LastCache { get; private set; }
 
+    /// <summary>
+    /// Optional step profiler (<c>--profile</c>): the prompt is one prefill step, each generated
+    /// token one decode step (its forward plus the sampling of its logits). The transformer's
+    /// backend must be a <see cref="Profiling.ProfilingOps"/> reporting to the same profiler.
+    /// </summary>
+    public Profiling.ForwardProfiler? Profiler { get; set; }
+
     public async IAsyncEnumerable<string> GenerateAsync(string prompt, GenerationOptions options,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
@@ -74,20 +81,25 @@ public sealed class TextGenerator
             return new string(chars, 0, count);
         }
 
-        int Next(int pos)
+        int Next()
         {
+            using var step = Profiler?.Step(Profiler.Decode, 0, countsAsStep: false);
             if (sampler.IsGreedy)
             {
                 return _transformer.ArgMax(0);
             }
             _transformer.ReadLogits(0, logits);
+            using var sampling = Profiling.ForwardProfiler.Time(Profiling.ProfilePart.Sampling);
             return sampler.Sample(logits);
         }
 
         var clock = Stopwatch.StartNew();
         int prefillCount = Math.Min(promptTokens.Length, steps);
         Kv?.BeforePrompt((HostKvCache)cache, prefillCount);
-        _transformer.Forward(promptTokens.AsSpan(0, prefillCount), 0, cache, LogitsMode.Last);
+        using (Profiler?.Step(Profiler.Prefill, prefillCount))
+        {
+            _transformer.Forward(promptTokens.AsSpan(0, prefillCount), 0, cache, LogitsMode.Last);
+        }
         Kv?.AfterPrompt((HostKvCache)cache, prefillCount);
         var prefillTime = clock.Elapsed;
         // Prompt pieces after BOS, as llama2.c prints them while forcing the prompt.
@@ -108,7 +120,7 @@ public sealed class TextGenerator
         while (pos < steps)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            int next = pos < promptTokens.Length - 1 ? promptTokens[pos + 1] : Next(pos);
+            int next = pos < promptTokens.Length - 1 ? promptTokens[pos + 1] : Next();
             pos++;
             if (options.StopAtBos && next == _tokenizer.Bos)
             {
@@ -125,8 +137,11 @@ public sealed class TextGenerator
             {
                 break;
             }
-            _transformer.Forward(new[] { token }, pos, cache, LogitsMode.Last);
-            Kv?.AfterStep((HostKvCache)cache);
+            using (Profiler?.Step(Profiler.Decode, 1))
+            {
+                _transformer.Forward(new[] { token }, pos, cache, LogitsMode.Last);
+                Kv?.AfterStep((HostKvCache)cache);
+            }
             await Task.Yield();
         }
         string tail = Text(ReadOnlySpan<byte>.Empty, flush: true);
