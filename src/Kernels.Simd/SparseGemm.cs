@@ -137,6 +137,12 @@ public static unsafe class SparseGemm
             return;
         }
         long rowBytes = Math.Max(1, w.ByteSize / Math.Max(1, rows));
+        if (n == 1)
+        {
+            // Decode: guided pieces (see DenseGemv) so both threads finish together.
+            WorkerPool.Shared.ForGuided(rows, (int)Math.Max(4, DenseGemv.ChunkBytes / rowBytes), ref job);
+            return;
+        }
         int chunk = (int)Math.Clamp((1L << 20) / rowBytes / Math.Max(1, n / 4), 4, Math.Max(4, rows / (8 * WorkerPool.Shared.ThreadCount)));
         WorkerPool.Shared.For(rows, (chunk + 3) & ~3, ref job);
     }
@@ -155,6 +161,24 @@ public static unsafe class SparseGemm
         {
             float* sums = stackalloc float[16];
             int size = TLoad.Type.Size();
+            if (N == 1)
+            {
+                // Decode: two rows at once, one from each half of the piece (two sequential streams far apart; see DenseGemv).
+                int h = (end - begin) / 2;
+                for (int r = begin; r < begin + h; r++)
+                {
+                    Row2(Values + (long)r * ValueStride * size, Meta + (long)r * MetaStride,
+                        Values + (long)(r + h) * ValueStride * size, Meta + (long)(r + h) * MetaStride, X, out sums[0], out sums[4]);
+                    Finish(r, 1, 0, 1, sums);
+                    Finish(r + h, 1, 0, 1, sums + 4);
+                }
+                for (int r = begin + 2 * h; r < end; r++)
+                {
+                    sums[0] = Row1(Values + (long)r * ValueStride * size, Meta + (long)r * MetaStride, X);
+                    Finish(r, 1, 0, 1, sums);
+                }
+                return;
+            }
             for (int r = begin; r < end; r += 4)
             {
                 int rv = Math.Min(4, end - r);
@@ -171,17 +195,16 @@ public static unsafe class SparseGemm
                     Tile4x4(v0, v1, v2, v3, m0, m1, m2, m3, x0, x0 + K, x0 + 2 * K, x0 + 3 * K, sums);
                     Finish(r, rv, t, 4, sums);
                 }
-                // Decode streams each row once: the next tile's values and metadata are prefetched into L2 while this
-                // one runs. The hardware prefetchers ramp up per row and left 2:4 F16 GEMV at ~19 GB/s on 1024-value
-                // rows (K = 2048); with this, ~29 GB/s (11008x4096 2:4: F32 1.6x -> 1.8x, F16 1.65x -> 1.9x dense). Into L1 it thrashed.
-                int nextRows = Math.Max(0, Math.Min(4, M - (r + 4)));
-                long nextValueBytes = N < 4 ? (long)nextRows * ValueStride * size : 0;
                 for (; t < N; t++)
                 {
-                    Tile4x1(v0, v1, v2, v3, m0, m1, m2, m3, X + (long)t * K, sums,
-                        Values + (long)(r + 4) * ValueStride * size, nextValueBytes, Meta + (long)(r + 4) * MetaStride, nextValueBytes == 0 ? 0 : (long)nextRows * MetaStride);
+                    // A batch's last tokens: row by row, each row one sequential stream.
+                    for (int rr = 0; rr < rv; rr++)
+                    {
+                        byte* v = rr switch { 0 => v0, 1 => v1, 2 => v2, _ => v3 };
+                        byte* m = rr switch { 0 => m0, 1 => m1, 2 => m2, _ => m3 };
+                        sums[rr * 4] = Row1(v, m, X + (long)t * K);
+                    }
                     Finish(r, rv, t, 1, sums);
-                    nextValueBytes = 0;
                 }
             }
         }
@@ -275,53 +298,62 @@ public static unsafe class SparseGemm
             sums[12] = TTier.Sum(a30); sums[13] = TTier.Sum(a31); sums[14] = TTier.Sum(a32); sums[15] = TTier.Sum(a33);
         }
 
+        /// <summary>Two rows against one token; the x windows are shared (kept value k of every row lies in columns [2k, 2k + 2·Count)).</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private readonly void Tile4x1(byte* v0, byte* v1, byte* v2, byte* v3, byte* m0, byte* m1, byte* m2, byte* m3, float* x0, float* sums,
-            byte* nextValues, long nextValueBytes, byte* nextMeta, long nextMetaBytes)
+        private readonly void Row2(byte* v0, byte* m0, byte* v1, byte* m1, float* x, out float y0, out float y1)
         {
             int c = TTier.Count;
             int paired = TValues.PairedKept<TTier, TVec>(Kept);
             int second = TValues.SecondOffset<TTier, TVec>();
-            TVec a0 = TTier.Zero, a1 = TTier.Zero, a2 = TTier.Zero, a3 = TTier.Zero;
-            TVec b0 = TTier.Zero, b1 = TTier.Zero, b2 = TTier.Zero, b3 = TTier.Zero;
-            // Lines of the next tile to prefetch per step, spread evenly over this tile's steps.
-            long steps = Math.Max(1, paired / (2 * c));
-            long valueShare = (nextValueBytes / steps + 64) & ~63L, metaShare = (nextMetaBytes / steps + 64) & ~63L;
-            long prefetched = 0, metaPrefetched = 0;
+            TVec a0 = TTier.Zero, b0 = TTier.Zero, a1 = TTier.Zero, b1 = TTier.Zero;
             for (int p = 0; p < paired; p += 2 * c)
             {
-                if (Sse.IsSupported && (prefetched < nextValueBytes || metaPrefetched < nextMetaBytes))
-                {
-                    for (long e = Math.Min(nextValueBytes, prefetched + valueShare); prefetched < e; prefetched += 64)
-                    {
-                        Sse.Prefetch1(nextValues + prefetched);
-                    }
-                    for (long e = Math.Min(nextMetaBytes, metaPrefetched + metaShare); metaPrefetched < e; metaPrefetched += 64)
-                    {
-                        Sse.Prefetch1(nextMeta + metaPrefetched);
-                    }
-                }
                 int ka = TValues.FirstKept(p), kb = ka + second;
                 int sa = ka / c, sb = kb / c;
-                TVec loA = TTier.Load(x0 + 2 * ka), hiA = TTier.Load(x0 + 2 * ka + c);
-                TVec loB = TTier.Load(x0 + 2 * kb), hiB = TTier.Load(x0 + 2 * kb + c);
+                TVec loA = TTier.Load(x + 2 * ka), hiA = TTier.Load(x + 2 * ka + c);
+                TVec loB = TTier.Load(x + 2 * kb), hiB = TTier.Load(x + 2 * kb + c);
                 TValues.LoadPair<TTier, TVec>(v0, p, out TVec wa, out TVec wb);
                 a0 = TTier.MultiplyAdd(wa, TGather.Gather(loA, hiA, TGather.Decode(m0, sa)), a0);
                 b0 = TTier.MultiplyAdd(wb, TGather.Gather(loB, hiB, TGather.Decode(m0, sb)), b0);
                 TValues.LoadPair<TTier, TVec>(v1, p, out wa, out wb);
                 a1 = TTier.MultiplyAdd(wa, TGather.Gather(loA, hiA, TGather.Decode(m1, sa)), a1);
                 b1 = TTier.MultiplyAdd(wb, TGather.Gather(loB, hiB, TGather.Decode(m1, sb)), b1);
-                TValues.LoadPair<TTier, TVec>(v2, p, out wa, out wb);
-                a2 = TTier.MultiplyAdd(wa, TGather.Gather(loA, hiA, TGather.Decode(m2, sa)), a2);
-                b2 = TTier.MultiplyAdd(wb, TGather.Gather(loB, hiB, TGather.Decode(m2, sb)), b2);
-                TValues.LoadPair<TTier, TVec>(v3, p, out wa, out wb);
-                a3 = TTier.MultiplyAdd(wa, TGather.Gather(loA, hiA, TGather.Decode(m3, sa)), a3);
-                b3 = TTier.MultiplyAdd(wb, TGather.Gather(loB, hiB, TGather.Decode(m3, sb)), b3);
             }
-            sums[0] = TTier.Sum(TTier.Add(a0, b0));
-            sums[4] = TTier.Sum(TTier.Add(a1, b1));
-            sums[8] = TTier.Sum(TTier.Add(a2, b2));
-            sums[12] = TTier.Sum(TTier.Add(a3, b3));
+            y0 = TTier.Sum(TTier.Add(a0, b0));
+            y1 = TTier.Sum(TTier.Add(a1, b1));
+        }
+
+        /// <summary>
+        /// One row against one token: the row's values and metadata are read front to back (one
+        /// stream each), two pairs of vectors per iteration into four accumulators.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private readonly float Row1(byte* v, byte* m, float* x)
+        {
+            int c = TTier.Count;
+            int paired = TValues.PairedKept<TTier, TVec>(Kept);
+            int second = TValues.SecondOffset<TTier, TVec>();
+            TVec a0 = TTier.Zero, b0 = TTier.Zero, a1 = TTier.Zero, b1 = TTier.Zero;
+            int p = 0;
+            for (; p + 4 * c <= paired; p += 4 * c)
+            {
+                int ka = TValues.FirstKept(p), kb = ka + second;
+                int kc = TValues.FirstKept(p + 2 * c), kd = kc + second;
+                TValues.LoadPair<TTier, TVec>(v, p, out TVec wa, out TVec wb);
+                TValues.LoadPair<TTier, TVec>(v, p + 2 * c, out TVec wc, out TVec wd);
+                a0 = TTier.MultiplyAdd(wa, TGather.Gather(TTier.Load(x + 2 * ka), TTier.Load(x + 2 * ka + c), TGather.Decode(m, ka / c)), a0);
+                b0 = TTier.MultiplyAdd(wb, TGather.Gather(TTier.Load(x + 2 * kb), TTier.Load(x + 2 * kb + c), TGather.Decode(m, kb / c)), b0);
+                a1 = TTier.MultiplyAdd(wc, TGather.Gather(TTier.Load(x + 2 * kc), TTier.Load(x + 2 * kc + c), TGather.Decode(m, kc / c)), a1);
+                b1 = TTier.MultiplyAdd(wd, TGather.Gather(TTier.Load(x + 2 * kd), TTier.Load(x + 2 * kd + c), TGather.Decode(m, kd / c)), b1);
+            }
+            if (p < paired)
+            {
+                int ka = TValues.FirstKept(p), kb = ka + second;
+                TValues.LoadPair<TTier, TVec>(v, p, out TVec wa, out TVec wb);
+                a0 = TTier.MultiplyAdd(wa, TGather.Gather(TTier.Load(x + 2 * ka), TTier.Load(x + 2 * ka + c), TGather.Decode(m, ka / c)), a0);
+                b0 = TTier.MultiplyAdd(wb, TGather.Gather(TTier.Load(x + 2 * kb), TTier.Load(x + 2 * kb + c), TGather.Decode(m, kb / c)), b0);
+            }
+            return TTier.Sum(TTier.Add(TTier.Add(a0, b0), TTier.Add(a1, b1)));
         }
     }
 

@@ -17,15 +17,22 @@ namespace Kernels.Cli.Commands;
 /// </summary>
 internal static class BenchCommand
 {
+    /// <summary>One model to time: synthetic (built from the shape) or a file (<see cref="ModelPath"/>; type and sparsity known after loading).</summary>
     internal sealed record Variant(string Name, ElementType Type, NmPattern? Sparsity, Kernels.Runtime.Caching.KvCacheOptions? Kv = null,
-        TokenPruneOptions? Tokens = null, string? KvShare = null);
+        TokenPruneOptions? Tokens = null, string? KvShare = null, string? ModelPath = null);
+
+    /// <summary>How model files are loaded: weights in huge pages or mapped (--mmap); linears holding an N:M pattern compressed (--sparse auto).</summary>
+    internal sealed record FileLoading(Kernels.Runtime.IO.WeightMemory Memory, bool CompressDetected);
 
     public static Command Create()
     {
-        var shape = new Option<string>("--shape") { Description = "Model shape: tinyllama (default: dim 2048, hidden 5632, 22 layers, 32 heads, 4 KV heads, vocab 32000), 7b, small", DefaultValueFactory = _ => "tinyllama" };
-        var layers = new Option<int?>("--layers") { Description = "Override the number of layers" };
+        var shapeOptions = new ShapeOptions();
+        var models = new Option<string[]>("--model", "-m") { Description = "Time these model files (GGUF, HF folder, llama2.c .bin; repeatable, timed round-robin) instead of synthetic models", AllowMultipleArgumentsPerToken = false };
+        var sparse = new Option<string>("--sparse") { Description = "For --model: auto stores linears that hold a 2:4 / 4:8 pattern compressed; off keeps them dense", DefaultValueFactory = _ => "auto" };
+        var mmap = CommonOptions.MmapOption();
+        var profile = new Option<bool>("--profile") { Description = "Split each decode step and prefill into QKV, attention, output projection, gate/up, down, norms+RoPE, LM head, sampling, thread hand-off (with GB/s per matmul class)" };
         var quick = new Option<bool>("--quick") { Description = "F16 variants only, 12 decode tokens, 64-token prefill (< 60 s)" };
-        var types = new Option<string>("--types") { Description = "Value types to run: f32,f16", DefaultValueFactory = _ => "f32,f16" };
+        var types = new Option<string?>("--types") { Description = "Value types of the synthetic models: f32,f16,bf16 (default f32,f16)" };
         var decode = new Option<int?>("--decode-tokens") { Description = "Timed decode steps per variant (default 32, quick 12)" };
         var prefill = new Option<int?>("--prefill-tokens") { Description = "Prompt length of the timed prefill (default 256, quick 64)" };
         var json = new Option<string?>("--json") { Description = "Write results as JSON" };
@@ -38,34 +45,56 @@ internal static class BenchCommand
         var tokenStages = new Option<string?>("--token-prune-layers") { Description = "Stage layers for --token-prune (default: every 3 layers from layer 4)" };
         var kvShare = new Option<string?>("--kv-share") { Description = "Compare against cross-layer KV sharing: every:S (CLA-style) or layer:source pairs such as 3:2,5:4" };
         var sequential = new Option<bool>("--sequential") { Description = "Build and time one variant at a time (less memory; ratios exposed to machine drift). Default on the CPU: each value type's variants timed round-robin" };
-        var command = new Command("bench", "Dense vs 2:4 vs 4:8 decode/prefill on a synthetic Llama-shaped model (no downloads)")
+        var command = new Command("bench", "Dense vs 2:4 vs 4:8 decode/prefill on a synthetic Llama-shaped model (no downloads), or on model files (--model)")
         {
-            shape, layers, quick, types, decode, prefill, json, chart, kvPolicy, kvBudget, contextTokens, device, tokenPrune, tokenStages, kvShare, sequential,
+            quick, types, models, sparse, mmap, profile, decode, prefill, json, chart, kvPolicy, kvBudget, contextTokens, device, tokenPrune, tokenStages, kvShare, sequential,
         };
+        shapeOptions.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
         {
             try
             {
-                var s = SyntheticShape.Parse(parse.GetValue(shape)!);
-                if (parse.GetValue(layers) is { } l)
-                {
-                    s = s with { Layers = l, Name = $"{s.Name}-{l}L" };
-                }
+                var s = shapeOptions.Get(parse);
                 bool q = parse.GetValue(quick);
-                var valueTypes = q ? new[] { ElementType.F16 } : ParseTypes(parse.GetValue(types)!);
+                string[] files = parse.GetValue(models) ?? Array.Empty<string>();
+                var loading = new FileLoading(
+                    parse.GetValue(mmap) ? Kernels.Runtime.IO.WeightMemory.Mapped : Kernels.Runtime.IO.WeightMemory.HugePages,
+                    parse.GetValue(sparse) switch
+                    {
+                        "auto" => true,
+                        "off" => false,
+                        var other => throw new ArgumentException($"--sparse: unknown value '{other}' (auto, off)"),
+                    });
+                if (files.Length > 0 && (parse.GetValue(types) is not null || q || parse.GetResult(shapeOptions.Shape) is { Implicit: false } || parse.GetValue(shapeOptions.Layers) is not null))
+                {
+                    throw new ArgumentException("--model times the given files: --shape, --layers, --types and --quick describe synthetic models and cannot be combined with it");
+                }
+                var valueTypes = q ? new[] { ElementType.F16 } : ShapeOptions.ParseTypes(parse.GetValue(types) ?? "f32,f16", "--types");
+                int decodeTokens = parse.GetValue(decode) ?? (q ? 12 : 32), prefillTokens = parse.GetValue(prefill) ?? (q ? 64 : 256);
+                if (decodeTokens < 1 || prefillTokens < 0 || parse.GetValue(contextTokens) < 1)
+                {
+                    throw new ArgumentException("--decode-tokens and --context must be at least 1, --prefill-tokens at least 0");
+                }
                 var options = new ModelBenchmarkOptions
                 {
-                    DecodeTokens = parse.GetValue(decode) ?? (q ? 12 : 32),
-                    PrefillTokens = parse.GetValue(prefill) ?? (q ? 64 : 256),
+                    DecodeTokens = decodeTokens,
+                    PrefillTokens = prefillTokens,
                     PrefillRepeats = q ? 1 : 3,
                     DecodeContext = parse.GetValue(contextTokens),
+                    Profile = parse.GetValue(profile),
                 };
-                var variants = valueTypes.SelectMany(t => new[]
+                var variants = files.Length > 0
+                    ? files.Select(f => new Variant(Path.GetFileName(f.TrimEnd('/')), ElementType.F32, null, ModelPath: f)).ToList()
+                    : valueTypes.SelectMany(t => new[]
+                    {
+                        new Variant($"dense {t}", t, null),
+                        new Variant($"2:4 {t}", t, NmPattern.TwoFour),
+                        new Variant($"4:8 {t}", t, NmPattern.FourEight),
+                    }).ToList();
+                if (files.Length > 0 && (parse.GetValue(kvPolicy) is not null || parse.GetValue(tokenPrune) is not null || parse.GetValue(kvShare) is not null))
                 {
-                    new Variant($"dense {t}", t, null),
-                    new Variant($"2:4 {t}", t, NmPattern.TwoFour),
-                    new Variant($"4:8 {t}", t, NmPattern.FourEight),
-                }).ToList();
+                    throw new ArgumentException("--kv-policy, --token-prune and --kv-share compare variants of a synthetic model; with --model use generate/perplexity for them");
+                }
                 if (parse.GetValue(kvPolicy) is { } policy)
                 {
                     // KV comparison: dense weights, full cache vs the policy's budget.
@@ -88,12 +117,17 @@ internal static class BenchCommand
                         // The baseline again last: brackets drift of a shared machine (speed-ups use the first).
                         .Append(new Variant($"dense {t} (repeat)", t, null))).ToList();
                 }
-                var results = Run(s, variants, options, parse.GetValue(device)!, parse.GetValue(sequential), cancellationToken);
-                Report(s, results, options);
-                WriteChart(parse.GetValue(chart)!, s, results);
+                string title = files.Length > 0 ? string.Join(", ", variants.Select(v => v.Name)) : s.Name;
+                var results = Run(s, variants, options, loading, parse.GetValue(device)!, parse.GetValue(sequential), cancellationToken);
+                Report(title, results, options);
+                if (options.Profile)
+                {
+                    ReportProfiles(results);
+                }
+                WriteChart(parse.GetValue(chart)!, title, results);
                 if (parse.GetValue(json) is { } path)
                 {
-                    WriteJson(path, s, results, options);
+                    WriteJson(path, files.Length > 0 ? null : s, files, results, options);
                 }
                 return Task.FromResult(0);
             }
@@ -109,20 +143,15 @@ internal static class BenchCommand
         return command;
     }
 
-    private static ElementType[] ParseTypes(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-        .Select(t => t.ToLowerInvariant() switch
-        {
-            "f32" => ElementType.F32,
-            "f16" => ElementType.F16,
-            "bf16" => ElementType.BF16,
-            _ => throw new ArgumentException($"unknown type '{t}' (f32, f16, bf16)"),
-        }).ToArray();
-
-    internal static List<(Variant Variant, ModelBenchmarkResult Result)> Run(SyntheticShape shape, IReadOnlyList<Variant> variants, ModelBenchmarkOptions options, string device,
-        bool sequential, CancellationToken ct)
+    internal static List<(Variant Variant, ModelBenchmarkResult Result)> Run(SyntheticShape shape, IReadOnlyList<Variant> variants, ModelBenchmarkOptions options,
+        FileLoading loading, string device, bool sequential, CancellationToken ct)
     {
         CliConsole.Err.MarkupLine($"[grey]{Markup.Escape(SimdInfo.Describe())}[/]");
-        CliConsole.Err.MarkupLine($"[grey]shape {Markup.Escape(shape.ToString())}[/]");
+        bool files = variants.Any(v => v.ModelPath is not null);
+        if (!files)
+        {
+            CliConsole.Err.MarkupLine($"[grey]shape {Markup.Escape(shape.ToString())}[/]");
+        }
         var sized = shape with { MaxSequence = Math.Max(shape.MaxSequence, Math.Max(options.PrefillTokens, options.DecodeContext + options.DecodeTokens + 1)) };
         if (sequential || device != "cpu")
         {
@@ -130,38 +159,81 @@ internal static class BenchCommand
             {
                 CliConsole.Err.MarkupLine($"[grey]variants one after another on device {Markup.Escape(device)}[/]");
             }
-            return RunSequential(sized, variants, options, device, ct);
+            return RunSequential(sized, variants, options, loading, device, ct);
         }
         // Speed-ups compare variants of one value type: each type's group is held and timed round-robin on its own.
         var results = new List<(Variant, ModelBenchmarkResult)>();
         long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
-        foreach (var group in variants.GroupBy(v => v.Type))
+        // Files are one group (their types are known only once loaded).
+        foreach (var group in variants.GroupBy(v => files ? ElementType.F32 : v.Type))
         {
             // Upper bound of the group's weights held at once (sparse variants take less).
-            long weights = group.Sum(v => (shape.Parameters.Blocks + shape.Parameters.EmbeddingAndHead) * (long)v.Type.Size());
+            long weights = group.Sum(v => v.ModelPath is { } f ? ModelBytes(f) : (shape.Parameters.Blocks + shape.Parameters.EmbeddingAndHead) * (long)v.Type.Size());
             if (weights > available * 6 / 10)
             {
-                CliConsole.Err.MarkupLine($"[grey]{group.Key} variants one after another: their weights (up to {weights / 1e9:F1} GB) would not fit in 60% of {available / 1e9:F1} GB[/]");
-                results.AddRange(RunSequential(sized, group.ToList(), options, device, ct));
+                CliConsole.Err.MarkupLine($"[grey]{(files ? "models" : group.Key + " variants")} one after another: their weights (up to {weights / 1e9:F1} GB) would not fit in 60% of {available / 1e9:F1} GB[/]");
+                results.AddRange(RunSequential(sized, group.ToList(), options, loading, device, ct));
             }
             else
             {
-                results.AddRange(RunInterleaved(sized, group.ToList(), options, ct));
+                results.AddRange(RunInterleaved(sized, group.ToList(), options, loading, ct));
             }
         }
         return results;
     }
 
-    /// <summary>Builds one variant's model (KV sharing applied).</summary>
-    private static LlamaModel Build(SyntheticShape shape, Variant v)
+    /// <summary>Bytes of a model file or folder (an upper bound of its weights in memory).</summary>
+    private static long ModelBytes(string path) =>
+        Directory.Exists(path) ? new DirectoryInfo(path).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length)
+        : File.Exists(path) ? new FileInfo(path).Length : throw new FileNotFoundException($"--model {path}: file or folder not found", path);
+
+    /// <summary>
+    /// Builds one variant's model (KV sharing applied) or loads its file; returns the variant with
+    /// a file's value type and N:M pattern filled in from what was loaded.
+    /// </summary>
+    private static (LlamaModel Model, Variant Variant) Build(SyntheticShape shape, Variant v, FileLoading loading)
     {
+        if (v.ModelPath is { } path)
+        {
+            var loaded = CommonOptions.LoadModel(path, loading.Memory);
+            try
+            {
+                if (loading.CompressDetected)
+                {
+                    var log = Kernels.Runtime.Sparsity.SparseCompression.CompressDetected(loaded);
+                    if (log.Count > 0)
+                    {
+                        CliConsole.Err.MarkupLine($"[grey]{Markup.Escape(v.Name)}: {log.Count} linears stored compressed ({Markup.Escape(string.Join(", ", log.Select(e => e.After).Distinct()))})[/]");
+                    }
+                }
+                var (type, pattern) = Describe(loaded);
+                string format = pattern is { } p ? $"{p} {type}" : $"dense {type}";
+                return (loaded, v with { Name = $"{v.Name} ({format})", Type = type, Sparsity = pattern });
+            }
+            catch
+            {
+                loaded.Dispose();
+                throw;
+            }
+        }
         var model = CliConsole.WithProgress($"building {v.Name}", p => SyntheticModel.Create(shape, v.Type, v.Sparsity, seed: 7, p));
         if (v.KvShare is not null)
         {
             KvSharer.Apply(model, KvSharer.Parse(v.KvShare, model.Layers.Count));
         }
-        return model;
+        return (model, v);
     }
+
+    /// <summary>Value type and N:M pattern of a loaded model, read from its MLP gate matrices (the most common format wins).</summary>
+    private static (ElementType Type, NmPattern? Pattern) Describe(LlamaModel model) =>
+        model.Layers.Select(l => l.Gate switch
+            {
+                DenseMatrix d => (d.ElementType, (NmPattern?)null),
+                NmSparseMatrix s => (s.ValueType, s.Pattern),
+                NmOutputSparseMatrix o => (o.ValueType, o.Pattern),
+                _ => (ElementType.F32, null),
+            })
+            .GroupBy(x => x).OrderByDescending(g => g.Count()).Select(g => g.Key).DefaultIfEmpty((model.TokenEmbedding.ElementType, null)).First();
 
     private static ModelBenchmarkOptions For(ModelBenchmarkOptions options, Variant v) => options with { Kv = v.Kv, TokenPruning = v.Tokens };
 
@@ -170,16 +242,20 @@ internal static class BenchCommand
                                   $" (KV after prefill {r.PrefillKvBytes / 1e6:F1} MB, layer-token work {r.LayerTokenFraction:P0})");
 
     /// <summary>One model at a time (any device; bounded memory); peak RSS is each variant's own.</summary>
-    private static List<(Variant, ModelBenchmarkResult)> RunSequential(SyntheticShape shape, IReadOnlyList<Variant> variants, ModelBenchmarkOptions options, string device, CancellationToken ct)
+    private static List<(Variant, ModelBenchmarkResult)> RunSequential(SyntheticShape shape, IReadOnlyList<Variant> variants, ModelBenchmarkOptions options,
+        FileLoading loading, string device, CancellationToken ct)
     {
         var results = new List<(Variant, ModelBenchmarkResult)>();
-        foreach (var v in variants)
+        foreach (var variant in variants)
         {
+            var v = variant;
             ct.ThrowIfCancellationRequested();
             GC.Collect();
             GC.WaitForPendingFinalizers();
             PeakMemory.Reset();
-            using var model = Build(shape, v);
+            var (model, resolved) = Build(shape, v, loading);
+            using var disposeModel = model;
+            v = resolved;
             using var ops = Kernels.Runtime.Compute.Backends.Create(device);
             if (v.Kv is not null && !Kernels.Runtime.Compute.Backends.IsHost(ops))
             {
@@ -198,7 +274,8 @@ internal static class BenchCommand
     /// speed-ups compare steps measured side by side. Resident memory per variant is estimated as the
     /// process baseline plus what building and warming that variant added.
     /// </summary>
-    private static List<(Variant, ModelBenchmarkResult)> RunInterleaved(SyntheticShape shape, IReadOnlyList<Variant> variants, ModelBenchmarkOptions options, CancellationToken ct)
+    private static List<(Variant, ModelBenchmarkResult)> RunInterleaved(SyntheticShape shape, IReadOnlyList<Variant> variants, ModelBenchmarkOptions options,
+        FileLoading loading, CancellationToken ct)
     {
         var models = new List<LlamaModel>();
         var sessions = new List<ModelBenchmarkSession>();
@@ -209,14 +286,18 @@ internal static class BenchCommand
             GC.Collect();
             GC.WaitForPendingFinalizers();
             long baseline = PeakMemory.CurrentResidentBytes();
-            foreach (var v in variants)
+            var resolved = new List<Variant>();
+            foreach (var variant in variants)
             {
                 ct.ThrowIfCancellationRequested();
                 long before = PeakMemory.CurrentResidentBytes();
-                models.Add(Build(shape, v));
-                sessions.Add(CliConsole.WithProgress($"warming {v.Name}", _ => new ModelBenchmarkSession(models[^1], ops, For(options, v), ct)));
+                var (model, v) = Build(shape, variant, loading);
+                models.Add(model);
+                resolved.Add(v);
+                sessions.Add(CliConsole.WithProgress($"warming {v.Name}", _ => new ModelBenchmarkSession(model, ops, For(options, v), ct)));
                 resident.Add(baseline + PeakMemory.CurrentResidentBytes() - before);
             }
+            variants = resolved;
             CliConsole.Err.MarkupLine($"  [grey]{Markup.Escape(ops.Name)}; {variants.Count} variants timed round-robin[/]");
             CliConsole.WithProgress("timing (round-robin)", _ =>
             {
@@ -248,9 +329,9 @@ internal static class BenchCommand
     private static ModelBenchmarkResult? Dense(List<(Variant Variant, ModelBenchmarkResult Result)> results, ElementType t) =>
         results.FirstOrDefault(x => x.Variant.Type == t && x.Variant.Sparsity is null && x.Variant.Kv is null && x.Variant.Tokens is null && x.Variant.KvShare is null).Result;
 
-    private static void Report(SyntheticShape shape, List<(Variant Variant, ModelBenchmarkResult Result)> results, ModelBenchmarkOptions o)
+    private static void Report(string title, List<(Variant Variant, ModelBenchmarkResult Result)> results, ModelBenchmarkOptions o)
     {
-        var table = new Table().Title($"{shape.Name}: decode ({o.DecodeTokens} steps, median) and prefill ({o.PrefillTokens} tokens)");
+        var table = new Table().Title($"{title}: decode ({o.DecodeTokens} steps, median) and prefill ({o.PrefillTokens} tokens)");
         // Round-robin runs hold every variant at once: resident memory per variant is then the process baseline plus what that variant added.
         string rss = results.Any(r => r.Result.ResidentIsEstimate) ? "RSS (own, est.)" : "peak RSS";
         table.AddColumns("variant", "decode tok/s", "ms/token", "weights GB/s", "prefill tok/s", "weight bytes", "KV after prefill", rss, "decode speed-up", "prefill speed-up");
@@ -264,10 +345,29 @@ internal static class BenchCommand
         CliConsole.Out.Write(table);
     }
 
-    private static void WriteChart(string path, SyntheticShape shape, List<(Variant Variant, ModelBenchmarkResult Result)> results)
+    /// <summary>Per variant: one table per profiled phase (decode step, prefill) with each part's share and GB/s.</summary>
+    private static void ReportProfiles(List<(Variant Variant, ModelBenchmarkResult Result)> results)
+    {
+        foreach (var (v, r) in results)
+        {
+            if (r.Profile is not { } profiler)
+            {
+                continue;
+            }
+            foreach (var phase in new[] { profiler.Decode, profiler.Prefill })
+            {
+                if (phase.Steps > 0)
+                {
+                    CliConsole.Out.Write(ProfileTable.Create($"{v.Name}: {phase.Name}", phase));
+                }
+            }
+        }
+    }
+
+    private static void WriteChart(string path, string title, List<(Variant Variant, ModelBenchmarkResult Result)> results)
     {
         var groups = results.Select(r => r.Variant.Name).ToList();
-        Charts.Bars(path, $"{shape.Name}, {SimdInfo.Tier}, {Kernels.Simd.Threading.WorkerPool.Shared.ThreadCount} threads", "tokens/s",
+        Charts.Bars(path, $"{title}, {SimdInfo.Tier}, {Kernels.Simd.Threading.WorkerPool.Shared.ThreadCount} threads", "tokens/s",
             groups, new[]
             {
                 ("decode tok/s", results.Select(r => r.Result.DecodeTokensPerSecond).ToArray()),
@@ -276,11 +376,12 @@ internal static class BenchCommand
         CliConsole.Err.MarkupLine($"chart: {Markup.Escape(Path.GetFullPath(path))}");
     }
 
-    private static void WriteJson(string path, SyntheticShape shape, List<(Variant Variant, ModelBenchmarkResult Result)> results, ModelBenchmarkOptions o)
+    private static void WriteJson(string path, SyntheticShape? shape, IReadOnlyList<string> files, List<(Variant Variant, ModelBenchmarkResult Result)> results, ModelBenchmarkOptions o)
     {
-        var doc = new Dictionary<string, object>
+        var doc = new Dictionary<string, object?>
         {
             ["shape"] = shape,
+            ["models"] = files.Count > 0 ? files.Select(Path.GetFullPath).ToArray() : null,
             ["simd"] = SimdInfo.Describe(),
             ["threads"] = Kernels.Simd.Threading.WorkerPool.Shared.ThreadCount,
             ["decode_tokens"] = o.DecodeTokens,
@@ -293,7 +394,9 @@ internal static class BenchCommand
                     ["name"] = x.Variant.Name,
                     ["value_type"] = x.Variant.Type.ToString(),
                     ["sparsity"] = x.Variant.Sparsity?.ToString() ?? "dense",
+                    ["model"] = x.Variant.ModelPath is { } f ? Path.GetFullPath(f) : null,
                     ["tokens_per_s"] = x.Result.DecodeTokensPerSecond,
+                    ["tokens_per_s_mean"] = x.Result.DecodeTokensPerSecondMean,
                     ["ms_per_token"] = x.Result.DecodeMsPerToken,
                     ["decode_weight_gbps"] = x.Result.DecodeWeightGBps,
                     ["prefill_tokens_per_s"] = x.Result.PrefillTokensPerSecond,
@@ -307,10 +410,11 @@ internal static class BenchCommand
                     ["kv_share"] = x.Variant.KvShare,
                     ["speedup_vs_dense"] = d is null ? null : d.DecodeMsPerToken / x.Result.DecodeMsPerToken,
                     ["prefill_speedup_vs_dense"] = d is null || d.PrefillTokensPerSecond == 0 ? null : x.Result.PrefillTokensPerSecond / d.PrefillTokensPerSecond,
+                    ["profile"] = x.Result.Profile is { } p ? ProfileTable.Json(p) : null,
                 };
             }).ToList(),
         };
-        File.WriteAllText(path, JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
+        Kernels.Runtime.IO.AtomicFile.WriteAllText(path, JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
         CliConsole.Err.MarkupLine($"json: {Markup.Escape(Path.GetFullPath(path))}");
     }
 }

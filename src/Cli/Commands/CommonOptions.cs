@@ -13,6 +13,10 @@ internal sealed class CommonOptions
     public readonly Option<string?> Tokenizer = new("--tokenizer", "-z") { Description = "Tokenizer: llama2.c tokenizer .bin or SentencePiece .model (default: the model's embedded vocabulary)" };
     public readonly Option<string> Device = new("--device") { Description = "Backend: cpu (SIMD kernels) | reference (scalar) | ilgpu-cpu (GPU kernels on ILGPU's CPU accelerator) | cuda | opencl | auto (CUDA, then OpenCL, else cpu)", DefaultValueFactory = _ => "cpu" };
     public readonly Option<string> Sparse = new("--sparse") { Description = "auto: store linears that hold a 2:4 / 4:8 pattern in the compressed N:M format; off: keep them dense", DefaultValueFactory = _ => "auto" };
+    public readonly Option<bool> Mmap = MmapOption();
+
+    /// <summary>--mmap: map the weights from the file instead of reading them into huge-page memory.</summary>
+    public static Option<bool> MmapOption() => new("--mmap") { Description = "Map the weights from the file (lazy, shares the page cache) instead of reading them into memory backed by 2 MiB pages (default; decode streams every weight each step and runs slower on 4 KiB pages)" };
 
     public void AddTo(Command command)
     {
@@ -20,12 +24,13 @@ internal sealed class CommonOptions
         command.Options.Add(Tokenizer);
         command.Options.Add(Device);
         command.Options.Add(Sparse);
+        command.Options.Add(Mmap);
     }
 
     /// <summary>Loads the model named by the options and applies --sparse.</summary>
     public LlamaModel Load(ParseResult parse)
     {
-        var model = LoadModel(parse.GetValue(Model)!);
+        var model = LoadModel(parse.GetValue(Model)!, parse.GetValue(Mmap) ? WeightMemory.Mapped : WeightMemory.HugePages);
         string sparse = parse.GetValue(Sparse)!;
         if (sparse == "auto")
         {
@@ -52,8 +57,8 @@ internal sealed class CommonOptions
         return ops;
     }
 
-    public static LlamaModel LoadModel(string path) =>
-        CliConsole.WithProgress($"loading {Path.GetFileName(path.TrimEnd('/'))}", p => ModelLoader.Load(path, p));
+    public static LlamaModel LoadModel(string path, WeightMemory memory = WeightMemory.HugePages) =>
+        CliConsole.WithProgress($"loading {Path.GetFileName(path.TrimEnd('/'))}", p => ModelLoader.Load(path, p, default, memory));
 
     public static ITokenizer LoadTokenizer(LlamaModel model, string? path) => TokenizerLoader.Load(model, path);
 }

@@ -48,6 +48,9 @@ public sealed unsafe class DenseMatrix : WeightMatrix
 
     public ElementType ElementType { get; }
 
+    /// <summary>What owns the memory this matrix views (a model file), or null when the matrix owns it.</summary>
+    public object? Owner => _keepAlive;
+
     /// <summary>First byte of row 0; rows are contiguous (row stride = Columns elements).</summary>
     public byte* Data { get; }
 

@@ -53,6 +53,27 @@ public sealed unsafe partial class NativeBuffer : IDisposable
 
     public static NativeBuffer Of<T>(long count) where T : unmanaged => new(count * sizeof(T));
 
+    /// <summary>
+    /// Gives the physical pages wholly inside [offset, offset + bytes) back to the system
+    /// (madvise DONTNEED on a mapped block; reading them afterwards gives zeros). For data nothing
+    /// reads any more, such as a weight matrix replaced by its compressed form. No effect on
+    /// blocks from the C heap or outside Linux.
+    /// </summary>
+    public void Release(long offset, long bytes)
+    {
+        if (!_mapped || bytes <= 0 || offset < 0 || offset > ByteLength || bytes > ByteLength - offset)
+        {
+            return;
+        }
+        const long page = 4096;
+        long start = ((long)Pointer + offset + page - 1) & ~(page - 1);
+        long end = ((long)Pointer + offset + bytes) & ~(page - 1);
+        if (end > start)
+        {
+            Madvise((void*)start, (nuint)(end - start), MadvDontNeed);
+        }
+    }
+
     public void Dispose()
     {
         Free();
@@ -78,7 +99,7 @@ public sealed unsafe partial class NativeBuffer : IDisposable
 
     ~NativeBuffer() => Free();
 
-    private const int ProtRead = 1, ProtWrite = 2, MapPrivate = 2, MapAnonymous = 0x20, MadvHugePage = 14;
+    private const int ProtRead = 1, ProtWrite = 2, MapPrivate = 2, MapAnonymous = 0x20, MadvDontNeed = 4, MadvHugePage = 14;
 
     [LibraryImport("libc", EntryPoint = "mmap")]
     private static partial void* Mmap(void* address, nuint length, int protection, int flags, int fd, nint offset);

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 
 namespace Kernels.Simd.Threading;
@@ -11,15 +12,20 @@ public interface IRangeJob
 
 /// <summary>
 /// Persistent worker threads for kernels: no allocation per call, the calling thread takes
-/// part, and work is handed out in chunks through one atomic counter so a core slowed down by
+/// part, and work is handed out in chunks through one atomic cursor so a core slowed down by
 /// another tenant does not stall the others.
 /// </summary>
 /// <remarks>
-/// Jobs are structs passed by reference; workers reach them through a function pointer to a
-/// generic trampoline, so nothing is boxed. Calls are serialized; a call made while the pool is
-/// busy (for example from inside a job) runs inline on the calling thread.
-/// Workers spin briefly after a job (decode issues kernels back to back) and then block.
-/// Thread count: <c>KERNELS_THREADS</c>, else <see cref="Environment.ProcessorCount"/>.
+/// <para>Jobs are structs passed by reference; workers reach them through a function pointer to
+/// a generic trampoline, so nothing is boxed. Calls are serialized; a call made while the pool
+/// is busy (for example from inside a job) runs inline on the calling thread.</para>
+/// <para>The cursor holds the call's generation next to the next item, and items are claimed by
+/// compare-and-swap on both: a worker that wakes up late claims nothing from a finished call, so
+/// a call returns as soon as every item has run — it never waits for a worker to check in.
+/// (Waiting for check-ins made the caller sit out a sleeping worker's wake-up latency, tens of
+/// microseconds to milliseconds, after doing all the work itself.)</para>
+/// <para>Workers spin briefly after a job (decode issues kernels back to back) and then block.
+/// Thread count: <c>KERNELS_THREADS</c>, else <see cref="Environment.ProcessorCount"/>.</para>
 /// </remarks>
 public sealed unsafe class WorkerPool : IDisposable
 {
@@ -38,16 +44,19 @@ public sealed unsafe class WorkerPool : IDisposable
     private readonly object _gate = new();
     private volatile bool _disposed;
 
-    // Current job (valid while a call is in flight).
+    // The current call; written before its generation is published, valid until every item is done.
     private delegate*<void*, int, int, void> _run;
     private void* _job;
     private int _count;
     private int _chunk;
-    private int _nextChunk;
-    private int _chunks;
-    private int _pendingWorkers;
+    private bool _guided;
+
+    /// <summary>(generation &lt;&lt; 32) | next unclaimed item.</summary>
+    private long _cursor;
+    private int _done;
     private int _generation;
     private int _sleepers;
+    private long _handOffTicks;
 
     /// <summary>Creates a pool whose calls run on <paramref name="threadCount"/> threads in total (caller included).</summary>
     public WorkerPool(int threadCount)
@@ -65,22 +74,45 @@ public sealed unsafe class WorkerPool : IDisposable
     /// <summary>Threads that execute a call, the caller included.</summary>
     public int ThreadCount { get; }
 
+    /// <summary>When true, calls add their fork/join overhead to <see cref="HandOffTicks"/> (profiling).</summary>
+    public bool TrackHandOff { get; set; }
+
+    /// <summary>
+    /// <see cref="Stopwatch"/> ticks the calling threads of parallel calls spent not running
+    /// items while <see cref="TrackHandOff"/> was on: publishing the call, then waiting for the
+    /// items other threads were still running when the caller found nothing left to claim.
+    /// </summary>
+    public long HandOffTicks => Volatile.Read(ref _handOffTicks);
+
     /// <summary>
     /// Runs <paramref name="job"/> over <c>[0, count)</c> in chunks of <paramref name="chunk"/> items
     /// (every Execute call covers at most one chunk).
     /// Returns when every item has been processed. Exceptions from jobs are not supported (kernels validate first).
     /// </summary>
-    public void For<TJob>(int count, int chunk, ref TJob job) where TJob : struct, IRangeJob
+    public void For<TJob>(int count, int chunk, ref TJob job) where TJob : struct, IRangeJob => Run(count, chunk, guided: false, ref job);
+
+    /// <summary>
+    /// Like <see cref="For{TJob}"/>, but each claim takes a share of what is left (remaining / (2 ·
+    /// threads), at least <paramref name="minChunk"/>): large pieces first, small ones at the end,
+    /// so the threads finish together. Execute calls may span more than <paramref name="minChunk"/> items.
+    /// </summary>
+    public void ForGuided<TJob>(int count, int minChunk, ref TJob job) where TJob : struct, IRangeJob => Run(count, minChunk, guided: true, ref job);
+
+    private void Run<TJob>(int count, int chunk, bool guided, ref TJob job) where TJob : struct, IRangeJob
     {
         if (count <= 0)
         {
             return;
         }
         chunk = Math.Max(1, chunk);
-        int chunks = (count + chunk - 1) / chunk;
-        if (chunks == 1 || _workers.Length == 0 || !Monitor.TryEnter(_gate))
+        if (count <= chunk || _workers.Length == 0 || !Monitor.TryEnter(_gate))
         {
             // Inline, still chunk by chunk: jobs may size scratch space by the chunk.
+            if (guided)
+            {
+                job.Execute(0, count);
+                return;
+            }
             for (int begin = 0; begin < count; begin += chunk)
             {
                 job.Execute(begin, Math.Min(count, begin + chunk));
@@ -88,30 +120,39 @@ public sealed unsafe class WorkerPool : IDisposable
             return;
         }
 
+        bool track = TrackHandOff;
+        long start = track ? Stopwatch.GetTimestamp() : 0;
         try
         {
             _run = &Trampoline<TJob>.Run;
             _job = Unsafe.AsPointer(ref job);
             _count = count;
             _chunk = chunk;
-            _chunks = chunks;
-            _nextChunk = 0;
-            Volatile.Write(ref _pendingWorkers, _workers.Length);
-            Interlocked.Increment(ref _generation);
+            _guided = guided;
+            Volatile.Write(ref _done, 0);
+            int generation = _generation + 1;
+            Volatile.Write(ref _cursor, (long)generation << 32);
+            Volatile.Write(ref _generation, generation);
             int sleepers = Volatile.Read(ref _sleepers);
             if (sleepers > 0)
             {
-                _wake.Release(sleepers); // every worker checks in once per call
+                _wake.Release(sleepers);
             }
 
-            RunChunks();
+            long ownStart = track ? Stopwatch.GetTimestamp() : 0;
+            RunChunks(generation);
+            long ownEnd = track ? Stopwatch.GetTimestamp() : 0;
 
             SpinWait spin = default;
-            while (Volatile.Read(ref _pendingWorkers) != 0)
+            while (Volatile.Read(ref _done) != count)
             {
                 spin.SpinOnce(sleep1Threshold: -1);
             }
             _job = null;
+            if (track)
+            {
+                Interlocked.Add(ref _handOffTicks, ownStart - start + Stopwatch.GetTimestamp() - ownEnd);
+            }
         }
         finally
         {
@@ -119,18 +160,32 @@ public sealed unsafe class WorkerPool : IDisposable
         }
     }
 
-    private void RunChunks()
+    /// <summary>Claims and runs items of call <paramref name="generation"/> until none is left (or that call is over).</summary>
+    private void RunChunks(int generation)
     {
+        int divisor = 2 * ThreadCount;
         while (true)
         {
-            int c = Interlocked.Increment(ref _nextChunk) - 1;
-            if (c >= _chunks)
+            long cursor = Volatile.Read(ref _cursor);
+            if ((int)(cursor >> 32) != generation)
             {
                 return;
             }
-            int begin = c * _chunk;
-            int end = Math.Min(_count, begin + _chunk);
-            _run(_job, begin, end);
+            int begin = (int)cursor;
+            // _count and _chunk may already belong to a later call here; then the exchange below fails.
+            int count = _count;
+            if (begin >= count)
+            {
+                return;
+            }
+            int size = _guided ? Math.Max(_chunk, (count - begin) / divisor) : _chunk;
+            int end = (int)Math.Min(count, (long)begin + size);
+            if (Interlocked.CompareExchange(ref _cursor, ((long)generation << 32) | (uint)end, cursor) == cursor)
+            {
+                // Claimed: the call cannot finish before these items are done, so its job is still current.
+                _run(_job, begin, end);
+                Interlocked.Add(ref _done, end - begin);
+            }
         }
     }
 
@@ -161,11 +216,7 @@ public sealed unsafe class WorkerPool : IDisposable
                 return;
             }
             seen = Volatile.Read(ref _generation);
-            if (_job != null)
-            {
-                RunChunks();
-            }
-            Interlocked.Decrement(ref _pendingWorkers);
+            RunChunks(seen);
         }
     }
 

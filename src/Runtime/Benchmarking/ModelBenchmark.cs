@@ -25,6 +25,9 @@ public sealed record ModelBenchmarkOptions
 
     /// <summary>Optional SDTP token pruning applied to the timed prefill (decode steps are unaffected).</summary>
     public Simplification.TokenPruneOptions? TokenPruning { get; init; }
+
+    /// <summary>Split the timed decode steps and prefills into parts (<see cref="Profiling.ForwardProfiler"/>).</summary>
+    public bool Profile { get; init; }
 }
 
 /// <summary>End-to-end numbers for one model variant.</summary>
@@ -38,6 +41,12 @@ public sealed record ModelBenchmarkResult(double DecodeMsPerToken, double Prefil
 
     /// <summary>True when <see cref="PeakResidentBytes"/> is an estimate (variants held in memory together).</summary>
     public bool ResidentIsEstimate { get; init; }
+
+    /// <summary>Timed decode steps over their total time (what llama-bench's tg reports), next to the median.</summary>
+    public double DecodeTokensPerSecondMean { get; init; }
+
+    /// <summary>Per-part times of the decode steps and prefills (with <see cref="ModelBenchmarkOptions.Profile"/>).</summary>
+    public Profiling.ForwardProfiler? Profile { get; init; }
 
     public double DecodeTokensPerSecond => 1000.0 / DecodeMsPerToken;
 
@@ -108,6 +117,7 @@ public sealed class ModelBenchmarkSession : IDisposable
     private readonly int[] _prefillTokens;
     private readonly List<double> _decodeMs = new();
     private readonly List<double> _prefillRates = new();
+    private readonly Profiling.ForwardProfiler? _profiler;
     private int _position, _next;
     private double _layerTokens = 1;
 
@@ -117,6 +127,11 @@ public sealed class ModelBenchmarkSession : IDisposable
         Options = options;
         int vocab = model.Config.VocabSize;
         int Token(int i) => (int)((uint)(i * 2654435761u) % (uint)vocab);
+        if (options.Profile)
+        {
+            _profiler = new Profiling.ForwardProfiler();
+            ops = new Profiling.ProfilingOps(ops, model, _profiler);
+        }
         _transformer = new Transformer(model, ops, maxBatch: Math.Max(Math.Min(options.DecodeContext, 512), Math.Max(1, options.PrefillTokens)));
         _controller = options.Kv is { } kv ? new Caching.KvCacheController(kv) : null;
         int capacity = options.DecodeContext + options.DecodeTokens + 1;
@@ -151,16 +166,20 @@ public sealed class ModelBenchmarkSession : IDisposable
     {
         cancellationToken.ThrowIfCancellationRequested();
         var sw = Stopwatch.StartNew();
-        _transformer.Forward(new[] { _next }, _position++, _cache, LogitsMode.Last);
-        _controller?.AfterStep((HostKvCache)_cache);
-        _next = _transformer.ArgMax(0);
+        // Like the median, the profile leaves out the first two steps (JIT, first touch of the weights).
+        using (_decodeMs.Count >= 2 ? _profiler?.Step(_profiler.Decode, 1) : null)
+        {
+            _transformer.Forward(new[] { _next }, _position++, _cache, LogitsMode.Last);
+            _controller?.AfterStep((HostKvCache)_cache);
+            _next = _transformer.ArgMax(0);
+        }
         _decodeMs.Add(sw.Elapsed.TotalMilliseconds);
     }
 
     /// <summary>Times one prefill of the prompt into a reset cache.</summary>
-    public void Prefill(CancellationToken cancellationToken = default) => _prefillRates.Add(TimePrefill(cancellationToken));
+    public void Prefill(CancellationToken cancellationToken = default) => _prefillRates.Add(TimePrefill(cancellationToken, timed: true));
 
-    private double TimePrefill(CancellationToken cancellationToken)
+    private double TimePrefill(CancellationToken cancellationToken, bool timed = false)
     {
         cancellationToken.ThrowIfCancellationRequested();
         _prefillCache!.Reset();
@@ -168,7 +187,10 @@ public sealed class ModelBenchmarkSession : IDisposable
         try
         {
             var sw = Stopwatch.StartNew();
-            _transformer.Forward(_prefillTokens, 0, _prefillCache, LogitsMode.Last);
+            using (timed ? _profiler?.Step(_profiler.Prefill, _prefillTokens.Length) : null)
+            {
+                _transformer.Forward(_prefillTokens, 0, _prefillCache, LogitsMode.Last);
+            }
             double rate = _prefillTokens.Length / sw.Elapsed.TotalSeconds;
             _layerTokens = _transformer.LastTokenPruning?.LayerTokenFraction ?? 1;
             return rate;
@@ -183,11 +205,14 @@ public sealed class ModelBenchmarkSession : IDisposable
     public ModelBenchmarkResult Result(long residentBytes)
     {
         // The first decode steps include JIT and page faults of the freshly built weights.
-        double decodeMs = ModelBenchmark.Median(_decodeMs.Skip(Math.Min(2, Math.Max(0, _decodeMs.Count - 1))).ToList());
+        var steady = _decodeMs.Skip(Math.Min(2, Math.Max(0, _decodeMs.Count - 1))).ToList();
+        double decodeMs = ModelBenchmark.Median(steady);
         return new ModelBenchmarkResult(decodeMs, _prefillRates.Count > 0 ? ModelBenchmark.Median(_prefillRates) : 0, _model.WeightBytes, residentBytes)
         {
             PrefillKvBytes = _prefillCache?.BytesUsed ?? 0,
             LayerTokenFraction = _layerTokens,
+            DecodeTokensPerSecondMean = steady.Count == 0 ? 0 : steady.Count * 1000.0 / steady.Sum(),
+            Profile = _profiler,
         };
     }
 

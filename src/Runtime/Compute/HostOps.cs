@@ -53,6 +53,63 @@ public unsafe class HostOps : ITransformerOps
     public virtual void MatMul(WeightMatrix w, DeviceTensor x, int n, DeviceTensor y) =>
         w.Multiply(H(x).Slice(0, n * w.Columns), H(y).Slice(0, n * w.Rows), n);
 
+    /// <summary>A decode step's dense projections of one input run as one GEMV (one fork/join, one permuted x); anything else one by one.</summary>
+    public virtual void MatMul(ReadOnlySpan<WeightMatrix> ws, DeviceTensor x, int n, ReadOnlySpan<DeviceTensor> ys)
+    {
+        if (ws.Length != ys.Length)
+        {
+            throw new ArgumentException($"{ws.Length} matrices but {ys.Length} outputs", nameof(ys));
+        }
+        if (n == 1 && ws.Length is > 1 and <= DenseGemv.MaxShared && SameDenseFormat(ws))
+        {
+            var xs = H(x).Slice(0, ws[0].Columns);
+            Span<nint> outputs = stackalloc nint[ws.Length];
+            var matrices = new SharedInputMatrices();
+            Span<DenseMatrix> dense = ((Span<DenseMatrix>)matrices)[..ws.Length];
+            for (int i = 0; i < ws.Length; i++)
+            {
+                dense[i] = (DenseMatrix)ws[i];
+                var y = H(ys[i]);
+                if (y.Length < ws[i].Rows)
+                {
+                    throw new ArgumentException($"{ws[i].Name}: output holds {y.Length} floats, needs {ws[i].Rows}", nameof(ys));
+                }
+                outputs[i] = (nint)y.Pointer;
+            }
+            fixed (float* px = xs)
+            {
+                DenseGemv.MultiplyMany(dense, px, outputs);
+            }
+            return;
+        }
+        for (int i = 0; i < ws.Length; i++)
+        {
+            MatMul(ws[i], x, n, ys[i]);
+        }
+    }
+
+    [System.Runtime.CompilerServices.InlineArray(DenseGemv.MaxShared)]
+    private struct SharedInputMatrices
+    {
+        private DenseMatrix _first;
+    }
+
+    private static bool SameDenseFormat(ReadOnlySpan<WeightMatrix> ws)
+    {
+        if (ws[0] is not DenseMatrix first)
+        {
+            return false;
+        }
+        foreach (var w in ws)
+        {
+            if (w is not DenseMatrix d || d.ElementType != first.ElementType || d.Columns != first.Columns)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
     public void Rope(DeviceTensor x, int n, int heads, RopeTable table, ReadOnlySpan<int> positions)
     {
         int width = heads * table.HeadDim;
@@ -103,6 +160,17 @@ public unsafe class HostOps : ITransformerOps
                 baseCounts[g] = kv.Get(cacheLayer, g).Count - n;
             }
         }
+        if (n > 1 && !kv.TrackAttention && BatchedAttention && Kernels.Simd.CausalAttention.Supports(d))
+        {
+            var batched = new BatchedAttentionJob
+            {
+                Cache = kv, Layer = cacheLayer, Q = H(q).Pointer, Out = H(output).Pointer, N = n, Heads = heads, KvHeads = kvHeads,
+                HeadDim = d, First = baseCounts,
+            };
+            int blocks = (n + Kernels.Simd.CausalAttention.BlockTokens - 1) / Kernels.Simd.CausalAttention.BlockTokens;
+            WorkerPool.Shared.For(kvHeads * blocks, 1, ref batched);
+            return;
+        }
         fixed (int* bc = baseCounts)
         {
             var job = new AttentionJob
@@ -120,6 +188,39 @@ public unsafe class HostOps : ITransformerOps
             else
             {
                 WorkerPool.Shared.For(items, 1, ref job);
+            }
+        }
+    }
+
+    /// <summary>Whether batches (prefill) may use the blocked causal-attention kernel; the reference backend keeps the per-query definition.</summary>
+    protected virtual bool BatchedAttention => true;
+
+    /// <summary>Batches without attention statistics: items are (KV head, block of tokens), each two small matrix products.</summary>
+    private struct BatchedAttentionJob : IRangeJob
+    {
+        public HostKvCache Cache;
+        public int Layer, N, Heads, KvHeads, HeadDim;
+        public float* Q;
+        public float* Out;
+        public int[] First;
+
+        public readonly void Execute(int begin, int end)
+        {
+            int group = Heads / KvHeads;
+            long stride = (long)Heads * HeadDim;
+            int block = Kernels.Simd.CausalAttention.BlockTokens;
+            int blocks = (N + block - 1) / block;
+            for (int item = begin; item < end; item++)
+            {
+                // Last token blocks first: they attend to the most keys, so the cheap ones fill in at the end.
+                int g = item % KvHeads, t0 = (blocks - 1 - item / KvHeads) * block;
+                var head = Cache.Get(Layer, g);
+                fixed (float* keys = head.Keys)
+                fixed (float* values = head.Values)
+                {
+                    Kernels.Simd.CausalAttention.Attend(Q + (long)g * group * HeadDim, stride, group, HeadDim, keys, values, First[g],
+                        t0, Math.Min(N, t0 + block), Out + (long)g * group * HeadDim);
+                }
             }
         }
     }
@@ -213,11 +314,25 @@ public sealed unsafe class ReferenceOps : HostOps
 {
     public override string Name => "reference (scalar)";
 
+    protected override bool BatchedAttention => false;
+
     public override void RmsNorm(DeviceTensor x, float[] weight, float epsilon, int n, DeviceTensor y) =>
         Kernels.Simd.Reference.ScalarReference.RmsNorm(H(x).Slice(0, n * weight.Length), weight, H(y).Span, epsilon);
 
     public override void MatMul(WeightMatrix w, DeviceTensor x, int n, DeviceTensor y) =>
         Kernels.Simd.Reference.ScalarReference.MatMul(w, H(x).Slice(0, n * w.Columns), H(y).Slice(0, n * w.Rows), n);
+
+    public override void MatMul(ReadOnlySpan<WeightMatrix> ws, DeviceTensor x, int n, ReadOnlySpan<DeviceTensor> ys)
+    {
+        if (ws.Length != ys.Length)
+        {
+            throw new ArgumentException($"{ws.Length} matrices but {ys.Length} outputs", nameof(ys));
+        }
+        for (int i = 0; i < ws.Length; i++)
+        {
+            MatMul(ws[i], x, n, ys[i]);
+        }
+    }
 
     protected override void AttendHead(float* q, HostKvCache.Head head, int count, int headDim, float* scores, float* output, float* received, float* valueNorms) =>
         Kernels.Simd.Reference.ScalarReference.Attend(new ReadOnlySpan<float>(q, headDim), head.Keys, head.Values, count, headDim,

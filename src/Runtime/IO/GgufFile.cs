@@ -55,9 +55,10 @@ public sealed unsafe class GgufFile : IDisposable
         return fs.Read(b) == 4 && BinaryPrimitives.ReadUInt32LittleEndian(b) == Magic;
     }
 
-    public static GgufFile Open(string path)
+    /// <param name="memory">Mapped for headers and inspection; <see cref="WeightMemory.HugePages"/> to run the weights.</param>
+    public static GgufFile Open(string path, WeightMemory memory = WeightMemory.Mapped)
     {
-        var file = new MappedFile(path);
+        var file = new MappedFile(path, memory);
         var gguf = new GgufFile(file);
         try
         {

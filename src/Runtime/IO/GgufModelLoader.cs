@@ -12,9 +12,10 @@ namespace Kernels.Runtime.IO;
 /// </summary>
 public static unsafe class GgufModelLoader
 {
-    public static LlamaModel Load(string path, IProgress<float>? progress = null, CancellationToken cancellationToken = default)
+    public static LlamaModel Load(string path, IProgress<float>? progress = null, CancellationToken cancellationToken = default,
+        WeightMemory memory = WeightMemory.HugePages)
     {
-        var gguf = GgufFile.Open(path);
+        var gguf = GgufFile.Open(path, memory);
         try
         {
             string arch = gguf.Get<string>("general.architecture") ?? throw new ModelFormatException(path, "metadata general.architecture is missing");
@@ -129,7 +130,7 @@ public static unsafe class GgufModelLoader
             GgmlType.BF16 => ElementType.BF16,
             _ => throw new ModelFormatException(gguf.Path, $"tensor {name}: element type {t.Type} is not supported (F32, F16 and BF16 are)"),
         };
-        return new DenseMatrix(name, (int)t.Dims[1], cols, type, gguf.TensorData(t), gguf);
+        return new DenseMatrix(name, (int)t.Dims[1], cols, type, gguf.TensorData(t), gguf.File);
     }
 
     private static float[] Vector(GgufFile gguf, string name, int length)

@@ -45,9 +45,10 @@ public static unsafe class Llama2cCheckpoint
         return config.Validated(path);
     }
 
-    public static LlamaModel Load(string path, IProgress<float>? progress = null, CancellationToken cancellationToken = default)
+    public static LlamaModel Load(string path, IProgress<float>? progress = null, CancellationToken cancellationToken = default,
+        WeightMemory memory = WeightMemory.HugePages)
     {
-        var file = new MappedFile(path);
+        var file = new MappedFile(path, memory);
         try
         {
             var config = ReadConfig(file.Span(0, (int)Math.Min(file.Length, HeaderBytes)), path, out bool shared);

@@ -26,18 +26,23 @@ public static class ModelLoader
         return GgufFile.LooksLikeGguf(path) ? ModelFormat.Gguf : ModelFormat.Llama2c;
     }
 
-    /// <summary>Loads synchronously (weights memory-mapped where possible).</summary>
-    public static LlamaModel Load(string path, IProgress<float>? progress = null, CancellationToken cancellationToken = default) =>
+    /// <summary>
+    /// Loads synchronously. Weights are read into huge-page memory by default, or mapped from the
+    /// file (<see cref="WeightMemory"/>); either way they are used in place, without conversion.
+    /// </summary>
+    public static LlamaModel Load(string path, IProgress<float>? progress = null, CancellationToken cancellationToken = default,
+        WeightMemory memory = WeightMemory.HugePages) =>
         Detect(path) switch
         {
-            ModelFormat.Gguf => GgufModelLoader.Load(path, progress, cancellationToken),
-            ModelFormat.HfFolder => HfFolder.Load(path, progress, cancellationToken),
-            _ => Llama2cCheckpoint.Load(path, progress, cancellationToken),
+            ModelFormat.Gguf => GgufModelLoader.Load(path, progress, cancellationToken, memory),
+            ModelFormat.HfFolder => HfFolder.Load(path, progress, cancellationToken, memory),
+            _ => Llama2cCheckpoint.Load(path, progress, cancellationToken, memory),
         };
 
     /// <summary>Loads on a worker thread; progress runs from 0 to 1; cancellation throws <see cref="OperationCanceledException"/>.</summary>
-    public static Task<LlamaModel> LoadAsync(string path, IProgress<float>? progress = null, CancellationToken cancellationToken = default) =>
-        Task.Run(() => Load(path, progress, cancellationToken), cancellationToken);
+    public static Task<LlamaModel> LoadAsync(string path, IProgress<float>? progress = null, CancellationToken cancellationToken = default,
+        WeightMemory memory = WeightMemory.HugePages) =>
+        Task.Run(() => Load(path, progress, cancellationToken, memory), cancellationToken);
 }
 
 /// <summary>One tensor as listed by <see cref="ModelInspector"/>.</summary>

@@ -220,13 +220,15 @@ public sealed class Transformer : IDisposable
         var c = Model.Config;
         _ops.RmsNorm(_x!, layer.AttentionNorm, c.NormEpsilon, n, _xb!);
         Observer?.OnLinearInput(l, LinearKind.Query, _xb!, n);
-        _ops.MatMul(layer.Query, _xb!, n, _q!);
         bool ownKv = layer.SharesKvWith < 0;
         if (ownKv)
         {
-            _ops.MatMul(layer.Key, _xb!, n, _k!);
-            _ops.MatMul(layer.Value, _xb!, n, _v!);
+            _ops.MatMul([layer.Query, layer.Key, layer.Value], _xb!, n, [_q!, _k!, _v!]);
             _ops.Rope(_k!, n, layer.KvHeads, Rope, positions);
+        }
+        else
+        {
+            _ops.MatMul(layer.Query, _xb!, n, _q!);
         }
         _ops.Rope(_q!, n, layer.Heads, Rope, positions);
         _ops.Attention(cache, l, ownKv ? l : layer.SharesKvWith, ownKv, _q!, _k!, _v!, n, layer.Heads, layer.KvHeads, positions, _att!);
@@ -328,8 +330,7 @@ public sealed class Transformer : IDisposable
             return;
         }
         Observer?.OnLinearInput(l, LinearKind.Gate, _xb!, n);
-        _ops.MatMul(layer.Gate, _xb!, n, _gate!);
-        _ops.MatMul(layer.Up, _xb!, n, _up!);
+        _ops.MatMul([layer.Gate, layer.Up], _xb!, n, [_gate!, _up!]);
         _ops.SwiGlu(_gate!, _up!, n * c.HiddenDim, _h!);
         Observer?.OnLinearInput(l, LinearKind.Down, _h!, n);
         _ops.MatMul(layer.Down, _h!, n, _proj!);

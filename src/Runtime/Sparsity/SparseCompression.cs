@@ -60,7 +60,14 @@ public static class SparseCompression
             if (result is not null)
             {
                 log.Add(new CompressionEntry(name, dense.Format, result.Format, dense.ByteSize, result.ByteSize));
-                // The dense source may be a view of a mapped file the model owns; views hold nothing to free.
+                // A view of a model file read into memory: hand its pages back (nothing reads the dense form any more).
+                if (dense.Owner is IO.MappedFile file)
+                {
+                    unsafe
+                    {
+                        file.Release(dense.Data - file.Pointer, dense.ByteSize);
+                    }
+                }
                 dense.Dispose();
                 return result;
             }
