@@ -43,6 +43,13 @@ public sealed class ColumnMajorMlp : IDisposable
     private static unsafe DenseMatrix Transpose(WeightMatrix m, ElementType type)
     {
         var t = new DenseMatrix(m.Name + "ᵀ", m.Columns, m.Rows, type);
+        if (m is DenseMatrix d && d.ElementType == type)
+        {
+            // Same storage type: move raw elements in cache-sized tiles, on every thread.
+            var job = new TransposeJob { Source = d.Data, Destination = t.Data, Rows = m.Rows, Columns = m.Columns, Size = type.Size() };
+            WorkerPool.Shared.For((m.Rows + TransposeJob.Tile - 1) / TransposeJob.Tile, 1, ref job);
+            return t;
+        }
         var row = new float[m.Columns];
         for (int r = 0; r < m.Rows; r++)
         {
@@ -53,6 +60,41 @@ public sealed class ColumnMajorMlp : IDisposable
             }
         }
         return t;
+    }
+
+    /// <summary>Destination[c, r] = Source[r, c] for one band of <see cref="Tile"/> source rows per item, tile by tile.</summary>
+    private unsafe struct TransposeJob : IRangeJob
+    {
+        public const int Tile = 64;
+        public byte* Source, Destination;
+        public int Rows, Columns, Size;
+
+        public readonly void Execute(int begin, int end)
+        {
+            for (int band = begin; band < end; band++)
+            {
+                int r0 = band * Tile, r1 = Math.Min(Rows, r0 + Tile);
+                for (int c0 = 0; c0 < Columns; c0 += Tile)
+                {
+                    int c1 = Math.Min(Columns, c0 + Tile);
+                    for (int r = r0; r < r1; r++)
+                    {
+                        for (int c = c0; c < c1; c++)
+                        {
+                            long from = (long)r * Columns + c, to = (long)c * Rows + r;
+                            if (Size == 2)
+                            {
+                                ((ushort*)Destination)[to] = ((ushort*)Source)[from];
+                            }
+                            else
+                            {
+                                ((uint*)Destination)[to] = ((uint*)Source)[from];
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     public void Dispose()
@@ -173,14 +215,18 @@ public static unsafe class MaskedSwiGlu
                 new Span<float>(outA, outputs * Width).Clear();
                 int j0 = (int)((long)Count * p / Parts), j1 = (int)((long)Count * (p + 1) / Parts);
                 long stride = (long)Width * Type.Size();
-                // Groups of up to 8 selected columns: the accumulator slice is loaded and stored once
-                // per group instead of once per column (it does not fit L1 at real widths).
-                for (int j = j0; j < j1; j += Group)
+                // Groups of Group selected columns: the accumulator is loaded and stored once per group
+                // instead of once per column (it does not fit L1 at real widths). Groups of Group selected columns taken one from each of Group equal stretches of the part's
+                // (ascending) selection, so their columns lie far apart in memory (neighbouring columns streamed
+                // together ran at a fraction of the bandwidth, see DenseGemv); the remainder goes in order.
+                int stretch = (j1 - j0) / Group;
+                for (int j = j0; j < j1;)
                 {
-                    int g = Math.Min(Group, j1 - j);
+                    bool spread = j < j0 + stretch;
+                    int g = spread ? Group : Math.Min(Group, j1 - j);
                     for (int k = 0; k < g; k++)
                     {
-                        int c = Columns[j + k];
+                        int c = Columns[spread ? j + k * stretch : j + k];
                         xs[k] = X[c];
                         rowsA[k] = A + c * stride;
                         rowsB[k] = B != null ? B + c * stride : null;
@@ -190,6 +236,7 @@ public static unsafe class MaskedSwiGlu
                     {
                         AxpyGroup(xs, rowsB, g, outB, Width);
                     }
+                    j = spread ? (j + 1 == j0 + stretch ? j0 + Group * stretch : j + 1) : j + g;
                 }
             }
         }

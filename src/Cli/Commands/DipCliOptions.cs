@@ -13,10 +13,11 @@ internal sealed class DipCliOptions
     public readonly Option<string> Cache = new("--dip-cache") { Description = "Resident-column policy: lru | lfu (live), belady (simulator only)", DefaultValueFactory = _ => "lru" };
     public readonly Option<double> CacheFraction = new("--dip-cache-fraction") { Description = "Columns of each masked matrix resident in DRAM", DefaultValueFactory = _ => 0.5 };
     public readonly Option<int> TopN = new("--dip-top-n") { Description = "Highest raw scores exempt from the γ penalty", DefaultValueFactory = _ => 0 };
+    public readonly Option<bool> PrunePrompt = new("--dip-prune-prompt") { Description = "Also prune the MLP of the prompt's tokens in generate (default: the prompt is prefilled dense in one batch; generated tokens are pruned)" };
 
     public void AddTo(Command c)
     {
-        foreach (var o in new Option[] { Keep, KeepUp, KeepDown, Gamma, Cache, CacheFraction, TopN })
+        foreach (var o in new Option[] { Keep, KeepUp, KeepDown, Gamma, Cache, CacheFraction, TopN, PrunePrompt })
         {
             c.Options.Add(o);
         }
@@ -48,6 +49,7 @@ internal sealed class DipCliOptions
             Cache = cache,
             CacheFraction = parse.GetValue(CacheFraction),
             FixedTopN = parse.GetValue(TopN),
+            PrunePrompt = parse.GetValue(PrunePrompt),
         };
     }
 }

@@ -45,7 +45,8 @@ internal static class SynthCommand
                     SyntheticGguf.Write(s, t, vocabulary, path, parse.GetValue(seed), p, cancellationToken);
                     return 0;
                 });
-                CliConsole.Err.MarkupLine($"{Markup.Escape(path)}: {Markup.Escape(s.ToString())}, {t}, {new FileInfo(path).Length / 1e9:F3} GB, vocabulary {Markup.Escape(vocabPath)}, {clock.Elapsed.TotalSeconds:F1} s");
+                CliConsole.Err.MarkupLine($"{Markup.Escape(path)}: {Markup.Escape(s.Name)} (dim {s.Dim}, hidden {s.Hidden}, {s.Layers} layers, {s.Heads} heads, {s.KvHeads} KV heads, vocab {s.Vocab}), {t}, " +
+                                          $"{new FileInfo(path).Length / 1e9:F3} GB in {clock.Elapsed.TotalSeconds:F1} s; vocabulary from {Markup.Escape(vocabPath)}");
                 return Task.FromResult(0);
             }
             catch (OperationCanceledException)

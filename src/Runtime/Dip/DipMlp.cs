@@ -33,6 +33,14 @@ public sealed class DipMlp : IMlpOverride, IDisposable
         var (up, down) = options.Densities;
         KeepInputs = Math.Max(1, (int)Math.Floor(up * model.Config.Dim));
         KeepHidden = Math.Max(1, (int)Math.Floor(down * model.Config.HiddenDim));
+        if (!options.IsDense)
+        {
+            // Column-major copies built up front: building one lazily put seconds into the first decode step.
+            for (int l = 0; l < _layers.Length; l++)
+            {
+                _layers[l] = ColumnMajor(model.Layers[l]);
+            }
+        }
         if (options.CacheAware)
         {
             for (int l = 0; l < _layers.Length; l++)
@@ -59,9 +67,15 @@ public sealed class DipMlp : IMlpOverride, IDisposable
 
     public long Reads { get; private set; }
 
-    public bool TryRun(Transformer transformer, int layer, LlamaLayer weights, DeviceTensor x, int n, DeviceTensor y)
+    /// <remarks>
+    /// A prompt runs the dense MLP unless <see cref="DipOptions.PrunePrompt"/>: DIP prunes the MLP
+    /// of generated tokens (the paper's setting), and the per-token masked kernels would turn
+    /// the prompt's one batched GEMM into a GEMV per token (7-8x slower prompts were measured).
+    /// Decode steps and scored batches (perplexity) are pruned token by token.
+    /// </remarks>
+    public bool TryRun(Transformer transformer, int layer, LlamaLayer weights, DeviceTensor x, int n, bool prompt, DeviceTensor y)
     {
-        if (_options.IsDense)
+        if (_options.IsDense || prompt && !_options.PrunePrompt)
         {
             return false;
         }
@@ -69,12 +83,12 @@ public sealed class DipMlp : IMlpOverride, IDisposable
         {
             throw new NotSupportedException("dynamic input pruning runs on host backends (cpu, reference)");
         }
-        var mlp = _layers[layer] ??= new ColumnMajorMlp(weights.Gate, weights.Up, weights.Down,
-            weights.Gate is DenseMatrix d ? d.ElementType : ElementType.F32);
+        var mlp = _layers[layer] ??= ColumnMajor(weights);
         int dim = _model.Config.Dim, hidden = _model.Config.HiddenDim;
         var scores = new float[Math.Max(dim, hidden)];
         var scratch = new int[Math.Max(dim, hidden)];
         var h = new float[hidden];
+        using var timed = Profiling.ForwardProfiler.Time(Profiling.ProfilePart.GateUp);
         for (int t = 0; t < n; t++)
         {
             var xs = hx.Slice(t * dim, dim);
@@ -103,6 +117,9 @@ public sealed class DipMlp : IMlpOverride, IDisposable
         }
         return true;
     }
+
+    private static ColumnMajorMlp ColumnMajor(LlamaLayer weights) =>
+        new(weights.Gate, weights.Up, weights.Down, weights.Gate is DenseMatrix d ? d.ElementType : ElementType.F32);
 
     /// <summary>Top-k of |v|, with non-resident columns' scores multiplied by γ (except the fixed top-n).</summary>
     private void Select(ReadOnlySpan<float> v, ColumnCache? cache, int[] chosen, float[] scores, int[] scratch)

@@ -47,6 +47,9 @@ public sealed record DipOptions
     /// <summary>Use the masked kernels even at keep 1 (tests).</summary>
     public bool ForceMasked { get; init; }
 
+    /// <summary>Also prune the MLP of prompt tokens during generation's prefill (default: only generated tokens and scored batches).</summary>
+    public bool PrunePrompt { get; init; }
+
     public (double Up, double Down) Densities =>
         KeepUp is { } u && KeepDown is { } d ? (u, d) : Split(Keep);
 

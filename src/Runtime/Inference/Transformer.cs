@@ -132,7 +132,7 @@ public sealed class Transformer : IDisposable
         _ops.Upload(hidden, _x!, 0);
         Observer?.OnBlockInput(layer, _x!, n);
         AttentionBlock(layer, Model.Layers[layer], n, positions, cache);
-        MlpBlock(layer, Model.Layers[layer], n);
+        MlpBlock(layer, Model.Layers[layer], n, prompt: false);
         _ops.Download(_x!, 0, hidden);
     }
 
@@ -180,7 +180,7 @@ public sealed class Transformer : IDisposable
             var layerPositions = prunedPositions is null ? positions : prunedPositions.AsSpan(0, n);
             Observer?.OnBlockInput(l, _x!, n);
             AttentionBlock(l, layer, n, layerPositions, cache);
-            MlpBlock(l, layer, n);
+            MlpBlock(l, layer, n, prompt: mode != LogitsMode.All && tokens.Length > 1);
             if (perLayer is not null)
             {
                 perLayer[l] = n;
@@ -320,11 +320,12 @@ public sealed class Transformer : IDisposable
         }
     }
 
-    private void MlpBlock(int l, LlamaLayer layer, int n)
+    /// <param name="prompt">The batch is a prompt whose logits are not scored (prefill before generation).</param>
+    private void MlpBlock(int l, LlamaLayer layer, int n, bool prompt)
     {
         var c = Model.Config;
         _ops.RmsNorm(_x!, layer.FfnNorm, c.NormEpsilon, n, _xb!);
-        if (Mlp is not null && Mlp.TryRun(this, l, layer, _xb!, n, _proj!))
+        if (Mlp is not null && Mlp.TryRun(this, l, layer, _xb!, n, prompt, _proj!))
         {
             _ops.AddInPlace(_x!, _proj!, n * c.Dim);
             return;
@@ -418,5 +419,6 @@ public interface IForwardObserver
 public interface IMlpOverride
 {
     /// <summary>Writes the MLP output for x[n, dim] into y[n, dim] and returns true, or returns false to run the dense MLP.</summary>
-    bool TryRun(Transformer transformer, int layer, LlamaLayer weights, DeviceTensor x, int n, DeviceTensor y);
+    /// <param name="prompt">The n tokens are a prompt being prefilled (no logits scored): generation's prefill, not a decode step or a scored batch.</param>
+    bool TryRun(Transformer transformer, int layer, LlamaLayer weights, DeviceTensor x, int n, bool prompt, DeviceTensor y);
 }

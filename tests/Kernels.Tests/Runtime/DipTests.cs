@@ -14,15 +14,37 @@ public sealed class DipTests
 {
     private static readonly int[] Tokens = { 1, 403, 407, 261, 378, 260, 412, 271, 300, 289, 309, 272, 280, 400 };
 
-    private static float[] Logits(LlamaModel model, IMlpOverride? mlp)
+    /// <summary>Last-token logits of <see cref="Tokens"/> run as a scored batch (every token pruned, as perplexity runs them) or as a prompt.</summary>
+    private static float[] Logits(LlamaModel model, IMlpOverride? mlp, LogitsMode mode = LogitsMode.All)
     {
         using var ops = new HostOps();
         using var t = new Transformer(model, ops) { Mlp = mlp };
         using var cache = t.CreateCache();
-        t.Forward(Tokens, 0, cache, LogitsMode.Last);
+        t.Forward(Tokens, 0, cache, mode);
         var l = new float[model.Config.VocabSize];
-        t.ReadLogits(0, l);
+        t.ReadLogits(mode == LogitsMode.All ? Tokens.Length - 1 : 0, l);
         return l;
+    }
+
+    /// <summary>
+    /// Generation's prefill runs the prompt dense (the paper prunes generated tokens; per-token masked
+    /// kernels made prompts 7-8x slower), unless PrunePrompt asks for the pruned prompt.
+    /// </summary>
+    [DataFact]
+    public void Prompts_run_dense_unless_asked_and_scored_batches_are_pruned()
+    {
+        using var model = ModelLoader.Load(TestData.Stories260KBin);
+        var dense = Logits(model, null, LogitsMode.Last);
+        using (var dip = new DipMlp(model, new DipOptions { Keep = 0.5 }) { Masks = new() })
+        {
+            Assert.Equal(dense, Logits(model, dip, LogitsMode.Last));
+            Assert.Empty(dip.Masks);
+        }
+        using var scored = new DipMlp(model, new DipOptions { Keep = 0.5 });
+        var pruned = Logits(model, scored, LogitsMode.All);
+        Assert.NotEqual(dense, pruned);
+        using var prompt = new DipMlp(model, new DipOptions { Keep = 0.5, PrunePrompt = true });
+        Tolerance.AllClose(pruned, Logits(model, prompt, LogitsMode.Last), 0, 1e-5f, "pruned prompt = pruned scored batch");
     }
 
     [DataFact]

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Side by side with llama.cpp on the same GGUF files (not run by CI; see README "Compared with llama.cpp").
+#
+#   bash bench/peers/llama-cpp.sh [--shape tinyllama|7b|small] [--layers N] [--rounds 3] [--out DIR]
+#
+# 1. Builds llama.cpp once with ../shared/peers/build-llama-cpp.sh (needs cmake and g++) and
+#    publishes this project's CLI into the work folder (so rebuilding the repository during a run
+#    changes nothing).
+# 2. Makes the files in $TMPDIR/kernels-peers/<shape> (never in the repository): `kernels synth`
+#    F32/F16/BF16; `llama-quantize` Q8_0, Q4_0, Q4_K_M of the F16 file; `kernels prune --method
+#    magnitude --pattern 2:4|4:8 --scope all` of the F16 file. Existing files are reused.
+# 3. Runs interleaved rounds: in every round each file once through llama-bench (tg and pp, 2
+#    threads, mmap on and off, 3 repetitions) and once through `kernels bench --model` (decode
+#    and prefill of the same lengths), the order of the files rotated from round to round.
+# 4. Writes DIR (default docs/reports/peers/<shape>): README.md (per-round numbers, medians,
+#    ratios to llama.cpp, the targets), results.json, decode.png, prefill.png; the raw outputs
+#    stay in the work folder.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+shape=tinyllama layers="" rounds=3 out="" decode=32 prefill=256 threads=2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --shape) shape=$2; shift 2 ;;
+    --layers) layers=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --decode-tokens) decode=$2; shift 2 ;;
+    --prefill-tokens) prefill=$2; shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "unknown option '$1' (--shape, --layers, --rounds, --out, --decode-tokens, --prefill-tokens)" >&2; exit 2 ;;
+  esac
+done
+case "$shape" in tinyllama|7b|small) ;; *) echo "--shape must be tinyllama, 7b or small (got '$shape')" >&2; exit 2 ;; esac
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "--rounds must be a positive integer (got '$rounds')" >&2; exit 2; }
+[ -z "$layers" ] || [[ "$layers" =~ ^[1-9][0-9]*$ ]] || { echo "--layers must be a positive integer (got '$layers')" >&2; exit 2; }
+name=$shape${layers:+-${layers}L}
+out=${out:-$repo/docs/reports/peers/$name}
+
+for tool in cmake g++ dotnet; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "$tool is missing: llama.cpp is built with cmake and g++ (apt-get install -y cmake g++), the project with the .NET 10 SDK" >&2; exit 1; }
+done
+builder="$repo/../shared/peers/build-llama-cpp.sh"
+[ -f "$builder" ] || { echo "$builder not found: the llama.cpp source comes from ../shared/peers beside the repository" >&2; exit 1; }
+
+work=${TMPDIR:-/tmp}/kernels-peers/$name
+mkdir -p "$work"
+echo "== llama.cpp (built once)"
+B=$(bash "$builder")
+echo "   $B"
+echo "== kernels CLI -> $work/cli"
+dotnet publish "$repo/src/Cli/Cli.csproj" -c Release -o "$work/cli" --nologo -v quiet >"$work/publish.log" 2>&1 || { tail -20 "$work/publish.log" >&2; exit 1; }
+K="$work/cli/kernels"
+
+synth() {  # type
+  local f="$work/$1.gguf"
+  [ -s "$f" ] || "$K" synth --shape "$shape" ${layers:+--layers "$layers"} --type "$1" --out "$f" >&2
+}
+quantize() {  # id TYPE
+  local f="$work/$1.gguf"
+  [ -s "$f" ] || "$B/llama-quantize" "$work/f16.gguf" "$f" "$2" >"$work/quantize-$1.log" 2>&1 || { tail -5 "$work/quantize-$1.log" >&2; exit 1; }
+}
+prune() {  # id pattern
+  local f="$work/$1.gguf"
+  [ -s "$f" ] || "$K" prune --model "$work/f16.gguf" --method magnitude --pattern "$2" --scope all --out "$f" >"$work/prune-$1.log" 2>&1 || { tail -5 "$work/prune-$1.log" >&2; exit 1; }
+}
+echo "== files in $work"
+for t in f32 f16 bf16; do synth $t; done
+quantize q8_0 Q8_0
+quantize q4_0 Q4_0
+quantize q4_k_m Q4_K_M
+prune f16-2of4 2:4
+prune f16-4of8 4:8
+
+# id, label, file, whether this runtime loads it (quantized types: not yet, issue I)
+manifest="$work/manifest.tsv"
+{
+  printf 'f32\tF32\t%s\t1\n' "$work/f32.gguf"
+  printf 'f16\tF16\t%s\t1\n' "$work/f16.gguf"
+  printf 'bf16\tBF16\t%s\t1\n' "$work/bf16.gguf"
+  printf 'f16-2of4\t2:4 F16\t%s\t1\n' "$work/f16-2of4.gguf"
+  printf 'f16-4of8\t4:8 F16\t%s\t1\n' "$work/f16-4of8.gguf"
+  printf 'q8_0\tQ8_0\t%s\t0\n' "$work/q8_0.gguf"
+  printf 'q4_0\tQ4_0\t%s\t0\n' "$work/q4_0.gguf"
+  printf 'q4_k_m\tQ4_K_M\t%s\t0\n' "$work/q4_k_m.gguf"
+} >"$manifest"
+mapfile -t ids < <(cut -f1 "$manifest")
+
+raw="$work/raw"
+rm -rf "$raw"
+for r in $(seq 1 "$rounds"); do
+  mkdir -p "$raw/r$r"
+  n=${#ids[@]}
+  for i in $(seq 0 $((n - 1))); do
+    id=${ids[$(( (i + r - 1) % n ))]}
+    file=$(awk -F'\t' -v id="$id" '$1 == id { print $3 }' "$manifest")
+    runs=$(awk -F'\t' -v id="$id" '$1 == id { print $4 }' "$manifest")
+    echo "== round $r/$rounds: $id"
+    "$B/llama-bench" -m "$file" -p 0 -n "$decode" -r 3 -t "$threads" -mmp 0,1 -o json >"$raw/r$r/llama-$id-tg.json" 2>"$raw/r$r/llama-$id-tg.err" || echo "   llama-bench tg failed (see $raw/r$r/llama-$id-tg.err)"
+    "$B/llama-bench" -m "$file" -p "$prefill" -n 0 -r 3 -t "$threads" -mmp 0,1 -o json >"$raw/r$r/llama-$id-pp.json" 2>"$raw/r$r/llama-$id-pp.err" || echo "   llama-bench pp failed (see $raw/r$r/llama-$id-pp.err)"
+    if [ "$runs" = 1 ]; then
+      KERNELS_THREADS=$threads "$K" bench --model "$file" --decode-tokens "$decode" --prefill-tokens "$prefill" \
+        --json "$raw/r$r/kernels-$id.json" --chart "$work/last-bench.png" >"$raw/r$r/kernels-$id.log" 2>&1 \
+        || echo "   kernels bench failed (see $raw/r$r/kernels-$id.log)"
+    fi
+  done
+done
+
+mkdir -p "$out"
+"$K" peer-report --raw "$raw" --manifest "$manifest" --out "$out" \
+  --title "$name: llama.cpp b4747 vs kernels, $threads threads" \
+  --command "bash bench/peers/llama-cpp.sh --shape $shape${layers:+ --layers $layers} --rounds $rounds --decode-tokens $decode --prefill-tokens $prefill"
+echo "== report: $out/README.md"
