@@ -24,8 +24,9 @@ namespace Kernels.Simd;
 /// integer operations per vector and makes every product bit-identical to the rebiased one; when a
 /// scaled activation would overflow, the rebias multiply is kept instead. Weights holding Inf/NaN
 /// take the exact general widening.</para>
-/// <para>Summation order per row: lane-wise over blocks (four accumulators), then a horizontal
-/// sum, then the tail that does not fill a block, in order.</para>
+/// <para>Summation order per row: lane-wise into two accumulators, then a horizontal sum, then
+/// the tail that does not fill a block, in order; the same whether a row is streamed alone or
+/// beside another, so results do not depend on how the threads split the rows.</para>
 /// </remarks>
 public static unsafe class DenseGemv
 {
@@ -272,6 +273,7 @@ public static unsafe class DenseGemv
             y1 = TTier.Sum(TTier.Add(b0, b1));
         }
 
+        /// <summary>One row in exactly the order <see cref="Dot2"/> sums each of its rows (results do not depend on how rows were paired).</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static float Dot(byte* w, float* x, int k)
         {
@@ -285,18 +287,17 @@ public static unsafe class DenseGemv
                 }
                 return s;
             }
-            TVec a0 = TTier.Zero, a1 = TTier.Zero, a2 = TTier.Zero, a3 = TTier.Zero;
+            TVec a0 = TTier.Zero, a1 = TTier.Zero;
             nint j = 0;
-            for (; j <= k - 4 * n; j += 4 * n)
+            for (; j <= k - 2 * n; j += 2 * n)
             {
                 a0 = TTier.MultiplyAdd(TLoad.Load<TTier, TVec>(w, j), TTier.Load(x + j), a0);
                 a1 = TTier.MultiplyAdd(TLoad.Load<TTier, TVec>(w, j + n), TTier.Load(x + j + n), a1);
-                a2 = TTier.MultiplyAdd(TLoad.Load<TTier, TVec>(w, j + 2 * n), TTier.Load(x + j + 2 * n), a2);
-                a3 = TTier.MultiplyAdd(TLoad.Load<TTier, TVec>(w, j + 3 * n), TTier.Load(x + j + 3 * n), a3);
             }
-            for (; j <= k - n; j += n)
+            if (j <= k - n)
             {
                 a0 = TTier.MultiplyAdd(TLoad.Load<TTier, TVec>(w, j), TTier.Load(x + j), a0);
+                j += n;
             }
             int rem = k - (int)j;
             if (rem > 0)
@@ -305,7 +306,7 @@ public static unsafe class DenseGemv
                 nint t = k - n;
                 a1 = TTier.Add(a1, TTier.KeepLast(TTier.Multiply(TLoad.Load<TTier, TVec>(w, t), TTier.Load(x + t)), rem));
             }
-            return TTier.Sum(TTier.Add(TTier.Add(a0, a1), TTier.Add(a2, a3)));
+            return TTier.Sum(TTier.Add(a0, a1));
         }
     }
 
@@ -364,29 +365,20 @@ public static unsafe class DenseGemv
             y1 = s1;
         }
 
+        /// <summary>One row in exactly the order <see cref="Dot2"/> sums each of its rows.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static float Dot(byte* w, float* xp, float* x, int k)
         {
             int n = TTier.Count, pair = 2 * n;
             int full = k / pair * pair;
-            TVec a0 = TTier.Zero, a1 = TTier.Zero, a2 = TTier.Zero, a3 = TTier.Zero;
-            nint j = 0;
-            for (; j <= full - 2 * pair; j += 2 * pair)
+            TVec a0 = TTier.Zero, a1 = TTier.Zero;
+            for (nint j = 0; j < full; j += pair)
             {
-                TValues.LoadPair<TTier, TVec>(w, j, out TVec e0, out TVec o0);
-                TValues.LoadPair<TTier, TVec>(w, j + pair, out TVec e1, out TVec o1);
-                a0 = TTier.MultiplyAdd(e0, TTier.Load(xp + j), a0);
-                a1 = TTier.MultiplyAdd(o0, TTier.Load(xp + j + n), a1);
-                a2 = TTier.MultiplyAdd(e1, TTier.Load(xp + j + pair), a2);
-                a3 = TTier.MultiplyAdd(o1, TTier.Load(xp + j + pair + n), a3);
+                TValues.LoadPair<TTier, TVec>(w, j, out TVec e, out TVec o);
+                a0 = TTier.MultiplyAdd(e, TTier.Load(xp + j), a0);
+                a1 = TTier.MultiplyAdd(o, TTier.Load(xp + j + n), a1);
             }
-            if (j < full)
-            {
-                TValues.LoadPair<TTier, TVec>(w, j, out TVec e0, out TVec o0);
-                a0 = TTier.MultiplyAdd(e0, TTier.Load(xp + j), a0);
-                a1 = TTier.MultiplyAdd(o0, TTier.Load(xp + j + n), a1);
-            }
-            float s = TTier.Sum(TTier.Add(TTier.Add(a0, a1), TTier.Add(a2, a3)));
+            float s = TTier.Sum(TTier.Add(a0, a1));
             for (int i = full; i < k; i++)
             {
                 s += TLoad.LoadScalar(w, i) * x[i];

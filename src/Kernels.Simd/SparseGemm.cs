@@ -323,37 +323,22 @@ public static unsafe class SparseGemm
             y1 = TTier.Sum(TTier.Add(a1, b1));
         }
 
-        /// <summary>
-        /// One row against one token: the row's values and metadata are read front to back (one
-        /// stream each), two pairs of vectors per iteration into four accumulators.
-        /// </summary>
+        /// <summary>One row against one token, in exactly the order <see cref="Row2"/> sums each of its rows.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private readonly float Row1(byte* v, byte* m, float* x)
         {
             int c = TTier.Count;
             int paired = TValues.PairedKept<TTier, TVec>(Kept);
             int second = TValues.SecondOffset<TTier, TVec>();
-            TVec a0 = TTier.Zero, b0 = TTier.Zero, a1 = TTier.Zero, b1 = TTier.Zero;
-            int p = 0;
-            for (; p + 4 * c <= paired; p += 4 * c)
-            {
-                int ka = TValues.FirstKept(p), kb = ka + second;
-                int kc = TValues.FirstKept(p + 2 * c), kd = kc + second;
-                TValues.LoadPair<TTier, TVec>(v, p, out TVec wa, out TVec wb);
-                TValues.LoadPair<TTier, TVec>(v, p + 2 * c, out TVec wc, out TVec wd);
-                a0 = TTier.MultiplyAdd(wa, TGather.Gather(TTier.Load(x + 2 * ka), TTier.Load(x + 2 * ka + c), TGather.Decode(m, ka / c)), a0);
-                b0 = TTier.MultiplyAdd(wb, TGather.Gather(TTier.Load(x + 2 * kb), TTier.Load(x + 2 * kb + c), TGather.Decode(m, kb / c)), b0);
-                a1 = TTier.MultiplyAdd(wc, TGather.Gather(TTier.Load(x + 2 * kc), TTier.Load(x + 2 * kc + c), TGather.Decode(m, kc / c)), a1);
-                b1 = TTier.MultiplyAdd(wd, TGather.Gather(TTier.Load(x + 2 * kd), TTier.Load(x + 2 * kd + c), TGather.Decode(m, kd / c)), b1);
-            }
-            if (p < paired)
+            TVec a = TTier.Zero, b = TTier.Zero;
+            for (int p = 0; p < paired; p += 2 * c)
             {
                 int ka = TValues.FirstKept(p), kb = ka + second;
                 TValues.LoadPair<TTier, TVec>(v, p, out TVec wa, out TVec wb);
-                a0 = TTier.MultiplyAdd(wa, TGather.Gather(TTier.Load(x + 2 * ka), TTier.Load(x + 2 * ka + c), TGather.Decode(m, ka / c)), a0);
-                b0 = TTier.MultiplyAdd(wb, TGather.Gather(TTier.Load(x + 2 * kb), TTier.Load(x + 2 * kb + c), TGather.Decode(m, kb / c)), b0);
+                a = TTier.MultiplyAdd(wa, TGather.Gather(TTier.Load(x + 2 * ka), TTier.Load(x + 2 * ka + c), TGather.Decode(m, ka / c)), a);
+                b = TTier.MultiplyAdd(wb, TGather.Gather(TTier.Load(x + 2 * kb), TTier.Load(x + 2 * kb + c), TGather.Decode(m, kb / c)), b);
             }
-            return TTier.Sum(TTier.Add(TTier.Add(a0, b0), TTier.Add(a1, b1)));
+            return TTier.Sum(TTier.Add(a, b));
         }
     }
 

@@ -236,7 +236,7 @@ internal static class PeerReportCommand
             var (ratio, per) = Ratio(samples, t.Id, t.Versus, t.Phase);
             string verdict = !double.IsFinite(ratio) ? "not measured"
                 : ratio >= t.Ratio ? "met"
-                : $"missed by {(t.Ratio - ratio) / t.Ratio:P0} ({ratio:F2}x of {t.Ratio:F2}x)";
+                : $"missed by {100 * (t.Ratio - ratio) / t.Ratio:F0}% ({ratio:F2}x of {t.Ratio:F2}x)";
             string name = $"{t.Phase} {file.Label} ≥ {t.Ratio:F2}x llama.cpp {versus.Label}";
             md.AppendLine($"| {name} | {string.Join(", ", per.Select(R))} | {R(ratio)} | {verdict} |");
             targetRows.Add(new { target = name, id = t.Id, versus = t.Versus, phase = t.Phase, required = t.Ratio, per_round = per, median = ratio, met = double.IsFinite(ratio) && ratio >= t.Ratio });

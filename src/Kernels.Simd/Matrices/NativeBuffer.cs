@@ -17,13 +17,18 @@ public sealed unsafe partial class NativeBuffer : IDisposable
     private readonly bool _mapped;
     private readonly nuint _mappedLength;
 
-    public NativeBuffer(long byteLength)
+    public NativeBuffer(long byteLength) : this(byteLength, byteLength >= HugeThreshold)
+    {
+    }
+
+    /// <param name="map">Map anonymous memory (advised to use huge pages; pages can be released) whatever the size, on Linux.</param>
+    private NativeBuffer(long byteLength, bool map)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(byteLength);
         ByteLength = byteLength;
         // Round the allocation up so SIMD code may read whole vectors of the last line.
         nuint size = (nuint)Math.Max(Alignment, (byteLength + Alignment - 1) / Alignment * Alignment);
-        if (byteLength >= HugeThreshold && OperatingSystem.IsLinux())
+        if (map && OperatingSystem.IsLinux())
         {
             _mappedLength = (size + (2u << 20) - 1) & ~((nuint)(2u << 20) - 1);
             void* p = Mmap(null, _mappedLength, ProtRead | ProtWrite, MapPrivate | MapAnonymous, -1, 0);
@@ -52,6 +57,9 @@ public sealed unsafe partial class NativeBuffer : IDisposable
     public Span<T> AsSpan<T>() where T : unmanaged => new(Pointer, checked((int)(ByteLength / sizeof(T))));
 
     public static NativeBuffer Of<T>(long count) where T : unmanaged => new(count * sizeof(T));
+
+    /// <summary>A block of mapped anonymous memory whatever its size (on Linux), so that <see cref="Release"/> works on it: model files read into memory.</summary>
+    public static NativeBuffer Mapped(long byteLength) => new(byteLength, map: true);
 
     /// <summary>
     /// Gives the physical pages wholly inside [offset, offset + bytes) back to the system

@@ -167,7 +167,7 @@ public sealed class ModelBenchmarkSession : IDisposable
         cancellationToken.ThrowIfCancellationRequested();
         var sw = Stopwatch.StartNew();
         // Like the median, the profile leaves out the first two steps (JIT, first touch of the weights).
-        using (_decodeMs.Count >= 2 ? _profiler?.Step(_profiler.Decode, 1) : null)
+        using (_profiler?.Step(_decodeMs.Count >= 2 ? _profiler.Decode : _profiler.Discarded, 1))
         {
             _transformer.Forward(new[] { _next }, _position++, _cache, LogitsMode.Last);
             _controller?.AfterStep((HostKvCache)_cache);
@@ -187,7 +187,7 @@ public sealed class ModelBenchmarkSession : IDisposable
         try
         {
             var sw = Stopwatch.StartNew();
-            using (timed ? _profiler?.Step(_profiler.Prefill, _prefillTokens.Length) : null)
+            using (_profiler?.Step(timed ? _profiler.Prefill : _profiler.Discarded, _prefillTokens.Length))
             {
                 _transformer.Forward(_prefillTokens, 0, _prefillCache, LogitsMode.Last);
             }

@@ -46,7 +46,7 @@ public sealed unsafe class MappedFile : IDisposable
         Memory = memory == WeightMemory.HugePages && Length > GC.GetGCMemoryInfo().TotalAvailableMemoryBytes * 9 / 10 ? WeightMemory.Mapped : memory;
         if (Memory == WeightMemory.HugePages)
         {
-            _copy = new NativeBuffer(Length);
+            _copy = NativeBuffer.Mapped(Length);
             try
             {
                 ReadAll(path, (byte*)_copy.Pointer, Length);

@@ -15,6 +15,9 @@ public sealed class ForwardProfiler
 
     public StepProfile Prefill { get; } = new("prefill");
 
+    /// <summary>Steps timed but not reported (warm-up): they run the profiling code once before the steps that count.</summary>
+    public StepProfile Discarded { get; } = new("discarded");
+
     /// <summary>The profile operations are charged to now (null between steps).</summary>
     internal StepProfile? Current { get; private set; }
 

@@ -44,6 +44,62 @@ public sealed class WorkerPoolTests
         Assert.Equal(0, oversized[0]);
     }
 
+    /// <summary>Guided calls: every item once, pieces of at least the minimum (except the last), from several callers at once.</summary>
+    [Fact]
+    public async Task Guided_calls_run_every_item_once()
+    {
+        using var pool = new WorkerPool(3);
+        var undersized = new int[1];
+        var tasks = Enumerable.Range(0, 3).Select(seed => Task.Run(() =>
+        {
+            for (int round = 0; round < 300; round++)
+            {
+                int count = 1 + (seed * 97 + round * 31) % 2000;
+                int min = 1 + round % 23;
+                var job = new GuidedJob { Hits = new int[count], Min = min, Count = count, Undersized = undersized };
+                pool.ForGuided(count, min, ref job);
+                Assert.All(job.Hits, h => Assert.Equal(1, h));
+            }
+        })).ToArray();
+        await Task.WhenAll(tasks);
+        Assert.Equal(0, undersized[0]);
+    }
+
+    /// <summary>
+    /// Workers that wake up after a call ended must not run items of a later call with the earlier
+    /// call's job: thousands of tiny back-to-back calls with different jobs.
+    /// </summary>
+    [Fact]
+    public void Back_to_back_tiny_calls_never_mix_jobs()
+    {
+        using var pool = new WorkerPool(4);
+        for (int round = 0; round < 5000; round++)
+        {
+            var job = new CountingJob { Hits = new int[3 + round % 5], Chunk = 1, Oversized = new int[1] };
+            pool.For(job.Hits.Length, 1, ref job);
+            Assert.All(job.Hits, h => Assert.Equal(1, h));
+        }
+    }
+
+    private struct GuidedJob : IRangeJob
+    {
+        public int[] Hits;
+        public int Min, Count;
+        public int[] Undersized;
+
+        public readonly void Execute(int begin, int end)
+        {
+            if (end - begin < Min && end != Count)
+            {
+                Interlocked.Increment(ref Undersized[0]);
+            }
+            for (int i = begin; i < end; i++)
+            {
+                Interlocked.Increment(ref Hits[i]);
+            }
+        }
+    }
+
     [Fact]
     public void Empty_ranges_do_nothing()
     {
