@@ -1,11 +1,19 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
+
 namespace Kernels.Simd;
 
 /// <summary>
-/// Top-k selection (not a full sort): indices of the k largest scores in O(n) expected time by
-/// quickselect on (score, index) pairs; ties go to the lower index, so the result is
-/// deterministic. The selected indices are returned in ascending order (weight columns are then
-/// read front to back).
+/// Top-k selection (not a sort): indices of the k largest scores, ties to the lower index, so the
+/// result is deterministic; returned in ascending order (weight columns are then read front to back).
 /// </summary>
+/// <remarks>
+/// Scores are mapped to order-preserving 32-bit keys; a bisection over the key range finds the
+/// k-th largest key T with vectorized counts (32 counting passes), and one ascending scan takes
+/// every key above T and the first of those equal to T. O(32·n/vector + n) with no data-dependent
+/// swaps: on decode's 2048- and 5632-wide MLP inputs it replaced a quickselect that took 14 % of
+/// a DIP step. NaN ranks below every number; −0 equals +0.
+/// </remarks>
 public static class TopK
 {
     /// <summary>Writes the indices of the <paramref name="k"/> largest <paramref name="scores"/> (ascending) into <paramref name="indices"/>.</summary>
@@ -25,59 +33,70 @@ public static class TopK
         {
             return;
         }
-        var idx = scratch[..n];
+        var keys = MemoryMarshal.Cast<int, uint>(scratch[..n]);
         for (int i = 0; i < n; i++)
         {
-            idx[i] = i;
+            keys[i] = Key(scores[i]);
         }
-        if (k < n)
+        // Largest T with count(key ≥ T) ≥ k: the k-th largest key.
+        uint lo = 0, hi = uint.MaxValue;
+        while (lo < hi)
         {
-            // Partition so idx[0..k) hold the k best.
-            int lo = 0, hi = n - 1;
-            // Pivots from an inline xorshift (seeded by k, n: deterministic, and no Random
-            // allocation on the per-token decode path).
-            uint state = (uint)(k * 7919 + n) | 1u;
-            while (lo < hi)
+            uint mid = lo + (uint)((hi - (ulong)lo + 1) / 2);
+            if (CountAtLeast(keys, mid) >= k)
             {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                int p = Partition(scores, idx, lo, hi, lo + (int)(state % (uint)(hi - lo + 1)));
-                if (p == k - 1)
-                {
-                    break;
-                }
-                if (p < k - 1)
-                {
-                    lo = p + 1;
-                }
-                else
-                {
-                    hi = p - 1;
-                }
+                lo = mid;
+            }
+            else
+            {
+                hi = mid - 1;
             }
         }
-        idx[..k].CopyTo(indices);
-        indices[..k].Sort();
+        uint threshold = lo;
+        // Keys equal to the threshold fill what the larger ones leave, lowest indices first.
+        int ties = k - (threshold == uint.MaxValue ? 0 : CountAtLeast(keys, threshold + 1));
+        int taken = 0;
+        for (int i = 0; i < n && taken < k; i++)
+        {
+            uint key = keys[i];
+            if (key > threshold || key == threshold && ties-- > 0)
+            {
+                indices[taken++] = i;
+            }
+        }
     }
 
-    /// <summary>a ranks before b: larger score, then lower index.</summary>
-    private static bool Before(ReadOnlySpan<float> s, int a, int b) => s[a] > s[b] || s[a] == s[b] && a < b;
-
-    private static int Partition(ReadOnlySpan<float> s, Span<int> idx, int lo, int hi, int pivotAt)
+    /// <summary>Order-preserving key: larger floats get larger keys; NaN the smallest; −0 as +0.</summary>
+    private static uint Key(float value)
     {
-        int pivot = idx[pivotAt];
-        (idx[pivotAt], idx[hi]) = (idx[hi], idx[pivotAt]);
-        int store = lo;
-        for (int i = lo; i < hi; i++)
+        if (float.IsNaN(value))
         {
-            if (Before(s, idx[i], pivot))
-            {
-                (idx[i], idx[store]) = (idx[store], idx[i]);
-                store++;
-            }
+            return 0;
         }
-        (idx[store], idx[hi]) = (idx[hi], idx[store]);
-        return store;
+        uint bits = BitConverter.SingleToUInt32Bits(value == 0f ? 0f : value);
+        return (bits & 0x8000_0000) != 0 ? ~bits : bits | 0x8000_0000;
+    }
+
+    private static int CountAtLeast(ReadOnlySpan<uint> keys, uint threshold)
+    {
+        int count = 0, i = 0;
+        if (Vector.IsHardwareAccelerated && keys.Length >= Vector<uint>.Count)
+        {
+            var t = new Vector<uint>(threshold);
+            var ones = Vector<uint>.One;
+            var sum = Vector<uint>.Zero;
+            var vectors = MemoryMarshal.Cast<uint, Vector<uint>>(keys);
+            foreach (var v in vectors)
+            {
+                sum += Vector.GreaterThanOrEqual(v, t) & ones;
+            }
+            count = (int)Vector.Sum(sum);
+            i = vectors.Length * Vector<uint>.Count;
+        }
+        for (; i < keys.Length; i++)
+        {
+            count += keys[i] >= threshold ? 1 : 0;
+        }
+        return count;
     }
 }

@@ -22,6 +22,8 @@ public sealed class DipMlp : IMlpOverride, IDisposable
     private readonly DipOptions _options;
     private readonly ColumnMajorMlp?[] _layers;
     private readonly ColumnCache?[] _inputCaches, _hiddenCaches;
+    private float[]? _scores, _hidden;
+    private int[]? _scratch, _inputs, _hiddenColumns;
 
     public DipMlp(LlamaModel model, DipOptions options)
     {
@@ -85,17 +87,19 @@ public sealed class DipMlp : IMlpOverride, IDisposable
         }
         var mlp = _layers[layer] ??= ColumnMajor(weights);
         int dim = _model.Config.Dim, hidden = _model.Config.HiddenDim;
-        var scores = new float[Math.Max(dim, hidden)];
-        var scratch = new int[Math.Max(dim, hidden)];
-        var h = new float[hidden];
+        // Scratch reused across calls (decode runs this once per layer and token; it allocated ~70 KB each time).
+        var scores = _scores ??= new float[Math.Max(dim, hidden)];
+        var scratch = _scratch ??= new int[Math.Max(dim, hidden)];
+        var h = _hidden ??= new float[hidden];
         using var timed = Profiling.ForwardProfiler.Time(Profiling.ProfilePart.GateUp);
         for (int t = 0; t < n; t++)
         {
             var xs = hx.Slice(t * dim, dim);
-            var inputs = new int[KeepInputs];
+            // Recorded masks keep their arrays; otherwise the selections are reused too.
+            var inputs = Masks is null ? _inputs ??= new int[KeepInputs] : new int[KeepInputs];
             Select(xs, _inputCaches[layer], inputs, scores, scratch);
             MaskedSwiGlu.GateUp(mlp, xs, inputs, h);
-            var hiddenColumns = new int[KeepHidden];
+            var hiddenColumns = Masks is null ? _hiddenColumns ??= new int[KeepHidden] : new int[KeepHidden];
             Select(h, _hiddenCaches[layer], hiddenColumns, scores, scratch);
             MaskedSwiGlu.Down(mlp, h, hiddenColumns, hy.Slice(t * dim, dim));
             if (_options.CacheAware)
