@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side by side with llama.cpp on the same GGUF files (not run by CI; see README "Compared with llama.cpp").
 #
-#   bash bench/peers/llama-cpp.sh [--shape tinyllama|7b|small] [--layers N] [--rounds 3] [--out DIR]
+#   bash bench/peers/llama-cpp.sh [--shape tinyllama|7b|small] [--layers N] [--rounds 5] [--out DIR]
 #
 # 1. Builds llama.cpp once with ../shared/peers/build-llama-cpp.sh (needs cmake and g++) and
 #    publishes this project's CLI into the work folder (so rebuilding the repository during a run
@@ -9,16 +9,17 @@
 # 2. Makes the files in $TMPDIR/kernels-peers/<shape> (never in the repository): `kernels synth`
 #    F32/F16/BF16; `llama-quantize` Q8_0, Q4_0, Q4_K_M of the F16 file; `kernels prune --method
 #    magnitude --pattern 2:4|4:8 --scope all` of the F16 file. Existing files are reused.
-# 3. Runs interleaved rounds: in every round each file once through llama-bench (tg and pp, 2
-#    threads, mmap on and off, 3 repetitions) and once through `kernels bench --model` (decode
-#    and prefill of the same lengths), the order of the files rotated from round to round.
+# 3. Runs interleaved rounds: in every round, for each file, llama-bench tg (2 threads, mmap on
+#    and off, 3 repetitions), then `kernels bench --model` decode, then llama-bench pp, then
+#    `kernels bench --model` prefill: each engine's number within seconds of the other's. The
+#    order of the files rotates from round to round.
 # 4. Writes DIR (default docs/reports/peers/<shape>): README.md (per-round numbers, medians,
 #    ratios to llama.cpp, the targets), results.json, decode.png, prefill.png; the raw outputs
 #    stay in the work folder.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-shape=tinyllama layers="" rounds=3 out="" decode=32 prefill=256 threads=2
+shape=tinyllama layers="" rounds=5 out="" decode=32 prefill=256 threads=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --shape) shape=$2; shift 2 ;;
@@ -96,13 +97,16 @@ for r in $(seq 1 "$rounds"); do
     file=$(awk -F'\t' -v id="$id" '$1 == id { print $3 }' "$manifest")
     runs=$(awk -F'\t' -v id="$id" '$1 == id { print $4 }' "$manifest")
     echo "== round $r/$rounds: $id"
-    "$B/llama-bench" -m "$file" -p 0 -n "$decode" -r 3 -t "$threads" -mmp 0,1 -o json >"$raw/r$r/llama-$id-tg.json" 2>"$raw/r$r/llama-$id-tg.err" || echo "   llama-bench tg failed (see $raw/r$r/llama-$id-tg.err)"
-    "$B/llama-bench" -m "$file" -p "$prefill" -n 0 -r 3 -t "$threads" -mmp 0,1 -o json >"$raw/r$r/llama-$id-pp.json" 2>"$raw/r$r/llama-$id-pp.err" || echo "   llama-bench pp failed (see $raw/r$r/llama-$id-pp.err)"
-    if [ "$runs" = 1 ]; then
-      KERNELS_THREADS=$threads "$K" bench --model "$file" --decode-tokens "$decode" --prefill-tokens "$prefill" \
-        --json "$raw/r$r/kernels-$id.json" --chart "$work/last-bench.png" >"$raw/r$r/kernels-$id.log" 2>&1 \
-        || echo "   kernels bench failed (see $raw/r$r/kernels-$id.log)"
-    fi
+    for phase in tg pp; do
+      if [ $phase = tg ]; then p=0 n=$decode kp=0 kn=$decode; else p=$prefill n=0 kp=$prefill kn=1; fi
+      "$B/llama-bench" -m "$file" -p "$p" -n "$n" -r 3 -t "$threads" -mmp 0,1 -o json >"$raw/r$r/llama-$id-$phase.json" 2>"$raw/r$r/llama-$id-$phase.err" \
+        || echo "   llama-bench $phase failed (see $raw/r$r/llama-$id-$phase.err)"
+      if [ "$runs" = 1 ]; then
+        KERNELS_THREADS=$threads "$K" bench --model "$file" --decode-tokens "$kn" --prefill-tokens "$kp" \
+          --json "$raw/r$r/kernels-$id-$phase.json" --chart "$work/last-bench.png" >"$raw/r$r/kernels-$id-$phase.log" 2>&1 \
+          || echo "   kernels bench $phase failed (see $raw/r$r/kernels-$id-$phase.log)"
+      fi
+    done
   done
 done
 

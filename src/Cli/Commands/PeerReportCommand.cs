@@ -40,7 +40,7 @@ internal static class PeerReportCommand
 
     public static Command Create()
     {
-        var raw = new Option<string>("--raw") { Description = "Folder with r1, r2, ... of llama-<id>-tg.json, llama-<id>-pp.json, kernels-<id>.json", Required = true };
+        var raw = new Option<string>("--raw") { Description = "Folder with r1, r2, ... of llama-<id>-tg.json, llama-<id>-pp.json, kernels-<id>-tg.json and kernels-<id>-pp.json (or one kernels-<id>.json)", Required = true };
         var manifest = new Option<string>("--manifest") { Description = "TSV: id, label, file, whether kernels ran it (1/0)", Required = true };
         var output = new Option<string>("--out", "-o") { Description = "Report folder", Required = true };
         var title = new Option<string>("--title") { Description = "Report title", DefaultValueFactory = _ => "llama.cpp vs kernels" };
@@ -111,10 +111,15 @@ internal static class PeerReportCommand
                         samples.AddRange(ParseLlamaBench(llama, round, f.Id));
                     }
                 }
-                string kernels = Path.Combine(dir, $"kernels-{f.Id}.json");
-                if (File.Exists(kernels) && new FileInfo(kernels).Length > 0)
+                // Decode from kernels-<id>-tg.json and prefill from kernels-<id>-pp.json (run next to llama-bench's tg and pp),
+                // or both from one kernels-<id>.json.
+                foreach (var (file, phase) in new[] { ($"kernels-{f.Id}-tg.json", "decode"), ($"kernels-{f.Id}-pp.json", "prefill"), ($"kernels-{f.Id}.json", null) })
                 {
-                    samples.AddRange(ParseKernels(kernels, round, f.Id));
+                    string kernels = Path.Combine(dir, file);
+                    if (File.Exists(kernels) && new FileInfo(kernels).Length > 0)
+                    {
+                        samples.AddRange(ParseKernels(kernels, round, f.Id).Where(s => phase is null || s.Phase == phase));
+                    }
                 }
             }
         }
