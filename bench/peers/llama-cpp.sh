@@ -91,15 +91,16 @@ raw="$work/raw"
 rm -rf "$raw"
 for r in $(seq 1 "$rounds"); do
   mkdir -p "$raw/r$r"
-  n=${#ids[@]}
-  for i in $(seq 0 $((n - 1))); do
-    id=${ids[$(( (i + r - 1) % n ))]}
+  count=${#ids[@]}
+  for i in $(seq 0 $((count - 1))); do
+    id=${ids[$(( (i + r - 1) % count ))]}
     file=$(awk -F'\t' -v id="$id" '$1 == id { print $3 }' "$manifest")
     runs=$(awk -F'\t' -v id="$id" '$1 == id { print $4 }' "$manifest")
     echo "== round $r/$rounds: $id"
     for phase in tg pp; do
-      if [ $phase = tg ]; then p=0 n=$decode kp=0 kn=$decode; else p=$prefill n=0 kp=$prefill kn=1; fi
-      "$B/llama-bench" -m "$file" -p "$p" -n "$n" -r 3 -t "$threads" -mmp 0,1 -o json >"$raw/r$r/llama-$id-$phase.json" 2>"$raw/r$r/llama-$id-$phase.err" \
+      # llama-bench -p/-n and kernels --prefill-tokens/--decode-tokens of this phase
+      if [ $phase = tg ]; then lp=0 ln=$decode kp=0 kn=$decode; else lp=$prefill ln=0 kp=$prefill kn=1; fi
+      "$B/llama-bench" -m "$file" -p "$lp" -n "$ln" -r 3 -t "$threads" -mmp 0,1 -o json >"$raw/r$r/llama-$id-$phase.json" 2>"$raw/r$r/llama-$id-$phase.err" \
         || echo "   llama-bench $phase failed (see $raw/r$r/llama-$id-$phase.err)"
       if [ "$runs" = 1 ]; then
         KERNELS_THREADS=$threads "$K" bench --model "$file" --decode-tokens "$kn" --prefill-tokens "$kp" \

@@ -177,6 +177,9 @@ internal static class PeerReportCommand
         return (Median(per), per);
     }
 
+    /// <summary>JSON has no NaN: a missing measurement is null.</summary>
+    private static double? Finite(double v) => double.IsFinite(v) ? v : null;
+
     private static string F(double v) => double.IsFinite(v) ? v.ToString(v >= 100 ? "F0" : "F1", CultureInfo.InvariantCulture) : "-";
 
     private static string R(double v) => double.IsFinite(v) ? v.ToString("F2", CultureInfo.InvariantCulture) + "x" : "-";
@@ -244,7 +247,7 @@ internal static class PeerReportCommand
                 : $"missed by {100 * (t.Ratio - ratio) / t.Ratio:F0}% ({ratio:F2}x of {t.Ratio:F2}x)";
             string name = $"{t.Phase} {file.Label} ≥ {t.Ratio:F2}x llama.cpp {versus.Label}";
             md.AppendLine($"| {name} | {string.Join(", ", per.Select(R))} | {R(ratio)} | {verdict} |");
-            targetRows.Add(new { target = name, id = t.Id, versus = t.Versus, phase = t.Phase, required = t.Ratio, per_round = per, median = ratio, met = double.IsFinite(ratio) && ratio >= t.Ratio });
+            targetRows.Add(new { target = name, id = t.Id, versus = t.Versus, phase = t.Phase, required = t.Ratio, per_round = per.Select(Finite), median = Finite(ratio), met = double.IsFinite(ratio) && ratio >= t.Ratio });
         }
         md.AppendLine().AppendLine("Charts: `decode.png`, `prefill.png` (medians). Raw samples: `results.json`.");
         AtomicFile.WriteAllText(Path.Combine(dir, "README.md"), md.ToString());
@@ -257,7 +260,7 @@ internal static class PeerReportCommand
             simd = SimdInfo.Describe(),
             rounds = rounds.Count,
             files = files.Select(f => new { f.Id, f.Label, kernels = f.KernelsRuns }),
-            samples = samples.Select(s => new { round = s.Round, id = s.Id, engine = s.Engine, phase = s.Phase, tokens_per_s = double.IsFinite(s.TokensPerSecond) ? s.TokensPerSecond : (double?)null }),
+            samples = samples.Select(s => new { round = s.Round, id = s.Id, engine = s.Engine, phase = s.Phase, tokens_per_s = Finite(s.TokensPerSecond) }),
             targets = targetRows,
         };
         AtomicFile.WriteAllText(Path.Combine(dir, "results.json"), JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));
