@@ -108,7 +108,7 @@ internal static class PeerReportCommand
                     string llama = Path.Combine(dir, $"llama-{f.Id}-{phase}.json");
                     if (File.Exists(llama) && new FileInfo(llama).Length > 0)
                     {
-                        samples.AddRange(ParseLlamaBench(llama, round, f.Id));
+                        samples.AddRange(Readable(llama, () => ParseLlamaBench(llama, round, f.Id).ToList()));
                     }
                 }
                 // Decode from kernels-<id>-tg.json and prefill from kernels-<id>-pp.json (run next to llama-bench's tg and pp),
@@ -118,12 +118,26 @@ internal static class PeerReportCommand
                     string kernels = Path.Combine(dir, file);
                     if (File.Exists(kernels) && new FileInfo(kernels).Length > 0)
                     {
-                        samples.AddRange(ParseKernels(kernels, round, f.Id).Where(s => phase is null || s.Phase == phase));
+                        samples.AddRange(Readable(kernels, () => ParseKernels(kernels, round, f.Id).Where(s => phase is null || s.Phase == phase).ToList()));
                     }
                 }
             }
         }
         return samples;
+    }
+
+    /// <summary>The samples of one raw file, or none (with a warning) when it is incomplete or not what it should be: a run that died mid-write counts as not measured.</summary>
+    private static List<Sample> Readable(string path, Func<List<Sample>> parse)
+    {
+        try
+        {
+            return parse();
+        }
+        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException)
+        {
+            CliConsole.Err.MarkupLine($"[yellow]skipped {Markup.Escape(path)}: {Markup.Escape(e.Message)}[/]");
+            return new List<Sample>();
+        }
     }
 
     /// <summary>llama-bench -o json: one entry per (mmap, test); avg_ts is the mean over repetitions of tokens/time.</summary>
