@@ -1,5 +1,6 @@
 using Kernels.Runtime.Model;
 using Kernels.Simd.Matrices;
+using Kernels.Simd.Quantized;
 
 namespace Kernels.Bench;
 
@@ -11,6 +12,9 @@ internal static class MatrixFactory
         var p = shape.Split('x');
         return (int.Parse(p[0]), int.Parse(p[1]));
     }
+
+    public static QuantizedMatrix RandomQuantized(QuantType type, int rows, int cols, int seed = 1) =>
+        SyntheticModel.RandomQuantized("w", type, rows, cols, seed);
 
     /// <param name="format">dense, 2:4, 4:8, 2:4-out (output-axis groups).</param>
     public static WeightMatrix Create(string format, int rows, int cols, ElementType type, int seed = 1)

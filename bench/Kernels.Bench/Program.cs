@@ -4,17 +4,25 @@ namespace Kernels.Bench;
 
 /// <summary>
 /// BenchmarkDotNet entry point: <c>dotnet run -c Release --project bench/Kernels.Bench -- --filter '*Gemv*'</c>;
-/// <c>-- side-by-side SHAPE N</c> times dense / 2:4 / 4:8 round-robin instead (<see cref="SideBySide"/>).
+/// <c>-- side-by-side SHAPE N</c> times dense / 2:4 / 4:8 round-robin instead (<see cref="SideBySide"/>),
+/// <c>-- side-by-side-quant SHAPE N</c> the quantized formats against dense F16 (<see cref="QuantizedSideBySide"/>).
 /// </summary>
 public static class Program
 {
     public static void Main(string[] args)
     {
-        if (args.Length > 0 && args[0] == "side-by-side")
+        if (args.Length > 0 && args[0] is "side-by-side" or "side-by-side-quant")
         {
             try
             {
-                SideBySide.Run(args[1..]);
+                if (args[0] == "side-by-side")
+                {
+                    SideBySide.Run(args[1..]);
+                }
+                else
+                {
+                    QuantizedSideBySide.Run(args[1..]);
+                }
             }
             catch (ArgumentException e)
             {

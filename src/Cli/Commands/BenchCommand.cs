@@ -6,6 +6,7 @@ using Kernels.Runtime.Model;
 using Kernels.Runtime.Simplification;
 using Kernels.Simd;
 using Kernels.Simd.Matrices;
+using Kernels.Simd.Quantized;
 using Spectre.Console;
 
 namespace Kernels.Cli.Commands;
@@ -206,8 +207,8 @@ internal static class BenchCommand
                         CliConsole.Err.MarkupLine($"[grey]{Markup.Escape(v.Name)}: {log.Count} linears stored compressed ({Markup.Escape(string.Join(", ", log.Select(e => e.After).Distinct()))})[/]");
                     }
                 }
-                var (type, pattern) = Describe(loaded);
-                string format = pattern is { } p ? $"{p} {type}" : $"dense {type}";
+                var (type, pattern, quantized) = Describe(loaded);
+                string format = quantized is { } qt ? qt.ToString() : pattern is { } p ? $"{p} {type}" : $"dense {type}";
                 return (loaded, v with { Name = $"{v.Name} ({format})", Type = type, Sparsity = pattern });
             }
             catch
@@ -225,15 +226,16 @@ internal static class BenchCommand
     }
 
     /// <summary>Value type and N:M pattern of a loaded model, read from its MLP gate matrices (the most common format wins).</summary>
-    private static (ElementType Type, NmPattern? Pattern) Describe(LlamaModel model) =>
+    private static (ElementType Type, NmPattern? Pattern, QuantType? Quantized) Describe(LlamaModel model) =>
         model.Layers.Select(l => l.Gate switch
             {
-                DenseMatrix d => (d.ElementType, (NmPattern?)null),
-                NmSparseMatrix s => (s.ValueType, s.Pattern),
-                NmOutputSparseMatrix o => (o.ValueType, o.Pattern),
-                _ => (ElementType.F32, null),
+                DenseMatrix d => (d.ElementType, (NmPattern?)null, (QuantType?)null),
+                NmSparseMatrix s => (s.ValueType, s.Pattern, null),
+                NmOutputSparseMatrix o => (o.ValueType, o.Pattern, null),
+                QuantizedMatrix q => (ElementType.F32, null, q.Type),
+                _ => (ElementType.F32, null, null),
             })
-            .GroupBy(x => x).OrderByDescending(g => g.Count()).Select(g => g.Key).DefaultIfEmpty((model.TokenEmbedding.ElementType, null)).First();
+            .GroupBy(x => x).OrderByDescending(g => g.Count()).Select(g => g.Key).DefaultIfEmpty((model.TokenEmbedding is DenseMatrix e ? e.ElementType : ElementType.F32, null, null)).First();
 
     private static ModelBenchmarkOptions For(ModelBenchmarkOptions options, Variant v) => options with { Kv = v.Kv, TokenPruning = v.Tokens };
 

@@ -16,10 +16,7 @@ public static class ScalarReference
         var row = new float[cols];
         for (int r = 0; r < rows; r++)
         {
-            for (int c = 0; c < cols; c++)
-            {
-                row[c] = w.GetElement(r, c);
-            }
+            w.CopyRow(r, row);
             for (int t = 0; t < n; t++)
             {
                 float acc = 0f;

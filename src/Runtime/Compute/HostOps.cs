@@ -1,6 +1,7 @@
 using Kernels.Runtime.Model;
 using Kernels.Simd;
 using Kernels.Simd.Matrices;
+using Kernels.Simd.Quantized;
 using Kernels.Simd.Threading;
 
 namespace Kernels.Runtime.Compute;
@@ -33,7 +34,7 @@ public unsafe class HostOps : ITransformerOps
 
     protected static HostTensor H(DeviceTensor t) => t as HostTensor ?? throw new ArgumentException("tensor belongs to another backend");
 
-    public virtual void Embed(DenseMatrix embedding, ReadOnlySpan<int> tokens, DeviceTensor x)
+    public virtual void Embed(WeightMatrix embedding, ReadOnlySpan<int> tokens, DeviceTensor x)
     {
         int dim = embedding.Columns;
         var xs = H(x).Span;
@@ -43,7 +44,7 @@ public unsafe class HostOps : ITransformerOps
             {
                 throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[t]} outside the vocabulary of {embedding.Rows}");
             }
-            embedding.ReadRow(tokens[t], xs.Slice(t * dim, dim));
+            embedding.CopyRow(tokens[t], xs.Slice(t * dim, dim));
         }
     }
 
@@ -53,7 +54,7 @@ public unsafe class HostOps : ITransformerOps
     public virtual void MatMul(WeightMatrix w, DeviceTensor x, int n, DeviceTensor y) =>
         w.Multiply(H(x).Slice(0, n * w.Columns), H(y).Slice(0, n * w.Rows), n);
 
-    /// <summary>A decode step's dense projections of one input run as one GEMV (one fork/join, one permuted x); anything else one by one.</summary>
+    /// <summary>A decode step's dense or quantized projections of one input run as one GEMV (one fork/join, x permuted or quantized once); anything else one by one.</summary>
     public virtual void MatMul(ReadOnlySpan<WeightMatrix> ws, DeviceTensor x, int n, ReadOnlySpan<DeviceTensor> ys)
     {
         if (ws.Length != ys.Length)
@@ -62,30 +63,59 @@ public unsafe class HostOps : ITransformerOps
         }
         if (n == 1 && ws.Length is > 1 and <= DenseGemv.MaxShared && SameDenseFormat(ws))
         {
-            var xs = H(x).Slice(0, ws[0].Columns);
-            Span<nint> outputs = stackalloc nint[ws.Length];
             var matrices = new SharedInputMatrices();
-            Span<DenseMatrix> dense = ((Span<DenseMatrix>)matrices)[..ws.Length];
-            for (int i = 0; i < ws.Length; i++)
-            {
-                dense[i] = (DenseMatrix)ws[i];
-                var y = H(ys[i]);
-                if (y.Length < ws[i].Rows)
-                {
-                    throw new ArgumentException($"{ws[i].Name}: output holds {y.Length} floats, needs {ws[i].Rows}", nameof(ys));
-                }
-                outputs[i] = (nint)y.Pointer;
-            }
-            fixed (float* px = xs)
-            {
-                DenseGemv.MultiplyMany(dense, px, outputs);
-            }
+            Shared(ws, H(x), ys, ((Span<DenseMatrix>)matrices)[..ws.Length], &DenseGemv.MultiplyMany);
+            return;
+        }
+        if (n == 1 && ws.Length is > 1 and <= QuantizedMatMul.MaxShared && SameColumnsQuantized(ws))
+        {
+            var matrices = new SharedInputQuantized();
+            Shared(ws, H(x), ys, ((Span<QuantizedMatrix>)matrices)[..ws.Length], &QuantizedMatMul.MultiplyMany);
             return;
         }
         for (int i = 0; i < ws.Length; i++)
         {
             MatMul(ws[i], x, n, ys[i]);
         }
+    }
+
+    /// <summary>One GEMV region for matrices that share x (Q/K/V, gate/up).</summary>
+    private static void Shared<TMatrix>(ReadOnlySpan<WeightMatrix> ws, HostTensor x, ReadOnlySpan<DeviceTensor> ys, Span<TMatrix> typed,
+        delegate*<ReadOnlySpan<TMatrix>, float*, ReadOnlySpan<nint>, void> multiply) where TMatrix : WeightMatrix
+    {
+        Span<nint> outputs = stackalloc nint[ws.Length];
+        for (int i = 0; i < ws.Length; i++)
+        {
+            typed[i] = (TMatrix)ws[i];
+            var y = H(ys[i]);
+            if (y.Length < ws[i].Rows)
+            {
+                throw new ArgumentException($"{ws[i].Name}: output holds {y.Length} floats, needs {ws[i].Rows}", nameof(ys));
+            }
+            outputs[i] = (nint)y.Pointer;
+        }
+        fixed (float* px = x.Slice(0, ws[0].Columns))
+        {
+            multiply(typed, px, outputs);
+        }
+    }
+
+    [System.Runtime.CompilerServices.InlineArray(QuantizedMatMul.MaxShared)]
+    private struct SharedInputQuantized
+    {
+        private QuantizedMatrix _first;
+    }
+
+    private static bool SameColumnsQuantized(ReadOnlySpan<WeightMatrix> ws)
+    {
+        foreach (var w in ws)
+        {
+            if (w is not QuantizedMatrix || w.Columns != ws[0].Columns)
+            {
+                return false;
+            }
+        }
+        return true;
     }
 
     [System.Runtime.CompilerServices.InlineArray(DenseGemv.MaxShared)]

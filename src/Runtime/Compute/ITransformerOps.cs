@@ -30,7 +30,7 @@ public interface ITransformerOps : IDisposable
     DeviceTensor Allocate(int length);
 
     /// <summary>x[n, dim] = embedding rows of <paramref name="tokens"/>.</summary>
-    void Embed(DenseMatrix embedding, ReadOnlySpan<int> tokens, DeviceTensor x);
+    void Embed(WeightMatrix embedding, ReadOnlySpan<int> tokens, DeviceTensor x);
 
     /// <summary>y[n, dim] = RMSNorm(x[n, dim]) ⊙ weight.</summary>
     void RmsNorm(DeviceTensor x, float[] weight, float epsilon, int n, DeviceTensor y);

@@ -100,7 +100,7 @@ public sealed class GpuOps : ITransformerOps
         return buffer.View;
     }
 
-    public void Embed(DenseMatrix embedding, ReadOnlySpan<int> tokens, DeviceTensor x)
+    public void Embed(WeightMatrix embedding, ReadOnlySpan<int> tokens, DeviceTensor x)
     {
         foreach (int t in tokens)
         {

@@ -1,10 +1,11 @@
 using System.Buffers.Binary;
 using System.Text;
 using Kernels.Runtime.Model;
+using Kernels.Simd.Quantized;
 
 namespace Kernels.Runtime.IO;
 
-/// <summary>ggml tensor types (the subset a reader must name in errors; F32/F16/BF16 are loadable).</summary>
+/// <summary>ggml tensor types (the subset a reader must name in errors; see <see cref="GgufTensorInfo.IsLoadable"/>).</summary>
 public enum GgmlType : uint
 {
     F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
@@ -20,13 +21,45 @@ public sealed record GgufTensorInfo(string Name, long[] Dims, GgmlType Type, lon
 
     public string Shape => "[" + string.Join(", ", Dims.Reverse()) + "]";
 
-    /// <summary>Bytes for supported element types; throws for quantized ones.</summary>
-    public long ByteSize(string path) => Type switch
+    /// <summary>The block format of a quantized tensor, or null for float and unsupported types.</summary>
+    public QuantType? Quantization => Type switch
     {
-        GgmlType.F32 => ElementCount * 4,
-        GgmlType.F16 or GgmlType.BF16 => ElementCount * 2,
-        _ => throw new ModelFormatException(path, $"tensor {Name}: element type {Type} is not supported (F32, F16 and BF16 are)"),
+        GgmlType.Q8_0 => QuantType.Q8_0,
+        GgmlType.Q4_0 => QuantType.Q4_0,
+        GgmlType.Q4_1 => QuantType.Q4_1,
+        GgmlType.Q5_0 => QuantType.Q5_0,
+        GgmlType.Q5_1 => QuantType.Q5_1,
+        GgmlType.Q2_K => QuantType.Q2_K,
+        GgmlType.Q3_K => QuantType.Q3_K,
+        GgmlType.Q4_K => QuantType.Q4_K,
+        GgmlType.Q5_K => QuantType.Q5_K,
+        GgmlType.Q6_K => QuantType.Q6_K,
+        _ => null,
     };
+
+    /// <summary>Whether this reader can size and load the tensor's data.</summary>
+    public bool IsLoadable => Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 || Quantization is not null;
+
+    /// <summary>Bytes of the tensor's data; throws for types this reader does not load, and for
+    /// quantized rows that are not whole blocks.</summary>
+    public long ByteSize(string path)
+    {
+        if (Quantization is { } q)
+        {
+            int k = q.BlockElements();
+            if (Dims[0] % k != 0)
+            {
+                throw new ModelFormatException(path, $"tensor {Name}: {Type} row length {Dims[0]} is not a multiple of its block of {k}");
+            }
+            return ElementCount / k * q.BlockBytes();
+        }
+        return Type switch
+        {
+            GgmlType.F32 => ElementCount * 4,
+            GgmlType.F16 or GgmlType.BF16 => ElementCount * 2,
+            _ => throw new ModelFormatException(path, $"tensor {Name}: element type {Type} is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q2_K-Q6_K are)"),
+        };
+    }
 }
 
 /// <summary>
@@ -189,7 +222,7 @@ public sealed unsafe class GgufFile : IDisposable
             {
                 throw new ModelFormatException(Path, $"tensor {t.Name}: offset {t.Offset} is not aligned to {Alignment}");
             }
-            if (t.Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16)
+            if (t.IsLoadable)
             {
                 File.CheckRange(DataOffset + t.Offset, t.ByteSize(Path), $"tensor {t.Name} ({t.Type} {t.Shape})");
             }

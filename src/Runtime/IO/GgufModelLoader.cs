@@ -1,11 +1,13 @@
 using System.Text;
 using Kernels.Runtime.Model;
 using Kernels.Simd.Matrices;
+using Kernels.Simd.Quantized;
 
 namespace Kernels.Runtime.IO;
 
 /// <summary>
-/// Loads a GGUF "llama" model: F32/F16/BF16 tensors are mapped in place, norms copied to float.
+/// Loads a GGUF "llama" model: F32/F16/BF16 and quantized (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K-Q6_K)
+/// tensors are used in place, norms copied to float.
 /// GGUF stores Q/K in the interleaved RoPE layout (llama.cpp's converter undoes HF's permutation),
 /// which is the runtime's layout, so no permutation is needed. The embedded SentencePiece
 /// vocabulary is read when present.
@@ -116,22 +118,28 @@ public static unsafe class GgufModelLoader
     private static int SharedKv(GgufFile gguf, int layer) =>
         gguf.Metadata.TryGetValue("kernels.kv_share_source", out object? v) && v is int[] a && layer < a.Length ? a[layer] : -1;
 
-    private static DenseMatrix Matrix(GgufFile gguf, string name, int rows, int cols)
+    private static WeightMatrix Matrix(GgufFile gguf, string name, int rows, int cols)
     {
         var t = gguf.FindTensor(name) ?? throw new ModelFormatException(gguf.Path, $"tensor {name} is missing");
         if (t.Dims.Length != 2 || t.Dims[0] != cols || rows >= 0 && t.Dims[1] != rows)
         {
             throw new ModelFormatException(gguf.Path, $"tensor {name}: shape {t.Shape}, expected [{(rows >= 0 ? rows : "*")}, {cols}]");
         }
-        var type = t.Type switch
+        byte* data = gguf.TensorData(t); // checks the type, whole blocks and the byte range
+        if (t.Quantization is { } q)
         {
-            GgmlType.F32 => ElementType.F32,
-            GgmlType.F16 => ElementType.F16,
-            GgmlType.BF16 => ElementType.BF16,
-            _ => throw new ModelFormatException(gguf.Path, $"tensor {name}: element type {t.Type} is not supported (F32, F16 and BF16 are)"),
-        };
-        return new DenseMatrix(name, (int)t.Dims[1], cols, type, gguf.TensorData(t), gguf.File);
+            return new QuantizedMatrix(name, (int)t.Dims[1], cols, q, data, gguf.File);
+        }
+        return new DenseMatrix(name, (int)t.Dims[1], cols, FloatType(gguf, t), data, gguf.File);
     }
+
+    private static ElementType FloatType(GgufFile gguf, GgufTensorInfo t) => t.Type switch
+    {
+        GgmlType.F32 => ElementType.F32,
+        GgmlType.F16 => ElementType.F16,
+        GgmlType.BF16 => ElementType.BF16,
+        _ => throw new ModelFormatException(gguf.Path, $"tensor {t.Name}: element type {t.Type} is not supported"),
+    };
 
     private static float[] Vector(GgufFile gguf, string name, int length)
     {
@@ -140,15 +148,17 @@ public static unsafe class GgufModelLoader
         {
             throw new ModelFormatException(gguf.Path, $"tensor {name}: {t.ElementCount} elements, expected {length}");
         }
-        var type = t.Type switch
-        {
-            GgmlType.F32 => ElementType.F32,
-            GgmlType.F16 => ElementType.F16,
-            GgmlType.BF16 => ElementType.BF16,
-            _ => throw new ModelFormatException(gguf.Path, $"tensor {name}: element type {t.Type} is not supported"),
-        };
-        var result = new float[length];
         byte* data = gguf.TensorData(t);
+        var result = new float[length];
+        if (t.Quantization is { } q)
+        {
+            fixed (float* r = result)
+            {
+                Dequantization.Row(q, data, r, length);
+            }
+            return result;
+        }
+        var type = FloatType(gguf, t);
         for (int i = 0; i < length; i++)
         {
             result[i] = type.ReadAsSingle(data, i);

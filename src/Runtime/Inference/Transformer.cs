@@ -143,7 +143,7 @@ public sealed class Transformer : IDisposable
         var result = new float[tokens.Length * dim];
         for (int i = 0; i < tokens.Length; i++)
         {
-            Model.TokenEmbedding.ReadRow(tokens[i], result.AsSpan(i * dim, dim));
+            Model.TokenEmbedding.CopyRow(tokens[i], result.AsSpan(i * dim, dim));
         }
         return result;
     }

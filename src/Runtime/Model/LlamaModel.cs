@@ -11,7 +11,7 @@ public sealed class LlamaModel : IDisposable
 {
     private readonly List<IDisposable> _owned = new();
 
-    public LlamaModel(LlamaConfig config, DenseMatrix embedding, IReadOnlyList<LlamaLayer> layers, float[] finalNorm,
+    public LlamaModel(LlamaConfig config, WeightMatrix embedding, IReadOnlyList<LlamaLayer> layers, float[] finalNorm,
         WeightMatrix classifier, string source)
     {
         Config = config;
@@ -24,7 +24,7 @@ public sealed class LlamaModel : IDisposable
     }
 
     public LlamaConfig Config { get; private set; }
-    public DenseMatrix TokenEmbedding { get; }               // [vocab, dim]
+    public WeightMatrix TokenEmbedding { get; }              // [vocab, dim]; rows are read by CopyRow
     public List<LlamaLayer> Layers { get; }
     public float[] FinalNorm { get; }                        // [dim]
     public WeightMatrix Classifier { get; }                  // [vocab, dim]; may be TokenEmbedding itself

@@ -1,4 +1,5 @@
 using Kernels.Simd.Matrices;
+using Kernels.Simd.Quantized;
 
 namespace Kernels.Runtime.Model;
 
@@ -145,6 +146,29 @@ public static class SyntheticModel
         });
         return bank;
     });
+
+    /// <summary>
+    /// Deterministic random blocks of a quantized format — random bytes, every F16 block scale a
+    /// finite value of random sign and magnitude 0.002-0.052 — for kernel tests and benchmarks
+    /// (the bytes exercise every bit of the layout; they quantize nothing).
+    /// </summary>
+    public static unsafe QuantizedMatrix RandomQuantized(string name, QuantType type, int rows, int cols, int seed)
+    {
+        var m = new QuantizedMatrix(name, rows, cols, type);
+        var r = new Random(seed);
+        long blocks = (long)rows * cols / type.BlockElements();
+        for (long b = 0; b < blocks; b++)
+        {
+            byte* block = m.Data + b * type.BlockBytes();
+            r.NextBytes(new Span<byte>(block, type.BlockBytes()));
+            foreach (int offset in type.ScaleOffsets())
+            {
+                float scale = (0.002f + 0.05f * r.NextSingle()) * (r.Next(2) == 0 ? -1 : 1);
+                *(ushort*)(block + offset) = Kernels.Simd.Vectors.HalfBits.SingleToHalf(scale);
+            }
+        }
+        return m;
+    }
 
     /// <summary>Deterministic weights of the given storage type, optionally pruned to N:M by magnitude along the input dimension.</summary>
     public static unsafe DenseMatrix RandomDense(string name, int rows, int cols, ElementType type, NmPattern? sparsity, int seed)

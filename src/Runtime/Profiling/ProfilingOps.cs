@@ -71,7 +71,7 @@ public sealed class ProfilingOps : ITransformerOps
 
     public DeviceTensor Allocate(int length) => Inner.Allocate(length);
 
-    public void Embed(DenseMatrix embedding, ReadOnlySpan<int> tokens, DeviceTensor x)
+    public void Embed(WeightMatrix embedding, ReadOnlySpan<int> tokens, DeviceTensor x)
     {
         var t = Timer.Start();
         Inner.Embed(embedding, tokens, x);

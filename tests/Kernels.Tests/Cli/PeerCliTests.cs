@@ -114,7 +114,7 @@ public sealed class PeerCliTests
         Assert.Contains("| decode 2:4 F16 ≥ 1.70x llama.cpp F16 | 2.00x, 1.58x, - | 1.79x | met |", md);
         Assert.Contains("| prefill F16 ≥ 1.00x llama.cpp F16 | 1.20x, 1.20x, 1.20x | 1.20x | met |", md);
         Assert.Contains("| prefill 2:4 F16 ≥ 1.30x llama.cpp F16 | 1.25x, 1.25x, - | 1.25x | missed by 4% (1.25x of 1.30x) |", md);
-        Assert.Contains("not loadable yet", md);
+        Assert.Contains("not run (manifest)", md);
         Assert.Contains("bash x.sh", md);
         using var doc = JsonDocument.Parse(File.ReadAllText(tmp.File("out/results.json")));
         Assert.Equal(3, doc.RootElement.GetProperty("rounds").GetInt32());

@@ -1,0 +1,299 @@
+using System.Runtime.Intrinsics.X86;
+using Kernels.Simd.Matrices;
+using Kernels.Simd.Threading;
+
+namespace Kernels.Simd.Quantized;
+
+/// <summary>
+/// y = x · Wᵀ for quantized weights, reading the blocks in place; multithreaded over rows.
+/// </summary>
+/// <remarks>
+/// <para>Q8_0, Q4_0, Q4_K and Q6_K take integer kernels (<see cref="Int8RowDots"/>): x is
+/// quantized once per call to int8 blocks of 32 with float scales, like llama.cpp does, so their
+/// results differ from the float product by that rounding of x (at most half a step of each
+/// block's scale per element). The other formats — and any matrix with a non-finite block
+/// scale — dequantize one block at a time and take exact float dot products.</para>
+/// <para>For several tokens each row is dotted with every token while it sits in L1, so the
+/// weights are streamed from memory once per call.</para>
+/// </remarks>
+public static unsafe class QuantizedMatMul
+{
+    /// <summary>The byte dot product the integer kernels use on this machine.</summary>
+    public static Int8DotKind DotKind { get; } =
+        SimdInfo.Tier >= SimdTier.Vector256 && Avx2.IsSupported && Fma.IsSupported
+            ? (AvxVnni.IsSupported ? Int8DotKind.Vnni : Int8DotKind.Madd)
+            : Int8DotKind.Scalar;
+
+    /// <summary>y[n, Rows] = x[n, Columns] · Wᵀ.</summary>
+    public static void Multiply(QuantizedMatrix w, float* x, float* y, int n) => Multiply(w, x, y, n, DotKind);
+
+    /// <summary>As <see cref="Multiply(QuantizedMatrix, float*, float*, int)"/> with an explicit byte dot product (tests run every one the CPU has).</summary>
+    public static void Multiply(QuantizedMatrix w, float* x, float* y, int n, Int8DotKind kind)
+    {
+        if (n == 0 || w.Rows == 0)
+        {
+            return;
+        }
+        if (kind == Int8DotKind.Vnni && !AvxVnni.IsSupported || kind == Int8DotKind.Madd && !(Avx2.IsSupported && Fma.IsSupported))
+        {
+            ThrowHelper.NotSupported($"{kind} byte dot products are not supported on this CPU");
+        }
+        long work = w.ByteSize * Math.Max(1, n / 8);
+        bool parallel = work >= DenseGemv.ParallelThresholdBytes && WorkerPool.Shared.ThreadCount > 1;
+        int minChunk = (int)Math.Max(1, DenseGemv.ChunkBytes / Math.Max(1, w.RowStrideBytes));
+        if (Int8RowDots.Supports(w.Type) && w.ScalesFinite)
+        {
+            var xq = QuantizedInput.ForCurrentThread;
+            xq.Quantize(x, w.Columns, n, simd: kind != Int8DotKind.Scalar);
+            if (n > 1 && kind == Int8DotKind.Vnni)
+            {
+                var job = new Int8GemmJob<VnniDot>(w, xq, y, n);
+                Run(ref job, w.Rows, minChunk, parallel);
+            }
+            else if (n > 1 && kind == Int8DotKind.Madd)
+            {
+                var job = new Int8GemmJob<MaddDot>(w, xq, y, n);
+                Run(ref job, w.Rows, minChunk, parallel);
+            }
+            else
+            {
+                var job = new Int8Job(w, xq, y, n, Int8RowDots.For(w.Type, kind));
+                Run(ref job, w.Rows, minChunk, parallel);
+            }
+        }
+        else
+        {
+            var job = new DequantizedJob(w, x, y, n);
+            Run(ref job, w.Rows, minChunk, parallel);
+        }
+    }
+
+    /// <summary>Most matrices <see cref="MultiplyMany"/> takes at once.</summary>
+    public const int MaxShared = 4;
+
+    /// <summary>
+    /// y_i = W_i x (one token) for up to <see cref="MaxShared"/> matrices with the same columns
+    /// (Q/K/V, gate/up; their formats may differ, as in Q4_K_M files): x is quantized once and
+    /// all rows run in one parallel region.
+    /// </summary>
+    public static void MultiplyMany(ReadOnlySpan<QuantizedMatrix> ws, float* x, ReadOnlySpan<nint> ys)
+    {
+        if (ws.Length == 0 || ws.Length != ys.Length || ws.Length > MaxShared)
+        {
+            ThrowHelper.Argument($"MultiplyMany takes 1 to {MaxShared} matrices with one output each (got {ws.Length} and {ys.Length})", nameof(ws));
+        }
+        bool integer = DotKind != Int8DotKind.Scalar;
+        long bytes = 0;
+        foreach (var w in ws)
+        {
+            if (w.Columns != ws[0].Columns)
+            {
+                ThrowHelper.ShapeMismatch($"{w.Name}: {w.Columns} columns cannot share a GEMV with {ws[0].Name} ({ws[0].Columns} columns)");
+            }
+            integer &= Int8RowDots.Supports(w.Type) && w.ScalesFinite;
+            bytes += w.ByteSize;
+        }
+        if (!integer)
+        {
+            for (int i = 0; i < ws.Length; i++)
+            {
+                Multiply(ws[i], x, (float*)ys[i], 1);
+            }
+            return;
+        }
+        var xq = QuantizedInput.ForCurrentThread;
+        xq.Quantize(x, ws[0].Columns, 1);
+        var job = new ManyJob(xq);
+        long minRowBytes = long.MaxValue;
+        for (int i = 0; i < ws.Length; i++)
+        {
+            job.Add(ws[i], (float*)ys[i], Int8RowDots.For(ws[i].Type, DotKind));
+            minRowBytes = Math.Min(minRowBytes, Math.Max(1, ws[i].RowStrideBytes));
+        }
+        bool parallel = bytes >= DenseGemv.ParallelThresholdBytes && WorkerPool.Shared.ThreadCount > 1;
+        Run(ref job, job.Rows, (int)Math.Max(1, DenseGemv.ChunkBytes / minRowBytes), parallel);
+    }
+
+    private static void Run<TJob>(ref TJob job, int rows, int minChunk, bool parallel) where TJob : struct, IRangeJob
+    {
+        if (parallel)
+        {
+            WorkerPool.Shared.ForGuided(rows, minChunk, ref job);
+        }
+        else
+        {
+            job.Execute(0, rows);
+        }
+    }
+
+    /// <summary>The rows of several matrices, numbered one after another, each with its output and row dot.</summary>
+    private struct ManyJob(QuantizedInput x) : IRangeJob
+    {
+        private fixed long _data[MaxShared];
+        private fixed long _stride[MaxShared];
+        private fixed long _y[MaxShared];
+        private fixed long _dot[MaxShared];
+        private fixed int _ends[MaxShared];
+        private int _count;
+        private readonly int _blocks = x.BlocksPerToken;
+        private readonly sbyte* _qx = x.Values;
+        private readonly float* _dx = x.Scales;
+        private readonly float* _sx = x.Sums;
+
+        public readonly int Rows => _count == 0 ? 0 : _ends[_count - 1];
+
+        public void Add(QuantizedMatrix w, float* y, delegate*<byte*, sbyte*, float*, float*, int, float> dot)
+        {
+            _data[_count] = (long)w.Data;
+            _stride[_count] = w.RowStrideBytes;
+            _y[_count] = (long)y;
+            _dot[_count] = (long)dot;
+            _ends[_count] = Rows + w.Rows;
+            _count++;
+        }
+
+        public readonly void Execute(int begin, int end)
+        {
+            int m = 0, start = 0;
+            while (_ends[m] <= begin)
+            {
+                start = _ends[m++];
+            }
+            for (int r = begin; r < end; r++)
+            {
+                if (r == _ends[m])
+                {
+                    start = _ends[m++];
+                }
+                var dot = (delegate*<byte*, sbyte*, float*, float*, int, float>)_dot[m];
+                ((float*)_y[m])[r - start] = dot((byte*)_data[m] + (r - start) * _stride[m], _qx, _dx, _sx, _blocks);
+            }
+        }
+    }
+
+    private readonly struct Int8Job : IRangeJob
+    {
+        private readonly byte* _w;
+        private readonly long _stride;
+        private readonly int _rows;
+        private readonly int _blocks;
+        private readonly sbyte* _qx;
+        private readonly float* _dx;
+        private readonly float* _sx;
+        private readonly float* _y;
+        private readonly int _n;
+        private readonly delegate*<byte*, sbyte*, float*, float*, int, float> _dot;
+
+        public Int8Job(QuantizedMatrix w, QuantizedInput x, float* y, int n, delegate*<byte*, sbyte*, float*, float*, int, float> dot)
+        {
+            _w = w.Data;
+            _stride = w.RowStrideBytes;
+            _rows = w.Rows;
+            _blocks = x.BlocksPerToken;
+            _qx = x.Values;
+            _dx = x.Scales;
+            _sx = x.Sums;
+            _y = y;
+            _n = n;
+            _dot = dot;
+        }
+
+        public void Execute(int begin, int end)
+        {
+            for (int r = begin; r < end; r++)
+            {
+                byte* row = _w + r * _stride;
+                for (int t = 0; t < _n; t++)
+                {
+                    long b = (long)t * _blocks;
+                    _y[(long)t * _rows + r] = _dot(row, _qx + b * QuantizedInput.BlockSize, _dx + b, _sx + b, _blocks);
+                }
+            }
+        }
+    }
+
+    /// <summary>Several tokens: each row decoded once (<see cref="Int8Gemm"/>), then multiplied with four tokens at a time.</summary>
+    private readonly struct Int8GemmJob<TDot> : IRangeJob where TDot : struct, IByteDot
+    {
+        private readonly byte* _w;
+        private readonly long _stride;
+        private readonly int _rows;
+        private readonly int _columns;
+        private readonly QuantType _type;
+        private readonly QuantizedInput _x;
+        private readonly float* _y;
+        private readonly int _n;
+
+        public Int8GemmJob(QuantizedMatrix w, QuantizedInput x, float* y, int n)
+        {
+            _w = w.Data;
+            _stride = w.RowStrideBytes;
+            _rows = w.Rows;
+            _columns = w.Columns;
+            _type = w.Type;
+            _x = x;
+            _y = y;
+            _n = n;
+        }
+
+        public void Execute(int begin, int end)
+        {
+            byte* scratch = stackalloc byte[Int8Gemm.ScratchBytes(_columns)];
+            var decoded = Int8Gemm.Layout(scratch, _columns);
+            for (int r = begin; r < end; r++)
+            {
+                Int8Gemm.Decode(_type, _w + r * _stride, _columns, decoded);
+                for (int t = 0; t < _n; t += 4)
+                {
+                    Int8Gemm.Tile<TDot>(decoded, _columns / 32, _x, t, Math.Min(4, _n - t), _y + (long)t * _rows + r, _rows);
+                }
+            }
+        }
+    }
+
+    private readonly struct DequantizedJob : IRangeJob
+    {
+        private readonly byte* _w;
+        private readonly long _stride;
+        private readonly int _rows;
+        private readonly int _columns;
+        private readonly QuantType _type;
+        private readonly float* _x;
+        private readonly float* _y;
+        private readonly int _n;
+
+        public DequantizedJob(QuantizedMatrix w, float* x, float* y, int n)
+        {
+            _w = w.Data;
+            _stride = w.RowStrideBytes;
+            _rows = w.Rows;
+            _columns = w.Columns;
+            _type = w.Type;
+            _x = x;
+            _y = y;
+            _n = n;
+        }
+
+        public void Execute(int begin, int end)
+        {
+            int k = _type.BlockElements(), bytes = _type.BlockBytes();
+            float* block = stackalloc float[256];
+            for (int r = begin; r < end; r++)
+            {
+                byte* row = _w + r * _stride;
+                for (int t = 0; t < _n; t++)
+                {
+                    _y[(long)t * _rows + r] = 0;
+                }
+                for (int c = 0; c < _columns; c += k, row += bytes)
+                {
+                    Dequantization.Block(_type, row, block);
+                    for (int t = 0; t < _n; t++)
+                    {
+                        _y[(long)t * _rows + r] += VectorMath.Dot(block, _x + (long)t * _columns + c, k);
+                    }
+                }
+            }
+        }
+    }
+}

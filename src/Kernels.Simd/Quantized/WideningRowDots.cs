@@ -1,0 +1,46 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Kernels.Simd.Quantized;
+
+/// <summary>
+/// The alternative the integer kernels were measured against: Q8_0/Q4_0 weights widened to float
+/// (AVX-512 <c>vpmovsxbd</c>/<c>vpmovzxbd</c> + <c>vcvtdq2ps</c>) and multiplied with the float
+/// activations. Exact in x (no int8 rounding of the activations) but more instructions per
+/// weight; kept for the side-by-side benchmark (docs/reports/quantized), not dispatched.
+/// </summary>
+internal static unsafe class WideningRowDots
+{
+    public static bool IsSupported => Avx512F.IsSupported && Avx512BW.IsSupported;
+
+    public static float Q8_0(byte* row, float* x, int blocks)
+    {
+        var total = Vector512<float>.Zero;
+        for (int b = 0; b < blocks; b++, row += 34, x += 32)
+        {
+            var w0 = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)(row + 2))));
+            var w1 = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)(row + 18))));
+            var d = Vector512.Create(QuantizedScales.Finite(row));
+            var block = Avx512F.FusedMultiplyAdd(w1, Vector512.Load(x + 16), w0 * Vector512.Load(x));
+            total = Avx512F.FusedMultiplyAdd(block, d, total);
+        }
+        return Vector512.Sum(total);
+    }
+
+    public static float Q4_0(byte* row, float* x, int blocks)
+    {
+        var total = Vector512<float>.Zero;
+        var mask = Vector512.Create(0xF);
+        var eight = Vector512.Create(8);
+        for (int b = 0; b < blocks; b++, row += 18, x += 32)
+        {
+            var bytes = Avx512F.ConvertToVector512Int32(Vector128.Load(row + 2));
+            var w0 = Avx512F.ConvertToVector512Single((bytes & mask) - eight);
+            var w1 = Avx512F.ConvertToVector512Single(Vector512.ShiftRightLogical(bytes, 4) - eight);
+            var d = Vector512.Create(QuantizedScales.Finite(row));
+            var block = Avx512F.FusedMultiplyAdd(w1, Vector512.Load(x + 16), w0 * Vector512.Load(x));
+            total = Avx512F.FusedMultiplyAdd(block, d, total);
+        }
+        return Vector512.Sum(total);
+    }
+}
