@@ -2,14 +2,13 @@ using System.Diagnostics;
 using Kernels.Runtime.Benchmarking;
 using Kernels.Simd.Matrices;
 using Kernels.Simd.Quantized;
-using Kernels.Simd.Threading;
-using Kernels.Simd.Vectors;
 
 namespace Kernels.Bench;
 
 /// <summary>
 /// Round-robin timing of quantized GEMV/GEMM against dense F16 on one shape: every format with
-/// each byte dot product this CPU has (AVX-VNNI vpdpbusd, vpmaddubsw + vpmaddwd, scalar) and,
+/// each byte dot product this CPU has (AVX-VNNI vpdpbusd, vpmaddubsw + vpmaddwd, scalar), with
+/// one weight stream per thread instead of two, and,
 /// for Q8_0/Q4_0 GEMV, weights widened to float instead of integer dot products. Matrices are
 /// cycled through copies (over 96 MB per variant) so every call streams from DRAM.
 /// <c>dotnet Kernels.Bench.dll side-by-side-quant 5632x2048 1 [reps]</c>
@@ -38,14 +37,16 @@ internal static unsafe class QuantizedSideBySide
         };
         foreach (var type in new[] { QuantType.Q8_0, QuantType.Q4_0, QuantType.Q4_K, QuantType.Q6_K, QuantType.Q5_K })
         {
-            var copies = Copies(s => MatrixFactory.RandomQuantized(type, rows, cols, seed: 1 + s), rows * type.RowBytes(cols));
+            // Every variant streams its own copies: a variant reading the matrices the previous one
+            // just read would find them in L3.
+            WeightMatrix[] copies() => Copies(s => MatrixFactory.RandomQuantized(type, rows, cols, seed: 1 + s), rows * type.RowBytes(cols));
             var kinds = Int8RowDots.Supports(type)
                 ? new[] { Int8DotKind.Vnni, Int8DotKind.Madd }.Where(k => k != Int8DotKind.Vnni || System.Runtime.Intrinsics.X86.AvxVnni.IsSupported)
                 : new[] { Int8DotKind.Scalar };
             foreach (var kind in kinds)
             {
                 string label = Int8RowDots.Supports(type) ? $"{type} int8 {kind}" : $"{type} dequantized";
-                variants.Add(new(label, copies, (w, a, b, t) =>
+                variants.Add(new(label, copies(), (w, a, b, t) =>
                 {
                     fixed (float* pa = a, pb = b)
                     {
@@ -53,9 +54,27 @@ internal static unsafe class QuantizedSideBySide
                     }
                 }));
             }
+            if (n == 1 && Int8RowDots.Supports(type))
+            {
+                variants.Add(new($"{type} int8 one row/stream", copies(), (w, a, b, t) =>
+                {
+                    QuantizedMatMul.PairRows = false;
+                    fixed (float* pa = a, pb = b)
+                    {
+                        QuantizedMatMul.Multiply((QuantizedMatrix)w, pa, pb, t, QuantizedMatMul.DotKind);
+                    }
+                    QuantizedMatMul.PairRows = true;
+                }));
+            }
             if (n == 1 && WideningRowDots.IsSupported && type is QuantType.Q8_0 or QuantType.Q4_0)
             {
-                variants.Add(new($"{type} widened to float", copies, (w, a, b, _) => Widened((QuantizedMatrix)w, a, b)));
+                variants.Add(new($"{type} widened to float", copies(), (w, a, b, t) =>
+                {
+                    fixed (float* pa = a, pb = b)
+                    {
+                        QuantizedMatMul.Multiply((QuantizedMatrix)w, pa, pb, t, Int8DotKind.Widened);
+                    }
+                }));
             }
         }
 
@@ -86,31 +105,6 @@ internal static unsafe class QuantizedSideBySide
         foreach (var w in variants.SelectMany(v => v.Copies).Distinct())
         {
             w.Dispose();
-        }
-    }
-
-    private static void Widened(QuantizedMatrix w, float[] x, float[] y)
-    {
-        fixed (float* px = x, py = y)
-        {
-            var job = new WidenedJob(w, px, py);
-            WorkerPool.Shared.ForGuided(w.Rows, (int)Math.Max(1, 65536 / w.RowStrideBytes), ref job);
-        }
-    }
-
-    private readonly struct WidenedJob(QuantizedMatrix w, float* x, float* y) : IRangeJob
-    {
-        private readonly byte* _data = w.Data;
-        private readonly long _stride = w.RowStrideBytes;
-        private readonly int _blocks = w.Columns / 32;
-        private readonly bool _q8 = w.Type == QuantType.Q8_0;
-
-        public void Execute(int begin, int end)
-        {
-            for (int r = begin; r < end; r++)
-            {
-                y[r] = _q8 ? WideningRowDots.Q8_0(_data + r * _stride, x, _blocks) : WideningRowDots.Q4_0(_data + r * _stride, x, _blocks);
-            }
         }
     }
 }

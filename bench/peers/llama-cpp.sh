@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side by side with llama.cpp on the same GGUF files (not run by CI; see README "Compared with llama.cpp").
 #
-#   bash bench/peers/llama-cpp.sh [--shape tinyllama|7b|small] [--layers N] [--rounds 5] [--out DIR]
+#   bash bench/peers/llama-cpp.sh [--shape tinyllama|7b|small] [--layers N] [--rounds 5] [--out DIR] [--only f16,q4_0,...]
 #
 # 1. Builds llama.cpp once with ../shared/peers/build-llama-cpp.sh (needs cmake and g++) and
 #    publishes this project's CLI into the work folder (so rebuilding the repository during a run
@@ -19,17 +19,18 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-shape=tinyllama layers="" rounds=5 out="" decode=32 prefill=256 threads=2
+shape=tinyllama layers="" rounds=5 out="" decode=32 prefill=256 threads=2 only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --shape) shape=$2; shift 2 ;;
     --layers) layers=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --decode-tokens) decode=$2; shift 2 ;;
     --prefill-tokens) prefill=$2; shift 2 ;;
     -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
-    *) echo "unknown option '$1' (--shape, --layers, --rounds, --out, --decode-tokens, --prefill-tokens)" >&2; exit 2 ;;
+    *) echo "unknown option '$1' (--shape, --layers, --rounds, --out, --only, --decode-tokens, --prefill-tokens)" >&2; exit 2 ;;
   esac
 done
 case "$shape" in tinyllama|7b|small) ;; *) echo "--shape must be tinyllama, 7b or small (got '$shape')" >&2; exit 2 ;; esac
@@ -73,7 +74,7 @@ quantize q4_k_m Q4_K_M
 prune f16-2of4 2:4
 prune f16-4of8 4:8
 
-# id, label, file, whether this runtime loads it (quantized types: not yet, issue I)
+# id, label, file, whether this runtime runs it
 manifest="$work/manifest.tsv"
 {
   printf 'f32\tF32\t%s\t1\n' "$work/f32.gguf"
@@ -81,11 +82,19 @@ manifest="$work/manifest.tsv"
   printf 'bf16\tBF16\t%s\t1\n' "$work/bf16.gguf"
   printf 'f16-2of4\t2:4 F16\t%s\t1\n' "$work/f16-2of4.gguf"
   printf 'f16-4of8\t4:8 F16\t%s\t1\n' "$work/f16-4of8.gguf"
-  printf 'q8_0\tQ8_0\t%s\t0\n' "$work/q8_0.gguf"
-  printf 'q4_0\tQ4_0\t%s\t0\n' "$work/q4_0.gguf"
-  printf 'q4_k_m\tQ4_K_M\t%s\t0\n' "$work/q4_k_m.gguf"
+  printf 'q8_0\tQ8_0\t%s\t1\n' "$work/q8_0.gguf"
+  printf 'q4_0\tQ4_0\t%s\t1\n' "$work/q4_0.gguf"
+  printf 'q4_k_m\tQ4_K_M\t%s\t1\n' "$work/q4_k_m.gguf"
 } >"$manifest"
 mapfile -t ids < <(cut -f1 "$manifest")
+if [ -n "$only" ]; then
+  # A subset of the files (the report then covers those only).
+  for id in ${only//,/ }; do
+    grep -q "^$id"$'\t' "$manifest" || { echo "--only: unknown file id '$id' (ids: ${ids[*]})" >&2; exit 2; }
+  done
+  awk -F'\t' -v only=",$only," 'index(only, "," $1 ",") > 0' "$manifest" >"$manifest.only" && mv "$manifest.only" "$manifest"
+  mapfile -t ids < <(cut -f1 "$manifest")
+fi
 
 raw="$work/raw"
 rm -rf "$raw"
@@ -114,5 +123,5 @@ done
 mkdir -p "$out"
 "$K" peer-report --raw "$raw" --manifest "$manifest" --out "$out" \
   --title "$name: llama.cpp b4747 vs kernels, $threads threads" \
-  --command "bash bench/peers/llama-cpp.sh --shape $shape${layers:+ --layers $layers} --rounds $rounds --decode-tokens $decode --prefill-tokens $prefill"
+  --command "bash bench/peers/llama-cpp.sh --shape $shape${layers:+ --layers $layers} --rounds $rounds${only:+ --only $only} --decode-tokens $decode --prefill-tokens $prefill"
 echo "== report: $out/README.md"

@@ -37,6 +37,23 @@ internal static unsafe class Int8RowDots
         _ => null,
     };
 
+    /// <summary>
+    /// Two rows at once (same order of sums per row as the one-row form), or null where there is
+    /// none (the scalar twins): two weight streams per thread, far apart in memory.
+    /// </summary>
+    public static delegate*<byte*, byte*, sbyte*, float*, float*, int, float*, void> PairFor(QuantType type, Int8DotKind kind) => (type, kind) switch
+    {
+        (QuantType.Q8_0, Int8DotKind.Vnni) => &Avx<VnniDot>.Q8_0x2,
+        (QuantType.Q8_0, Int8DotKind.Madd) => &Avx<MaddDot>.Q8_0x2,
+        (QuantType.Q4_0, Int8DotKind.Vnni) => &Avx<VnniDot>.Q4_0x2,
+        (QuantType.Q4_0, Int8DotKind.Madd) => &Avx<MaddDot>.Q4_0x2,
+        (QuantType.Q4_K, Int8DotKind.Vnni) => &Avx<VnniDot>.Q4_Kx2,
+        (QuantType.Q4_K, Int8DotKind.Madd) => &Avx<MaddDot>.Q4_Kx2,
+        (QuantType.Q6_K, Int8DotKind.Vnni) => &Avx<VnniDot>.Q6_Kx2,
+        (QuantType.Q6_K, Int8DotKind.Madd) => &Avx<MaddDot>.Q6_Kx2,
+        _ => null,
+    };
+
     /// <summary>Formats with integer kernels; the others dequantize blocks and take float dot products.</summary>
     public static bool Supports(QuantType type) => type is QuantType.Q8_0 or QuantType.Q4_0 or QuantType.Q4_K or QuantType.Q6_K;
 
@@ -135,9 +152,24 @@ internal static unsafe class Int8RowDots
         }
     }
 
-    /// <summary>256-bit kernels, generic over the unsigned·signed byte dot product.</summary>
+    /// <summary>
+    /// 256-bit kernels, generic over the unsigned·signed byte dot product. Each format has one
+    /// step (two blocks, or one 256-weight super-block) that both the one-row and the two-row
+    /// forms call, so a row is summed in the same order whichever form computes it.
+    /// </summary>
     internal static class Avx<TDot> where TDot : struct, IByteDot
     {
+        /// <summary>Running sums of one row: two vector chains (even/odd steps) and a scalar for offsets and mins.</summary>
+        internal struct Sums
+        {
+            public Vector256<float> Even;
+            public Vector256<float> Odd;
+            public Vector256<float> Mins;
+            public float Scalar;
+
+            public readonly float Total(float scalarFactor) => Vector256.Sum(Even + Odd) - scalarFactor * Scalar - Vector256.Sum(Mins);
+        }
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static Vector256<int> SignedDot(Vector256<sbyte> w, Vector256<sbyte> x) => TDot.Dot(Avx2.Abs(w), Avx2.Sign(x, w));
 
@@ -145,23 +177,45 @@ internal static unsafe class Int8RowDots
         private static Vector256<float> Scaled(Vector256<int> sums, float scale, Vector256<float> acc) =>
             Fma.MultiplyAdd(Avx.ConvertToVector256Single(sums), Vector256.Create(scale), acc);
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<float> Scaled(Vector256<int> sums, Vector256<float> scale, Vector256<float> acc) =>
+            Fma.MultiplyAdd(Avx.ConvertToVector256Single(sums), scale, acc);
+
+        // ---- Q8_0: blocks b and b+1 (or b alone at the end of an odd row)
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Q8_0Step(byte* blk, sbyte* qx, float* dx, int b, bool pair, ref Sums s)
+        {
+            s.Even = Scaled(SignedDot(Vector256.Load((sbyte*)(blk + 2)), Vector256.Load(qx + 32 * b)), QuantizedScales.Finite(blk) * dx[b], s.Even);
+            if (pair)
+            {
+                s.Odd = Scaled(SignedDot(Vector256.Load((sbyte*)(blk + 36)), Vector256.Load(qx + 32 * b + 32)), QuantizedScales.Finite(blk + 34) * dx[b + 1], s.Odd);
+            }
+        }
+
         public static float Q8_0(byte* row, sbyte* qx, float* dx, float* sx, int blocks)
         {
-            Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
-            int b = 0;
-            for (; b + 2 <= blocks; b += 2, row += 68, qx += 64)
+            Sums s = default;
+            for (int b = 0; b < blocks; b += 2)
             {
-                var p0 = SignedDot(Vector256.Load((sbyte*)(row + 2)), Vector256.Load(qx));
-                var p1 = SignedDot(Vector256.Load((sbyte*)(row + 36)), Vector256.Load(qx + 32));
-                acc0 = Scaled(p0, QuantizedScales.Finite(row) * dx[b], acc0);
-                acc1 = Scaled(p1, QuantizedScales.Finite(row + 34) * dx[b + 1], acc1);
+                Q8_0Step(row + 34 * b, qx, dx, b, b + 1 < blocks, ref s);
             }
-            if (b < blocks)
-            {
-                acc0 = Scaled(SignedDot(Vector256.Load((sbyte*)(row + 2)), Vector256.Load(qx)), QuantizedScales.Finite(row) * dx[b], acc0);
-            }
-            return Vector256.Sum(acc0 + acc1);
+            return s.Total(0);
         }
+
+        public static void Q8_0x2(byte* rowA, byte* rowB, sbyte* qx, float* dx, float* sx, int blocks, float* y)
+        {
+            Sums a = default, c = default;
+            for (int b = 0; b < blocks; b += 2)
+            {
+                Q8_0Step(rowA + 34 * b, qx, dx, b, b + 1 < blocks, ref a);
+                Q8_0Step(rowB + 34 * b, qx, dx, b, b + 1 < blocks, ref c);
+            }
+            y[0] = a.Total(0);
+            y[1] = c.Total(0);
+        }
+
+        // ---- Q4_0: Σ d·(q−8)·x = d·Σq·x − 8·d·s, the −8 through the block sums
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static Vector256<byte> Nibbles16(byte* qs)
@@ -171,86 +225,154 @@ internal static unsafe class Int8RowDots
             return Vector256.Create(v & mask, Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Q4_0Step(byte* blk, sbyte* qx, float* dx, float* sx, int b, bool pair, ref Sums s)
+        {
+            float d0 = QuantizedScales.Finite(blk);
+            s.Even = Scaled(TDot.Dot(Nibbles16(blk + 2), Vector256.Load(qx + 32 * b)), d0 * dx[b], s.Even);
+            if (pair)
+            {
+                float d1 = QuantizedScales.Finite(blk + 18);
+                s.Odd = Scaled(TDot.Dot(Nibbles16(blk + 20), Vector256.Load(qx + 32 * b + 32)), d1 * dx[b + 1], s.Odd);
+                s.Scalar += d0 * sx[b] + d1 * sx[b + 1];
+            }
+            else
+            {
+                s.Scalar += d0 * sx[b];
+            }
+        }
+
         public static float Q4_0(byte* row, sbyte* qx, float* dx, float* sx, int blocks)
         {
-            Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
-            float offsets = 0;
-            int b = 0;
-            for (; b + 2 <= blocks; b += 2, row += 36, qx += 64)
+            Sums s = default;
+            for (int b = 0; b < blocks; b += 2)
             {
-                var p0 = TDot.Dot(Nibbles16(row + 2), Vector256.Load(qx));
-                var p1 = TDot.Dot(Nibbles16(row + 20), Vector256.Load(qx + 32));
-                float d0 = QuantizedScales.Finite(row), d1 = QuantizedScales.Finite(row + 18);
-                acc0 = Scaled(p0, d0 * dx[b], acc0);
-                acc1 = Scaled(p1, d1 * dx[b + 1], acc1);
-                offsets += d0 * sx[b] + d1 * sx[b + 1];
+                Q4_0Step(row + 18 * b, qx, dx, sx, b, b + 1 < blocks, ref s);
             }
-            if (b < blocks)
+            return s.Total(8);
+        }
+
+        public static void Q4_0x2(byte* rowA, byte* rowB, sbyte* qx, float* dx, float* sx, int blocks, float* y)
+        {
+            Sums a = default, c = default;
+            for (int b = 0; b < blocks; b += 2)
             {
-                float d0 = QuantizedScales.Finite(row);
-                acc0 = Scaled(TDot.Dot(Nibbles16(row + 2), Vector256.Load(qx)), d0 * dx[b], acc0);
-                offsets += d0 * sx[b];
+                Q4_0Step(rowA + 18 * b, qx, dx, sx, b, b + 1 < blocks, ref a);
+                Q4_0Step(rowB + 18 * b, qx, dx, sx, b, b + 1 < blocks, ref c);
             }
-            return Vector256.Sum(acc0 + acc1) - 8 * offsets;
+            y[0] = a.Total(8);
+            y[1] = c.Total(8);
+        }
+
+        // ---- Q4_K: super-block i (8 blocks of 32 with 6-bit scales and mins)
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Q4_KStep(byte* sb, sbyte* qx, float* dx, float* sx, int i, ref Sums s)
+        {
+            var mask = Vector256.Create((byte)0x0F);
+            float d = QuantizedScales.Finite(sb), dmin = QuantizedScales.Finite(sb + 2);
+            ScalesMinsK4(sb + 4, out ulong scales, out ulong mins);
+            int xb = 8 * i;
+            // The eight sub-block scales times their blocks' activation scales, and the mins
+            // against the blocks' sums, as vectors: the scalar unpacking was the bottleneck.
+            var scale = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Vector128.CreateScalar(scales).AsByte())) * (Vector256.Load(dx + xb) * d);
+            var min = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Vector128.CreateScalar(mins).AsByte())) * dmin;
+            s.Mins = Fma.MultiplyAdd(min, Vector256.Load(sx + xb), s.Mins);
+            for (int p = 0; p < 4; p++, xb += 2)
+            {
+                var v = Vector256.Load(sb + 16 + 32 * p);
+                var lo = v & mask;
+                var hi = Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
+                s.Even = Scaled(TDot.Dot(lo, Vector256.Load(qx + 32 * xb)), Avx2.PermuteVar8x32(scale, Vector256.Create(2 * p)), s.Even);
+                s.Odd = Scaled(TDot.Dot(hi, Vector256.Load(qx + 32 * xb + 32)), Avx2.PermuteVar8x32(scale, Vector256.Create(2 * p + 1)), s.Odd);
+            }
         }
 
         public static float Q4_K(byte* row, sbyte* qx, float* dx, float* sx, int blocks)
         {
-            Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
-            var mask = Vector256.Create((byte)0x0F);
-            float mins = 0;
-            byte* sc = stackalloc byte[16];
-            for (int i = 0; i < blocks / 8; i++, row += 144)
+            Sums s = default;
+            for (int i = 0; i < blocks / 8; i++)
             {
-                float d = QuantizedScales.Finite(row), dmin = QuantizedScales.Finite(row + 2);
-                UnpackScalesK4(row + 4, sc);
-                int xb = 8 * i;
-                for (int p = 0; p < 4; p++, xb += 2)
-                {
-                    var v = Vector256.Load(row + 16 + 32 * p);
-                    var lo = v & mask;
-                    var hi = Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
-                    acc0 = Scaled(TDot.Dot(lo, Vector256.Load(qx + 32 * xb)), d * sc[2 * p] * dx[xb], acc0);
-                    acc1 = Scaled(TDot.Dot(hi, Vector256.Load(qx + 32 * xb + 32)), d * sc[2 * p + 1] * dx[xb + 1], acc1);
-                    mins += dmin * (sc[8 + 2 * p] * sx[xb] + sc[9 + 2 * p] * sx[xb + 1]);
-                }
+                Q4_KStep(row + 144 * i, qx, dx, sx, i, ref s);
             }
-            return Vector256.Sum(acc0 + acc1) - mins;
+            return s.Total(1);
+        }
+
+        public static void Q4_Kx2(byte* rowA, byte* rowB, sbyte* qx, float* dx, float* sx, int blocks, float* y)
+        {
+            Sums a = default, c = default;
+            for (int i = 0; i < blocks / 8; i++)
+            {
+                Q4_KStep(rowA + 144 * i, qx, dx, sx, i, ref a);
+                Q4_KStep(rowB + 144 * i, qx, dx, sx, i, ref c);
+            }
+            y[0] = a.Total(1);
+            y[1] = c.Total(1);
+        }
+
+        // ---- Q6_K: super-block i (16 blocks of 16 with int8 scales, values q − 32)
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Q6_KStep(byte* sb, sbyte* qx, float* dx, int i, ref Sums s)
+        {
+            var low4 = Vector256.Create((byte)0x0F);
+            var high2 = Vector256.Create((byte)0x30);
+            var bias = Vector256.Create((sbyte)32);
+            float d = QuantizedScales.Finite(sb + 208);
+            for (int h = 0; h < 2; h++)
+            {
+                var l0 = Vector256.Load(sb + 64 * h);
+                var l1 = Vector256.Load(sb + 64 * h + 32);
+                var qh = Vector256.Load(sb + 128 + 32 * h).AsUInt16();
+                sbyte* sc = (sbyte*)(sb + 192 + 8 * h);
+                int xb = 8 * i + 4 * h;
+                // 16-bit shifts move bits across byte halves only where the masks drop them.
+                var q1 = (l0 & low4) | (Vector256.ShiftLeft(qh, 4).AsByte() & high2);
+                var q2 = (l1 & low4) | (Vector256.ShiftLeft(qh, 2).AsByte() & high2);
+                var q3 = (Vector256.ShiftRightLogical(l0.AsUInt16(), 4).AsByte() & low4) | (qh.AsByte() & high2);
+                var q4 = (Vector256.ShiftRightLogical(l1.AsUInt16(), 4).AsByte() & low4) | (Vector256.ShiftRightLogical(qh, 2).AsByte() & high2);
+                s.Even = Scaled(SignedDot(q1.AsSByte() - bias, Vector256.Load(qx + 32 * xb)), Halves(d * dx[xb], sc[0], sc[1]), s.Even);
+                s.Odd = Scaled(SignedDot(q2.AsSByte() - bias, Vector256.Load(qx + 32 * xb + 32)), Halves(d * dx[xb + 1], sc[2], sc[3]), s.Odd);
+                s.Even = Scaled(SignedDot(q3.AsSByte() - bias, Vector256.Load(qx + 32 * xb + 64)), Halves(d * dx[xb + 2], sc[4], sc[5]), s.Even);
+                s.Odd = Scaled(SignedDot(q4.AsSByte() - bias, Vector256.Load(qx + 32 * xb + 96)), Halves(d * dx[xb + 3], sc[6], sc[7]), s.Odd);
+            }
         }
 
         public static float Q6_K(byte* row, sbyte* qx, float* dx, float* sx, int blocks)
         {
-            Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
-            var low4 = Vector256.Create((byte)0x0F);
-            var high2 = Vector256.Create((byte)0x30);
-            var bias = Vector256.Create((sbyte)32);
-            for (int i = 0; i < blocks / 8; i++, row += 210)
+            Sums s = default;
+            for (int i = 0; i < blocks / 8; i++)
             {
-                float d = QuantizedScales.Finite(row + 208);
-                for (int h = 0; h < 2; h++)
-                {
-                    var l0 = Vector256.Load(row + 64 * h);
-                    var l1 = Vector256.Load(row + 64 * h + 32);
-                    var qh = Vector256.Load(row + 128 + 32 * h).AsUInt16();
-                    sbyte* sc = (sbyte*)(row + 192 + 8 * h);
-                    int xb = 8 * i + 4 * h;
-                    // 16-bit shifts move bits across byte halves only where the masks drop them.
-                    var q1 = (l0 & low4) | (Vector256.ShiftLeft(qh, 4).AsByte() & high2);
-                    var q2 = (l1 & low4) | (Vector256.ShiftLeft(qh, 2).AsByte() & high2);
-                    var q3 = (Vector256.ShiftRightLogical(l0.AsUInt16(), 4).AsByte() & low4) | (qh.AsByte() & high2);
-                    var q4 = (Vector256.ShiftRightLogical(l1.AsUInt16(), 4).AsByte() & low4) | (Vector256.ShiftRightLogical(qh, 2).AsByte() & high2);
-                    acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(SignedDot(q1.AsSByte() - bias, Vector256.Load(qx + 32 * xb))), Halves(d * dx[xb], sc[0], sc[1]), acc0);
-                    acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(SignedDot(q2.AsSByte() - bias, Vector256.Load(qx + 32 * xb + 32))), Halves(d * dx[xb + 1], sc[2], sc[3]), acc1);
-                    acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(SignedDot(q3.AsSByte() - bias, Vector256.Load(qx + 32 * xb + 64))), Halves(d * dx[xb + 2], sc[4], sc[5]), acc0);
-                    acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(SignedDot(q4.AsSByte() - bias, Vector256.Load(qx + 32 * xb + 96))), Halves(d * dx[xb + 3], sc[6], sc[7]), acc1);
-                }
+                Q6_KStep(row + 210 * i, qx, dx, i, ref s);
             }
-            return Vector256.Sum(acc0 + acc1);
+            return s.Total(0);
+        }
+
+        public static void Q6_Kx2(byte* rowA, byte* rowB, sbyte* qx, float* dx, float* sx, int blocks, float* y)
+        {
+            Sums a = default, c = default;
+            for (int i = 0; i < blocks / 8; i++)
+            {
+                Q6_KStep(rowA + 210 * i, qx, dx, i, ref a);
+                Q6_KStep(rowB + 210 * i, qx, dx, i, ref c);
+            }
+            y[0] = a.Total(0);
+            y[1] = c.Total(0);
         }
 
         /// <summary>Lanes 0-3 (weights 0-15 of a block) scaled by s·a, lanes 4-7 by s·b.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static Vector256<float> Halves(float s, sbyte a, sbyte b) => Vector256.Create(Vector128.Create(s * a), Vector128.Create(s * b));
+    }
+
+    /// <summary>Q4_K/Q5_K: the eight 6-bit scales and the eight mins as bytes, with ggml's 32-bit mask arithmetic.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void ScalesMinsK4(byte* packed, out ulong scales, out ulong mins)
+    {
+        const uint kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+        uint u0 = Unsafe.ReadUnaligned<uint>(packed), u1 = Unsafe.ReadUnaligned<uint>(packed + 4), u2 = Unsafe.ReadUnaligned<uint>(packed + 8);
+        scales = (u0 & kmask1) | (ulong)((u2 & kmask2) | (((u0 >> 6) & kmask3) << 4)) << 32;
+        mins = (u1 & kmask1) | (ulong)(((u2 >> 4) & kmask2) | (((u1 >> 6) & kmask3) << 4)) << 32;
     }
 
     /// <summary>Q4_K/Q5_K: the eight 6-bit scales to <paramref name="out"/>[0..7] and mins to [8..15].</summary>
@@ -274,6 +396,8 @@ public enum Int8DotKind
     Madd,
     /// <summary>vpdpbusd (AVX-VNNI, 256-bit).</summary>
     Vnni,
+    /// <summary>No byte products: Q8_0/Q4_0 weights widened to float and multiplied with float x (AVX-512, one token).</summary>
+    Widened,
 }
 
 /// <summary>Sums of four unsigned·signed byte products into int32 lanes.</summary>

@@ -4,14 +4,23 @@ using System.Runtime.Intrinsics.X86;
 namespace Kernels.Simd.Quantized;
 
 /// <summary>
-/// The alternative the integer kernels were measured against: Q8_0/Q4_0 weights widened to float
-/// (AVX-512 <c>vpmovsxbd</c>/<c>vpmovzxbd</c> + <c>vcvtdq2ps</c>) and multiplied with the float
-/// activations. Exact in x (no int8 rounding of the activations) but more instructions per
-/// weight; kept for the side-by-side benchmark (docs/reports/quantized), not dispatched.
+/// Q8_0/Q4_0 weights widened to float (AVX-512 <c>vpmovsxbd</c>/<c>vpmovzxbd</c> +
+/// <c>vcvtdq2ps</c>) and multiplied with the float activations: the alternative to the integer
+/// kernels, exact in x (no int8 rounding of the activations). Dispatched for one-token Q4_0,
+/// where it measured faster (<see cref="QuantizedMatMul.Preferred"/>).
 /// </summary>
 internal static unsafe class WideningRowDots
 {
     public static bool IsSupported => Avx512F.IsSupported && Avx512BW.IsSupported;
+
+    /// <summary>y[r] = row r · x for rows [begin, end) of a Q8_0 or Q4_0 matrix.</summary>
+    public static void Rows(QuantType type, byte* data, long stride, float* x, float* y, int blocks, int begin, int end)
+    {
+        for (int r = begin; r < end; r++)
+        {
+            y[r] = type == QuantType.Q8_0 ? Q8_0(data + r * stride, x, blocks) : Q4_0(data + r * stride, x, blocks);
+        }
+    }
 
     public static float Q8_0(byte* row, float* x, int blocks)
     {

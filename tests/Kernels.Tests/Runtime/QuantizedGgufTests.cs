@@ -89,7 +89,8 @@ public sealed unsafe class QuantizedGgufTests
             for (int i = 0; i < d[p].Length; i++)
             {
                 Assert.True(MathF.Abs(q[p][i] - d[p][i]) <= 0.05f * scale, $"{type} position {p} logit {i}: {q[p][i]} vs dequantized {d[p][i]} (max |logit| {scale})");
-                Assert.True(MathF.Abs(q[p][i] - qSingle[p][i]) <= 1e-3f * scale, $"{type} position {p} logit {i}: batched {q[p][i]} vs one token at a time {qSingle[p][i]}");
+                // (One-token Q4_0 takes float activations, the batch int8 ones.)
+                Assert.True(MathF.Abs(q[p][i] - qSingle[p][i]) <= 0.05f * scale, $"{type} position {p} logit {i}: batched {q[p][i]} vs one token at a time {qSingle[p][i]}");
                 meanError += MathF.Abs(q[p][i] - d[p][i]) / d[p].Length;
             }
             Assert.True(meanError <= 0.01 * scale, $"{type} position {p}: mean |logit error| {meanError} > 1 % of {scale}");
