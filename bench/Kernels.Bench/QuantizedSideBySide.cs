@@ -7,8 +7,7 @@ namespace Kernels.Bench;
 
 /// <summary>
 /// Round-robin timing of quantized GEMV/GEMM against dense F16 on one shape: every format with
-/// each byte dot product this CPU has (AVX-VNNI vpdpbusd, vpmaddubsw + vpmaddwd, scalar), with
-/// one weight stream per thread instead of two, and,
+/// each byte dot product this CPU has (AVX-VNNI vpdpbusd, vpmaddubsw + vpmaddwd, scalar) and,
 /// for Q8_0/Q4_0 GEMV, weights widened to float instead of integer dot products. Matrices are
 /// cycled through copies (over 96 MB per variant) so every call streams from DRAM.
 /// <c>dotnet Kernels.Bench.dll side-by-side-quant 5632x2048 1 [reps]</c>
@@ -52,18 +51,6 @@ internal static unsafe class QuantizedSideBySide
                     {
                         QuantizedMatMul.Multiply((QuantizedMatrix)w, pa, pb, t, kind);
                     }
-                }));
-            }
-            if (n == 1 && Int8RowDots.Supports(type))
-            {
-                variants.Add(new($"{type} int8 one row/stream", copies(), (w, a, b, t) =>
-                {
-                    QuantizedMatMul.PairRows = false;
-                    fixed (float* pa = a, pb = b)
-                    {
-                        QuantizedMatMul.Multiply((QuantizedMatrix)w, pa, pb, t, QuantizedMatMul.DotKind);
-                    }
-                    QuantizedMatMul.PairRows = true;
                 }));
             }
             if (n == 1 && WideningRowDots.IsSupported && type is QuantType.Q8_0 or QuantType.Q4_0)

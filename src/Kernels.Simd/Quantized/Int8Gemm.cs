@@ -7,7 +7,7 @@ namespace Kernels.Simd.Quantized;
 /// <summary>
 /// Several tokens × one row of quantized weights (prefill): the row is decoded once into a
 /// common form — signed int8 values, a float scale per 16 weights and a min term per 32 — and
-/// then multiplied with the tokens four at a time, so the bit unpacking of Q4_0/Q4_K/Q6_K is paid
+/// then multiplied with the tokens four at a time, so the bit unpacking of Q4_0/Q4_K/Q5_K/Q6_K is paid
 /// once per row instead of once per token.
 /// </summary>
 internal static unsafe class Int8Gemm
@@ -57,20 +57,22 @@ internal static unsafe class Int8Gemm
                     o.Mins[b] = 0;
                 }
                 break;
-            case QuantType.Q4_K:
+            case QuantType.Q4_K or QuantType.Q5_K:
+                bool high = type == QuantType.Q5_K;
                 byte* sc = stackalloc byte[16];
-                for (int i = 0; i < blocks / 8; i++, row += 144)
+                for (int i = 0; i < blocks / 8; i++, row += high ? 176 : 144)
                 {
                     float d = QuantizedScales.Finite(row), dmin = QuantizedScales.Finite(row + 2);
                     Int8RowDots.UnpackScalesK4(row + 4, sc);
+                    byte* qh = row + 16;
                     for (int j = 0; j < 8; j++)
                     {
                         int b = 8 * i + j;
-                        byte* q = row + 16 + 32 * (j / 2);
+                        byte* q = row + (high ? 48 : 16) + 32 * (j / 2);
                         int shift = 4 * (j & 1);
                         for (int l = 0; l < 32; l++)
                         {
-                            o.Values[32 * b + l] = (sbyte)((q[l] >> shift) & 0xF);
+                            o.Values[32 * b + l] = (sbyte)(((q[l] >> shift) & 0xF) | (high ? ((qh[l] >> j) & 1) << 4 : 0));
                         }
                         o.Scales[b] = Vector256.Create(d * sc[j]);
                         o.Mins[b] = dmin * sc[8 + j];

@@ -31,31 +31,17 @@ internal static unsafe class Int8RowDots
         (QuantType.Q4_K, Int8DotKind.Vnni) => &Avx<VnniDot>.Q4_K,
         (QuantType.Q4_K, Int8DotKind.Madd) => &Avx<MaddDot>.Q4_K,
         (QuantType.Q4_K, _) => &Scalar.Q4_K,
+        (QuantType.Q5_K, Int8DotKind.Vnni) => &Avx<VnniDot>.Q5_K,
+        (QuantType.Q5_K, Int8DotKind.Madd) => &Avx<MaddDot>.Q5_K,
+        (QuantType.Q5_K, _) => &Scalar.Q5_K,
         (QuantType.Q6_K, Int8DotKind.Vnni) => &Avx<VnniDot>.Q6_K,
         (QuantType.Q6_K, Int8DotKind.Madd) => &Avx<MaddDot>.Q6_K,
         (QuantType.Q6_K, _) => &Scalar.Q6_K,
         _ => null,
     };
 
-    /// <summary>
-    /// Two rows at once (same order of sums per row as the one-row form), or null where there is
-    /// none (the scalar twins): two weight streams per thread, far apart in memory.
-    /// </summary>
-    public static delegate*<byte*, byte*, sbyte*, float*, float*, int, float*, void> PairFor(QuantType type, Int8DotKind kind) => (type, kind) switch
-    {
-        (QuantType.Q8_0, Int8DotKind.Vnni) => &Avx<VnniDot>.Q8_0x2,
-        (QuantType.Q8_0, Int8DotKind.Madd) => &Avx<MaddDot>.Q8_0x2,
-        (QuantType.Q4_0, Int8DotKind.Vnni) => &Avx<VnniDot>.Q4_0x2,
-        (QuantType.Q4_0, Int8DotKind.Madd) => &Avx<MaddDot>.Q4_0x2,
-        (QuantType.Q4_K, Int8DotKind.Vnni) => &Avx<VnniDot>.Q4_Kx2,
-        (QuantType.Q4_K, Int8DotKind.Madd) => &Avx<MaddDot>.Q4_Kx2,
-        (QuantType.Q6_K, Int8DotKind.Vnni) => &Avx<VnniDot>.Q6_Kx2,
-        (QuantType.Q6_K, Int8DotKind.Madd) => &Avx<MaddDot>.Q6_Kx2,
-        _ => null,
-    };
-
     /// <summary>Formats with integer kernels; the others dequantize blocks and take float dot products.</summary>
-    public static bool Supports(QuantType type) => type is QuantType.Q8_0 or QuantType.Q4_0 or QuantType.Q4_K or QuantType.Q6_K;
+    public static bool Supports(QuantType type) => type is QuantType.Q8_0 or QuantType.Q4_0 or QuantType.Q4_K or QuantType.Q5_K or QuantType.Q6_K;
 
     /// <summary>The scalar twins: the same integer sums and float formula, summed in order.</summary>
     internal static class Scalar
@@ -94,23 +80,32 @@ internal static unsafe class Int8RowDots
             return acc - 8 * offsets;
         }
 
-        public static float Q4_K(byte* row, sbyte* qx, float* dx, float* sx, int blocks)
+        public static float Q4_K(byte* row, sbyte* qx, float* dx, float* sx, int blocks) => K4(row, qx, dx, sx, blocks, highBits: false);
+
+        public static float Q5_K(byte* row, sbyte* qx, float* dx, float* sx, int blocks) => K4(row, qx, dx, sx, blocks, highBits: true);
+
+        /// <summary>Q4_K, or Q5_K (the same plus 32 bytes of high bits before the nibbles).</summary>
+        private static float K4(byte* row, sbyte* qx, float* dx, float* sx, int blocks, bool highBits)
         {
             float acc = 0, mins = 0;
-            for (int i = 0; i < blocks / 8; i++, row += 144)
+            int bytes = highBits ? 176 : 144;
+            for (int i = 0; i < blocks / 8; i++, row += bytes)
             {
                 float d = QuantizedScales.Finite(row), dmin = QuantizedScales.Finite(row + 2);
+                byte* qh = row + 16;
+                byte* qs = row + (highBits ? 48 : 16);
                 for (int j = 0; j < 8; j++)
                 {
                     int xb = 8 * i + j;
                     Dequantization.ScaleMinK4(j, row + 4, out int sc, out int m);
-                    byte* q = row + 16 + 32 * (j / 2);
+                    byte* q = qs + 32 * (j / 2);
                     int shift = 4 * (j & 1);
                     sbyte* x = qx + 32 * xb;
                     int sum = 0;
                     for (int l = 0; l < 32; l++)
                     {
-                        sum += ((q[l] >> shift) & 0xF) * x[l];
+                        int v = ((q[l] >> shift) & 0xF) + (highBits ? ((qh[l] >> j) & 1) << 4 : 0);
+                        sum += v * x[l];
                     }
                     acc += d * sc * dx[xb] * sum;
                     mins += dmin * m * sx[xb];
@@ -153,9 +148,8 @@ internal static unsafe class Int8RowDots
     }
 
     /// <summary>
-    /// 256-bit kernels, generic over the unsigned·signed byte dot product. Each format has one
-    /// step (two blocks, or one 256-weight super-block) that both the one-row and the two-row
-    /// forms call, so a row is summed in the same order whichever form computes it.
+    /// 256-bit kernels, generic over the unsigned·signed byte dot product; each format is a loop
+    /// over one step (two blocks, or one 256-weight super-block).
     /// </summary>
     internal static class Avx<TDot> where TDot : struct, IByteDot
     {
@@ -184,10 +178,10 @@ internal static unsafe class Int8RowDots
         // ---- Q8_0: blocks b and b+1 (or b alone at the end of an odd row)
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Q8_0Step(byte* blk, sbyte* qx, float* dx, int b, bool pair, ref Sums s)
+        private static void Q8_0Step(byte* blk, sbyte* qx, float* dx, int b, bool both, ref Sums s)
         {
             s.Even = Scaled(SignedDot(Vector256.Load((sbyte*)(blk + 2)), Vector256.Load(qx + 32 * b)), QuantizedScales.Finite(blk) * dx[b], s.Even);
-            if (pair)
+            if (both)
             {
                 s.Odd = Scaled(SignedDot(Vector256.Load((sbyte*)(blk + 36)), Vector256.Load(qx + 32 * b + 32)), QuantizedScales.Finite(blk + 34) * dx[b + 1], s.Odd);
             }
@@ -203,18 +197,6 @@ internal static unsafe class Int8RowDots
             return s.Total(0);
         }
 
-        public static void Q8_0x2(byte* rowA, byte* rowB, sbyte* qx, float* dx, float* sx, int blocks, float* y)
-        {
-            Sums a = default, c = default;
-            for (int b = 0; b < blocks; b += 2)
-            {
-                Q8_0Step(rowA + 34 * b, qx, dx, b, b + 1 < blocks, ref a);
-                Q8_0Step(rowB + 34 * b, qx, dx, b, b + 1 < blocks, ref c);
-            }
-            y[0] = a.Total(0);
-            y[1] = c.Total(0);
-        }
-
         // ---- Q4_0: Σ d·(q−8)·x = d·Σq·x − 8·d·s, the −8 through the block sums
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -226,11 +208,11 @@ internal static unsafe class Int8RowDots
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Q4_0Step(byte* blk, sbyte* qx, float* dx, float* sx, int b, bool pair, ref Sums s)
+        private static void Q4_0Step(byte* blk, sbyte* qx, float* dx, float* sx, int b, bool both, ref Sums s)
         {
             float d0 = QuantizedScales.Finite(blk);
             s.Even = Scaled(TDot.Dot(Nibbles16(blk + 2), Vector256.Load(qx + 32 * b)), d0 * dx[b], s.Even);
-            if (pair)
+            if (both)
             {
                 float d1 = QuantizedScales.Finite(blk + 18);
                 s.Odd = Scaled(TDot.Dot(Nibbles16(blk + 20), Vector256.Load(qx + 32 * b + 32)), d1 * dx[b + 1], s.Odd);
@@ -252,22 +234,10 @@ internal static unsafe class Int8RowDots
             return s.Total(8);
         }
 
-        public static void Q4_0x2(byte* rowA, byte* rowB, sbyte* qx, float* dx, float* sx, int blocks, float* y)
-        {
-            Sums a = default, c = default;
-            for (int b = 0; b < blocks; b += 2)
-            {
-                Q4_0Step(rowA + 18 * b, qx, dx, sx, b, b + 1 < blocks, ref a);
-                Q4_0Step(rowB + 18 * b, qx, dx, sx, b, b + 1 < blocks, ref c);
-            }
-            y[0] = a.Total(8);
-            y[1] = c.Total(8);
-        }
-
-        // ---- Q4_K: super-block i (8 blocks of 32 with 6-bit scales and mins)
+        // ---- Q4_K and Q5_K: super-block i (8 blocks of 32 with 6-bit scales and mins)
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Q4_KStep(byte* sb, sbyte* qx, float* dx, float* sx, int i, ref Sums s)
+        private static void K4Step(byte* sb, sbyte* qx, float* dx, float* sx, int i, bool highBits, ref Sums s)
         {
             var mask = Vector256.Create((byte)0x0F);
             float d = QuantizedScales.Finite(sb), dmin = QuantizedScales.Finite(sb + 2);
@@ -278,11 +248,22 @@ internal static unsafe class Int8RowDots
             var scale = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Vector128.CreateScalar(scales).AsByte())) * (Vector256.Load(dx + xb) * d);
             var min = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Vector128.CreateScalar(mins).AsByte())) * dmin;
             s.Mins = Fma.MultiplyAdd(min, Vector256.Load(sx + xb), s.Mins);
+            byte* qs = sb + (highBits ? 48 : 16);
+            var qh = highBits ? Vector256.Load(sb + 16).AsUInt16() : default;
+            var bit4 = Vector256.Create((byte)0x10);
             for (int p = 0; p < 4; p++, xb += 2)
             {
-                var v = Vector256.Load(sb + 16 + 32 * p);
+                var v = Vector256.Load(qs + 32 * p);
                 var lo = v & mask;
                 var hi = Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
+                if (highBits)
+                {
+                    // Q5_K: bit j of qh[l] is the fifth bit of sub-block j's value l; moved to bit 4
+                    // (16-bit shifts: the mask keeps only bits that stayed in their byte).
+                    int j = 2 * p;
+                    lo |= (j <= 4 ? Vector256.ShiftLeft(qh, 4 - j) : Vector256.ShiftRightLogical(qh, j - 4)).AsByte() & bit4;
+                    hi |= (j + 1 <= 4 ? Vector256.ShiftLeft(qh, 3 - j) : Vector256.ShiftRightLogical(qh, j - 3)).AsByte() & bit4;
+                }
                 s.Even = Scaled(TDot.Dot(lo, Vector256.Load(qx + 32 * xb)), Avx2.PermuteVar8x32(scale, Vector256.Create(2 * p)), s.Even);
                 s.Odd = Scaled(TDot.Dot(hi, Vector256.Load(qx + 32 * xb + 32)), Avx2.PermuteVar8x32(scale, Vector256.Create(2 * p + 1)), s.Odd);
             }
@@ -293,21 +274,19 @@ internal static unsafe class Int8RowDots
             Sums s = default;
             for (int i = 0; i < blocks / 8; i++)
             {
-                Q4_KStep(row + 144 * i, qx, dx, sx, i, ref s);
+                K4Step(row + 144 * i, qx, dx, sx, i, highBits: false, ref s);
             }
-            return s.Total(1);
+            return s.Total(0);
         }
 
-        public static void Q4_Kx2(byte* rowA, byte* rowB, sbyte* qx, float* dx, float* sx, int blocks, float* y)
+        public static float Q5_K(byte* row, sbyte* qx, float* dx, float* sx, int blocks)
         {
-            Sums a = default, c = default;
+            Sums s = default;
             for (int i = 0; i < blocks / 8; i++)
             {
-                Q4_KStep(rowA + 144 * i, qx, dx, sx, i, ref a);
-                Q4_KStep(rowB + 144 * i, qx, dx, sx, i, ref c);
+                K4Step(row + 176 * i, qx, dx, sx, i, highBits: true, ref s);
             }
-            y[0] = a.Total(1);
-            y[1] = c.Total(1);
+            return s.Total(0);
         }
 
         // ---- Q6_K: super-block i (16 blocks of 16 with int8 scales, values q − 32)
@@ -324,17 +303,18 @@ internal static unsafe class Int8RowDots
                 var l0 = Vector256.Load(sb + 64 * h);
                 var l1 = Vector256.Load(sb + 64 * h + 32);
                 var qh = Vector256.Load(sb + 128 + 32 * h).AsUInt16();
-                sbyte* sc = (sbyte*)(sb + 192 + 8 * h);
+                // The half's eight int8 scales as floats times d; block k takes scales 2k and 2k+1.
+                var scales = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Vector128.CreateScalar(*(long*)(sb + 192 + 8 * h)).AsSByte())) * d;
                 int xb = 8 * i + 4 * h;
                 // 16-bit shifts move bits across byte halves only where the masks drop them.
                 var q1 = (l0 & low4) | (Vector256.ShiftLeft(qh, 4).AsByte() & high2);
                 var q2 = (l1 & low4) | (Vector256.ShiftLeft(qh, 2).AsByte() & high2);
                 var q3 = (Vector256.ShiftRightLogical(l0.AsUInt16(), 4).AsByte() & low4) | (qh.AsByte() & high2);
                 var q4 = (Vector256.ShiftRightLogical(l1.AsUInt16(), 4).AsByte() & low4) | (Vector256.ShiftRightLogical(qh, 2).AsByte() & high2);
-                s.Even = Scaled(SignedDot(q1.AsSByte() - bias, Vector256.Load(qx + 32 * xb)), Halves(d * dx[xb], sc[0], sc[1]), s.Even);
-                s.Odd = Scaled(SignedDot(q2.AsSByte() - bias, Vector256.Load(qx + 32 * xb + 32)), Halves(d * dx[xb + 1], sc[2], sc[3]), s.Odd);
-                s.Even = Scaled(SignedDot(q3.AsSByte() - bias, Vector256.Load(qx + 32 * xb + 64)), Halves(d * dx[xb + 2], sc[4], sc[5]), s.Even);
-                s.Odd = Scaled(SignedDot(q4.AsSByte() - bias, Vector256.Load(qx + 32 * xb + 96)), Halves(d * dx[xb + 3], sc[6], sc[7]), s.Odd);
+                s.Even = Scaled(SignedDot(q1.AsSByte() - bias, Vector256.Load(qx + 32 * xb)), Halves(scales, 0, dx[xb]), s.Even);
+                s.Odd = Scaled(SignedDot(q2.AsSByte() - bias, Vector256.Load(qx + 32 * xb + 32)), Halves(scales, 1, dx[xb + 1]), s.Odd);
+                s.Even = Scaled(SignedDot(q3.AsSByte() - bias, Vector256.Load(qx + 32 * xb + 64)), Halves(scales, 2, dx[xb + 2]), s.Even);
+                s.Odd = Scaled(SignedDot(q4.AsSByte() - bias, Vector256.Load(qx + 32 * xb + 96)), Halves(scales, 3, dx[xb + 3]), s.Odd);
             }
         }
 
@@ -348,21 +328,10 @@ internal static unsafe class Int8RowDots
             return s.Total(0);
         }
 
-        public static void Q6_Kx2(byte* rowA, byte* rowB, sbyte* qx, float* dx, float* sx, int blocks, float* y)
-        {
-            Sums a = default, c = default;
-            for (int i = 0; i < blocks / 8; i++)
-            {
-                Q6_KStep(rowA + 210 * i, qx, dx, i, ref a);
-                Q6_KStep(rowB + 210 * i, qx, dx, i, ref c);
-            }
-            y[0] = a.Total(0);
-            y[1] = c.Total(0);
-        }
-
-        /// <summary>Lanes 0-3 (weights 0-15 of a block) scaled by s·a, lanes 4-7 by s·b.</summary>
+        /// <summary>Block k's lanes 0-3 (weights 0-15) scaled by scales[2k]·dx, lanes 4-7 by scales[2k+1]·dx.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<float> Halves(float s, sbyte a, sbyte b) => Vector256.Create(Vector128.Create(s * a), Vector128.Create(s * b));
+        private static Vector256<float> Halves(Vector256<float> scales, int k, float dx) =>
+            Avx2.PermuteVar8x32(scales, Vector256.Create(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1)) * dx;
     }
 
     /// <summary>Q4_K/Q5_K: the eight 6-bit scales and the eight mins as bytes, with ggml's 32-bit mask arithmetic.</summary>

@@ -8,7 +8,7 @@ namespace Kernels.Simd.Quantized;
 /// y = x · Wᵀ for quantized weights, reading the blocks in place; multithreaded over rows.
 /// </summary>
 /// <remarks>
-/// <para>Q8_0, Q4_0, Q4_K and Q6_K take integer kernels (<see cref="Int8RowDots"/>): x is
+/// <para>Q8_0, Q4_0, Q4_K, Q5_K and Q6_K take integer kernels (<see cref="Int8RowDots"/>): x is
 /// quantized once per call to int8 blocks of 32 with float scales, like llama.cpp does, so their
 /// results differ from the float product by that rounding of x (at most half a step of each
 /// block's scale per element). The other formats — and any matrix with a non-finite block
@@ -150,7 +150,6 @@ public static unsafe class QuantizedMatMul
         private fixed long _stride[MaxShared];
         private fixed long _y[MaxShared];
         private fixed long _dot[MaxShared];
-        private fixed long _pair[MaxShared];
         private fixed int _ends[MaxShared];
         private int _count;
         private readonly int _blocks = x.BlocksPerToken;
@@ -168,7 +167,6 @@ public static unsafe class QuantizedMatMul
             _stride[_count] = w.RowStrideBytes;
             _y[_count] = (long)y;
             _dot[_count] = (long)Int8RowDots.For(w.Type, kind);
-            _pair[_count] = (long)Int8RowDots.PairFor(w.Type, kind);
             _ends[_count] = Rows + w.Rows;
             _count++;
         }
@@ -189,9 +187,13 @@ public static unsafe class QuantizedMatMul
                     begin = stop;
                     continue;
                 }
-                QuantizedMatMul.Rows((byte*)_data[m], _stride[m], (float*)_y[m], begin - start, stop - start,
-                    (delegate*<byte*, sbyte*, float*, float*, int, float>)_dot[m], (delegate*<byte*, byte*, sbyte*, float*, float*, int, float*, void>)_pair[m],
-                    _qx, _dx, _sx, _blocks);
+                var dot = (delegate*<byte*, sbyte*, float*, float*, int, float>)_dot[m];
+                byte* data = (byte*)_data[m];
+                float* y = (float*)_y[m];
+                for (int r = begin - start; r < stop - start; r++)
+                {
+                    y[r] = dot(data + r * _stride[m], _qx, _dx, _sx, _blocks);
+                }
                 begin = stop;
             }
         }
@@ -208,40 +210,6 @@ public static unsafe class QuantizedMatMul
         public void Execute(int begin, int end) => WideningRowDots.Rows(_type, _data, _stride, x, y, _blocks, begin, end);
     }
 
-    /// <summary>Whether one-token products stream two rows per thread (far apart); off only to measure the difference.</summary>
-    internal static bool PairRows = true;
-
-    /// <summary>
-    /// Rows [begin, end) of one matrix for one token: two at a time, one from each half of the
-    /// range (two sequential weight streams per thread), the odd one alone.
-    /// </summary>
-    private static void Rows(byte* data, long stride, float* y, int begin, int end, delegate*<byte*, sbyte*, float*, float*, int, float> dot,
-        delegate*<byte*, byte*, sbyte*, float*, float*, int, float*, void> pair, sbyte* qx, float* dx, float* sx, int blocks)
-    {
-        int count = end - begin;
-        if (pair == null || !PairRows || count < 2)
-        {
-            for (int r = begin; r < end; r++)
-            {
-                y[r] = dot(data + r * stride, qx, dx, sx, blocks);
-            }
-            return;
-        }
-        int half = (count + 1) / 2;
-        float* two = stackalloc float[2];
-        for (int i = 0; i < count / 2; i++)
-        {
-            int a = begin + i, b = begin + half + i;
-            pair(data + a * stride, data + b * stride, qx, dx, sx, blocks, two);
-            y[a] = two[0];
-            y[b] = two[1];
-        }
-        if ((count & 1) != 0)
-        {
-            y[begin + half - 1] = dot(data + (begin + half - 1) * stride, qx, dx, sx, blocks);
-        }
-    }
-
     private readonly struct Int8Job : IRangeJob
     {
         private readonly byte* _w;
@@ -254,7 +222,6 @@ public static unsafe class QuantizedMatMul
         private readonly float* _y;
         private readonly int _n;
         private readonly delegate*<byte*, sbyte*, float*, float*, int, float> _dot;
-        private readonly delegate*<byte*, byte*, sbyte*, float*, float*, int, float*, void> _pair;
 
         public Int8Job(QuantizedMatrix w, QuantizedInput x, float* y, int n, Int8DotKind kind)
         {
@@ -268,16 +235,10 @@ public static unsafe class QuantizedMatMul
             _y = y;
             _n = n;
             _dot = Int8RowDots.For(w.Type, kind);
-            _pair = Int8RowDots.PairFor(w.Type, kind);
         }
 
         public void Execute(int begin, int end)
         {
-            if (_n == 1)
-            {
-                Rows(_w, _stride, _y, begin, end, _dot, _pair, _qx, _dx, _sx, _blocks);
-                return;
-            }
             for (int r = begin; r < end; r++)
             {
                 byte* row = _w + r * _stride;

@@ -78,7 +78,7 @@ public sealed unsafe class QuantizedGgufTests
         var q = ModelFixtures.TeacherForcedLogits(quantized, ops, prompt, Enumerable.Range(0, prompt.Length), batched: true);
         var qSingle = ModelFixtures.TeacherForcedLogits(quantized, ops, prompt, Enumerable.Range(0, prompt.Length), batched: false);
         var d = ModelFixtures.TeacherForcedLogits(dense, ops, prompt, Enumerable.Range(0, prompt.Length), batched: true);
-        // Integer kernels (Q8_0, Q4_0, Q4_K, Q6_K; llama-quantize keeps output.weight in Q6_K for
+        // Integer kernels (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; llama-quantize keeps output.weight in Q6_K for
         // every type here) round activations to int8 per block of 32, as llama.cpp does: the logits
         // move by a few percent of their range at most, about 0.5 % on average. A wiring error
         // (wrong tensor, stride or layout) moves them by their whole range.

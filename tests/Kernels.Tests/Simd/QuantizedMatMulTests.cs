@@ -133,8 +133,7 @@ public sealed unsafe class QuantizedMatMulTests
     [Fact]
     public void Large_rows_multithreaded_match_single_rows()
     {
-        // Rows are streamed two at a time from the halves of each thread's piece, or alone; a row's
-        // sum must not depend on which (pieces are handed out by timing).
+        // Pieces of rows are handed to threads by timing; a row's sum must not depend on them.
         foreach (var type in new[] { QuantType.Q8_0, QuantType.Q4_0, QuantType.Q4_K, QuantType.Q6_K, QuantType.Q5_1 })
         {
             using var w = RandomMatrix(type, 1031, 1024, 5);
