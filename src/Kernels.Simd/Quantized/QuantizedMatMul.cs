@@ -51,7 +51,11 @@ public static unsafe class QuantizedMatMul
         long work = w.ByteSize * Math.Max(1, n / 8);
         bool parallel = work >= DenseGemv.ParallelThresholdBytes && WorkerPool.Shared.ThreadCount > 1;
         int minChunk = (int)Math.Max(1, DenseGemv.ChunkBytes / Math.Max(1, w.RowStrideBytes));
-        if (kind == Int8DotKind.Widened && w.ScalesFinite)
+        if (n >= PanelTokens && kind != Int8DotKind.Scalar)
+        {
+            MultiplyByPanels(w, x, y, n);
+        }
+        else if (kind == Int8DotKind.Widened && w.ScalesFinite)
         {
             var job = new WidenedJob(w, x, y);
             Run(ref job, w.Rows, minChunk, parallel);
@@ -80,6 +84,77 @@ public static unsafe class QuantizedMatMul
         {
             var job = new DequantizedJob(w, x, y, n);
             Run(ref job, w.Rows, minChunk, parallel);
+        }
+    }
+
+    /// <summary>From this many tokens on, products go through dequantized float panels and the dense GEMM.</summary>
+    internal const int PanelTokens = 16;
+
+    /// <summary>Bytes of one dequantized panel (a slice of rows as float32).</summary>
+    private const long PanelBytes = 8L << 20;
+
+    [ThreadStatic] private static NativeBuffer? t_panel;
+    [ThreadStatic] private static NativeBuffer? t_panelOutput;
+
+    /// <summary>
+    /// Prefill: the rows are dequantized (exactly, <see cref="Dequantization"/>) a panel at a time
+    /// into float32 and multiplied by the dense GEMM, whose register tiles reuse every weight
+    /// across many tokens; the integer tile kernel paid a conversion and a scale per block and
+    /// token, and ran at about the same speed for every format (measured: docs/reports/quantized).
+    /// </summary>
+    private static void MultiplyByPanels(QuantizedMatrix w, float* x, float* y, int n)
+    {
+        int rows = w.Rows, cols = w.Columns;
+        int panelRows = (int)Math.Clamp(PanelBytes / Math.Max(1, cols * 4L), 1, rows);
+        var panel = Reserve(ref t_panel, (long)panelRows * cols * 4);
+        var output = Reserve(ref t_panelOutput, (long)panelRows * n * 4);
+        for (int r0 = 0; r0 < rows; r0 += panelRows)
+        {
+            int count = Math.Min(panelRows, rows - r0);
+            var job = new DequantizeRowsJob(w, r0, (float*)panel.Pointer);
+            if (WorkerPool.Shared.ThreadCount > 1)
+            {
+                WorkerPool.Shared.For(count, Math.Max(1, count / (4 * WorkerPool.Shared.ThreadCount)), ref job);
+            }
+            else
+            {
+                job.Execute(0, count);
+            }
+            using (var dense = new DenseMatrix(w.Name, count, cols, ElementType.F32, panel.Pointer, null))
+            {
+                DenseGemm.Multiply(dense, x, (float*)output.Pointer, n);
+            }
+            float* o = (float*)output.Pointer;
+            for (int t = 0; t < n; t++)
+            {
+                new ReadOnlySpan<float>(o + (long)t * count, count).CopyTo(new Span<float>(y + (long)t * rows + r0, count));
+            }
+        }
+    }
+
+    private static NativeBuffer Reserve(ref NativeBuffer? buffer, long bytes)
+    {
+        if (buffer is null || buffer.ByteLength < bytes)
+        {
+            buffer?.Dispose();
+            buffer = new NativeBuffer(Math.Max(bytes, 64));
+        }
+        return buffer;
+    }
+
+    private readonly struct DequantizeRowsJob(QuantizedMatrix w, int first, float* panel) : IRangeJob
+    {
+        private readonly byte* _data = w.Data;
+        private readonly long _stride = w.RowStrideBytes;
+        private readonly int _columns = w.Columns;
+        private readonly QuantType _type = w.Type;
+
+        public void Execute(int begin, int end)
+        {
+            for (int r = begin; r < end; r++)
+            {
+                Dequantization.Row(_type, _data + (first + r) * _stride, panel + (long)r * _columns, _columns);
+            }
         }
     }
 

@@ -31,7 +31,7 @@ public sealed unsafe class QuantizedMatMulTests
         foreach (var type in AllTypes)
         {
             int k = type.BlockElements();
-            foreach (int blocks in new[] { 0, 1, 2, 3, 5, 8 })
+            foreach (int blocks in new[] { 0, 1, 2, 3, 5, 8, 19 })
             {
                 foreach (int rows in new[] { 1, 3, 17, 64 })
                 {
@@ -84,7 +84,7 @@ public sealed unsafe class QuantizedMatMulTests
     public void Matches_the_dequantized_product(QuantType type, int rows, int columns)
     {
         using var w = RandomMatrix(type, rows, columns, rows * 7919 + columns + (int)type);
-        foreach (int n in new[] { 1, 2, 5 })
+        foreach (int n in new[] { 1, 2, 5, QuantizedMatMul.PanelTokens + 1 })
         {
             var x = RandomVector(n * columns, columns + n);
             var expected = new (double Exact, double Magnitude, double XRounding)[n * rows];
@@ -111,8 +111,10 @@ public sealed unsafe class QuantizedMatMulTests
                 for (int i = 0; i < n * rows; i++)
                 {
                     var e = expected[i];
-                    // Integer kernels see x rounded to int8 per block; the others see x exactly.
-                    bool integer = Int8RowDots.Supports(type) && kind != Int8DotKind.Widened;
+                    // Integer kernels see x rounded to int8 per block; the others (widening, the
+                    // dequantized panels of long batches, the generic formats) see x exactly.
+                    bool panels = n >= QuantizedMatMul.PanelTokens && kind != Int8DotKind.Scalar;
+                    bool integer = Int8RowDots.Supports(type) && kind != Int8DotKind.Widened && !panels;
                     double bound = (integer ? e.XRounding : 0) + 1e-5 * e.Magnitude + 1e-6;
                     Assert.True(Math.Abs(gy.Span[i] - e.Exact) <= bound,
                         $"{type} {kind} {rows}x{columns} n={n} y[{i}]: {gy.Span[i]:R} vs {e.Exact:R} (bound {bound:E3})");
@@ -120,7 +122,7 @@ public sealed unsafe class QuantizedMatMulTests
                     {
                         scalar[i] = gy.Span[i];
                     }
-                    else if (kind != Int8DotKind.Widened)
+                    else if (integer)
                     {
                         // Same integers as the scalar twin; only the float summation order differs.
                         Tolerance.Close(scalar[i], gy.Span[i], 2e-6f, (float)e.Magnitude, 1e-6f, $"{type} {kind} vs scalar y[{i}]");
