@@ -10,7 +10,6 @@ public sealed unsafe class QuantizedMatrix : WeightMatrix
 {
     private readonly object? _keepAlive;
     private readonly NativeBuffer? _buffer;
-    private int _scalesFinite; // 0 unknown, 1 finite, 2 has Inf/NaN
 
     /// <summary>Views <paramref name="rows"/> rows of blocks at <paramref name="data"/>; <paramref name="keepAlive"/> owns the memory.</summary>
     public QuantizedMatrix(string name, int rows, int columns, QuantType type, void* data, object? keepAlive)
@@ -51,22 +50,6 @@ public sealed unsafe class QuantizedMatrix : WeightMatrix
     public override long ByteSize => Rows * RowStrideBytes;
 
     public override string Format => Type.ToString();
-
-    /// <summary>
-    /// True when no block scale is Inf/NaN, so kernels may convert scales with the fast exact
-    /// finite-half trick; checked once and cached (weights are immutable after load).
-    /// </summary>
-    public bool ScalesFinite
-    {
-        get
-        {
-            if (_scalesFinite == 0)
-            {
-                _scalesFinite = QuantizedScales.AllFinite(Type, Data, Rows * (long)(Columns / Type.BlockElements())) ? 1 : 2;
-            }
-            return _scalesFinite == 1;
-        }
-    }
 
     public override float GetElement(int row, int column)
     {

@@ -40,7 +40,7 @@ internal static unsafe class Int8Gemm
                 for (int b = 0; b < blocks; b++, row += 34)
                 {
                     Unsafe.CopyBlockUnaligned(o.Values + 32 * b, row + 2, 32);
-                    o.Scales[b] = Vector256.Create(QuantizedScales.Finite(row));
+                    o.Scales[b] = Vector256.Create(QuantizedScales.Scale(row));
                     o.Mins[b] = 0;
                 }
                 break;
@@ -53,7 +53,7 @@ internal static unsafe class Int8Gemm
                         v[j] = (sbyte)((row[2 + j] & 0xF) - 8);
                         v[j + 16] = (sbyte)((row[2 + j] >> 4) - 8);
                     }
-                    o.Scales[b] = Vector256.Create(QuantizedScales.Finite(row));
+                    o.Scales[b] = Vector256.Create(QuantizedScales.Scale(row));
                     o.Mins[b] = 0;
                 }
                 break;
@@ -62,7 +62,7 @@ internal static unsafe class Int8Gemm
                 byte* sc = stackalloc byte[16];
                 for (int i = 0; i < blocks / 8; i++, row += high ? 176 : 144)
                 {
-                    float d = QuantizedScales.Finite(row), dmin = QuantizedScales.Finite(row + 2);
+                    float d = QuantizedScales.Scale(row), dmin = QuantizedScales.Scale(row + 2);
                     Int8RowDots.UnpackScalesK4(row + 4, sc);
                     byte* qh = row + 16;
                     for (int j = 0; j < 8; j++)
@@ -82,7 +82,7 @@ internal static unsafe class Int8Gemm
             case QuantType.Q6_K:
                 for (int i = 0; i < blocks / 8; i++, row += 210)
                 {
-                    float d = QuantizedScales.Finite(row + 208);
+                    float d = QuantizedScales.Scale(row + 208);
                     for (int h = 0; h < 2; h++)
                     {
                         byte* ql = row + 64 * h;

@@ -57,7 +57,7 @@ internal static unsafe class Int8RowDots
                 {
                     sum += w[j] * qx[j];
                 }
-                acc += QuantizedScales.Finite(row) * dx[b] * sum;
+                acc += QuantizedScales.Scale(row) * dx[b] * sum;
             }
             return acc;
         }
@@ -73,7 +73,7 @@ internal static unsafe class Int8RowDots
                 {
                     sum += (qs[j] & 0xF) * qx[j] + (qs[j] >> 4) * qx[j + 16];
                 }
-                float d = QuantizedScales.Finite(row);
+                float d = QuantizedScales.Scale(row);
                 acc += d * dx[b] * sum;
                 offsets += d * sx[b];
             }
@@ -91,7 +91,7 @@ internal static unsafe class Int8RowDots
             int bytes = highBits ? 176 : 144;
             for (int i = 0; i < blocks / 8; i++, row += bytes)
             {
-                float d = QuantizedScales.Finite(row), dmin = QuantizedScales.Finite(row + 2);
+                float d = QuantizedScales.Scale(row), dmin = QuantizedScales.Scale(row + 2);
                 byte* qh = row + 16;
                 byte* qs = row + (highBits ? 48 : 16);
                 for (int j = 0; j < 8; j++)
@@ -119,7 +119,7 @@ internal static unsafe class Int8RowDots
             float acc = 0;
             for (int i = 0; i < blocks / 8; i++, row += 210)
             {
-                float d = QuantizedScales.Finite(row + 208);
+                float d = QuantizedScales.Scale(row + 208);
                 for (int h = 0; h < 2; h++)
                 {
                     byte* ql = row + 64 * h;
@@ -180,10 +180,10 @@ internal static unsafe class Int8RowDots
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static void Q8_0Step(byte* blk, sbyte* qx, float* dx, int b, bool both, ref Sums s)
         {
-            s.Even = Scaled(SignedDot(Vector256.Load((sbyte*)(blk + 2)), Vector256.Load(qx + 32 * b)), QuantizedScales.Finite(blk) * dx[b], s.Even);
+            s.Even = Scaled(SignedDot(Vector256.Load((sbyte*)(blk + 2)), Vector256.Load(qx + 32 * b)), QuantizedScales.Scale(blk) * dx[b], s.Even);
             if (both)
             {
-                s.Odd = Scaled(SignedDot(Vector256.Load((sbyte*)(blk + 36)), Vector256.Load(qx + 32 * b + 32)), QuantizedScales.Finite(blk + 34) * dx[b + 1], s.Odd);
+                s.Odd = Scaled(SignedDot(Vector256.Load((sbyte*)(blk + 36)), Vector256.Load(qx + 32 * b + 32)), QuantizedScales.Scale(blk + 34) * dx[b + 1], s.Odd);
             }
         }
 
@@ -210,11 +210,11 @@ internal static unsafe class Int8RowDots
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static void Q4_0Step(byte* blk, sbyte* qx, float* dx, float* sx, int b, bool both, ref Sums s)
         {
-            float d0 = QuantizedScales.Finite(blk);
+            float d0 = QuantizedScales.Scale(blk);
             s.Even = Scaled(TDot.Dot(Nibbles16(blk + 2), Vector256.Load(qx + 32 * b)), d0 * dx[b], s.Even);
             if (both)
             {
-                float d1 = QuantizedScales.Finite(blk + 18);
+                float d1 = QuantizedScales.Scale(blk + 18);
                 s.Odd = Scaled(TDot.Dot(Nibbles16(blk + 20), Vector256.Load(qx + 32 * b + 32)), d1 * dx[b + 1], s.Odd);
                 s.Scalar += d0 * sx[b] + d1 * sx[b + 1];
             }
@@ -240,7 +240,7 @@ internal static unsafe class Int8RowDots
         private static void K4Step(byte* sb, sbyte* qx, float* dx, float* sx, int i, bool highBits, ref Sums s)
         {
             var mask = Vector256.Create((byte)0x0F);
-            float d = QuantizedScales.Finite(sb), dmin = QuantizedScales.Finite(sb + 2);
+            float d = QuantizedScales.Scale(sb), dmin = QuantizedScales.Scale(sb + 2);
             ScalesMinsK4(sb + 4, out ulong scales, out ulong mins);
             int xb = 8 * i;
             // The eight sub-block scales times their blocks' activation scales, and the mins
@@ -297,7 +297,7 @@ internal static unsafe class Int8RowDots
             var low4 = Vector256.Create((byte)0x0F);
             var high2 = Vector256.Create((byte)0x30);
             var bias = Vector256.Create((sbyte)32);
-            float d = QuantizedScales.Finite(sb + 208);
+            float d = QuantizedScales.Scale(sb + 208);
             for (int h = 0; h < 2; h++)
             {
                 var l0 = Vector256.Load(sb + 64 * h);

@@ -11,10 +11,12 @@ namespace Kernels.Simd.Quantized;
 /// <para>Q8_0, Q4_0, Q4_K, Q5_K and Q6_K take integer kernels (<see cref="Int8RowDots"/>): x is
 /// quantized once per call to int8 blocks of 32 with float scales, like llama.cpp does, so their
 /// results differ from the float product by that rounding of x (at most half a step of each
-/// block's scale per element). The other formats — and any matrix with a non-finite block
-/// scale — dequantize one block at a time and take exact float dot products.</para>
-/// <para>For several tokens each row is dotted with every token while it sits in L1, so the
-/// weights are streamed from memory once per call.</para>
+/// block's scale per element). The other formats dequantize one block at a time and take
+/// exact float dot products. Inf/NaN block scales propagate like in llama.cpp.</para>
+/// <para>One-token Q4_0 widens the weights to float instead (<see cref="Preferred"/>). For 2-15
+/// tokens each row is decoded once into int8 values and scales and multiplied with four tokens
+/// at a time while it sits in L1 (<see cref="Int8Gemm"/>); from <see cref="PanelTokens"/> tokens
+/// on, panels of rows are dequantized exactly to float32 and multiplied by the dense GEMM.</para>
 /// </remarks>
 public static unsafe class QuantizedMatMul
 {
@@ -55,12 +57,12 @@ public static unsafe class QuantizedMatMul
         {
             MultiplyByPanels(w, x, y, n);
         }
-        else if (kind == Int8DotKind.Widened && w.ScalesFinite)
+        else if (kind == Int8DotKind.Widened)
         {
             var job = new WidenedJob(w, x, y);
             Run(ref job, w.Rows, minChunk, parallel);
         }
-        else if (Int8RowDots.Supports(w.Type) && w.ScalesFinite)
+        else if (Int8RowDots.Supports(w.Type))
         {
             var xq = QuantizedInput.ForCurrentThread;
             xq.Quantize(x, w.Columns, n, simd: kind != Int8DotKind.Scalar);
@@ -180,7 +182,7 @@ public static unsafe class QuantizedMatMul
             {
                 ThrowHelper.ShapeMismatch($"{w.Name}: {w.Columns} columns cannot share a GEMV with {ws[0].Name} ({ws[0].Columns} columns)");
             }
-            integer &= Int8RowDots.Supports(w.Type) && w.ScalesFinite;
+            integer &= Int8RowDots.Supports(w.Type);
             bytes += w.ByteSize;
         }
         if (!integer)

@@ -29,7 +29,7 @@ internal static unsafe class WideningRowDots
         {
             var w0 = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)(row + 2))));
             var w1 = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)(row + 18))));
-            var d = Vector512.Create(QuantizedScales.Finite(row));
+            var d = Vector512.Create(QuantizedScales.Scale(row));
             var block = Avx512F.FusedMultiplyAdd(w1, Vector512.Load(x + 16), w0 * Vector512.Load(x));
             total = Avx512F.FusedMultiplyAdd(block, d, total);
         }
@@ -46,7 +46,7 @@ internal static unsafe class WideningRowDots
             var bytes = Avx512F.ConvertToVector512Int32(Vector128.Load(row + 2));
             var w0 = Avx512F.ConvertToVector512Single((bytes & mask) - eight);
             var w1 = Avx512F.ConvertToVector512Single(Vector512.ShiftRightLogical(bytes, 4) - eight);
-            var d = Vector512.Create(QuantizedScales.Finite(row));
+            var d = Vector512.Create(QuantizedScales.Scale(row));
             var block = Avx512F.FusedMultiplyAdd(w1, Vector512.Load(x + 16), w0 * Vector512.Load(x));
             total = Avx512F.FusedMultiplyAdd(block, d, total);
         }

@@ -206,12 +206,18 @@ public sealed unsafe class QuantizedMatMulTests
         {
             using var w = RandomMatrix(type, 2, type.BlockElements(), 3);
             *(ushort*)(w.Data + type.ScaleOffsets()[0]) = 0x7E00; // NaN scale in row 0
-            Assert.False(w.ScalesFinite);
             var x = RandomVector(w.Columns, 4);
-            var y = new float[2];
-            w.Multiply(x, y, 1);
-            Assert.True(float.IsNaN(y[0]), $"{type}: row with a NaN scale gave {y[0]}");
-            Assert.True(float.IsFinite(y[1]), $"{type}: finite row gave {y[1]}");
+            foreach (int n in new[] { 1, 3, QuantizedMatMul.PanelTokens })
+            {
+                var xs = Enumerable.Range(0, n).SelectMany(_ => x).ToArray();
+                var y = new float[2 * n];
+                w.Multiply(xs, y, n);
+                for (int t = 0; t < n; t++)
+                {
+                    Assert.True(float.IsNaN(y[2 * t]), $"{type}, {n} tokens: row with a NaN scale gave {y[2 * t]}");
+                    Assert.True(float.IsFinite(y[2 * t + 1]), $"{type}, {n} tokens: finite row gave {y[2 * t + 1]}");
+                }
+            }
         }
     }
 
