@@ -57,7 +57,7 @@ internal static unsafe class Int8RowDots
                 {
                     sum += w[j] * qx[j];
                 }
-                acc += QuantizedScales.Scale(row) * dx[b] * sum;
+                acc += QuantizedScales.Computed(row) * dx[b] * sum;
             }
             return acc;
         }
@@ -180,10 +180,10 @@ internal static unsafe class Int8RowDots
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static void Q8_0Step(byte* blk, sbyte* qx, float* dx, int b, bool both, ref Sums s)
         {
-            s.Even = Scaled(SignedDot(Vector256.Load((sbyte*)(blk + 2)), Vector256.Load(qx + 32 * b)), QuantizedScales.Scale(blk) * dx[b], s.Even);
+            s.Even = Scaled(SignedDot(Vector256.Load((sbyte*)(blk + 2)), Vector256.Load(qx + 32 * b)), QuantizedScales.Computed(blk) * dx[b], s.Even);
             if (both)
             {
-                s.Odd = Scaled(SignedDot(Vector256.Load((sbyte*)(blk + 36)), Vector256.Load(qx + 32 * b + 32)), QuantizedScales.Scale(blk + 34) * dx[b + 1], s.Odd);
+                s.Odd = Scaled(SignedDot(Vector256.Load((sbyte*)(blk + 36)), Vector256.Load(qx + 32 * b + 32)), QuantizedScales.Computed(blk + 34) * dx[b + 1], s.Odd);
             }
         }
 

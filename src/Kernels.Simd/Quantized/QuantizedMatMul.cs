@@ -13,7 +13,7 @@ namespace Kernels.Simd.Quantized;
 /// results differ from the float product by that rounding of x (at most half a step of each
 /// block's scale per element). The other formats dequantize one block at a time and take
 /// exact float dot products. Inf/NaN block scales propagate like in llama.cpp.</para>
-/// <para>One-token Q4_0 widens the weights to float instead (<see cref="Preferred"/>). For 2-15
+/// <para>For 2-15
 /// tokens each row is decoded once into int8 values and scales and multiplied with four tokens
 /// at a time while it sits in L1 (<see cref="Int8Gemm"/>); from <see cref="PanelTokens"/> tokens
 /// on, panels of rows are dequantized exactly to float32 and multiplied by the dense GEMM.</para>
@@ -27,16 +27,7 @@ public static unsafe class QuantizedMatMul
             : Int8DotKind.Scalar;
 
     /// <summary>y[n, Rows] = x[n, Columns] · Wᵀ.</summary>
-    public static void Multiply(QuantizedMatrix w, float* x, float* y, int n) => Multiply(w, x, y, n, Preferred(w.Type, n));
-
-    /// <summary>
-    /// The kernel family for a format and batch. One-token Q4_0 products widen the weights to
-    /// float: measured side by side (docs/reports/quantized), 1.5-1.7x faster than the integer
-    /// kernel here, where unpacking nibbles for the byte products costs more than the float
-    /// multiplies it saves. Q8_0 keeps the integer kernel (as fast or faster).
-    /// </summary>
-    public static Int8DotKind Preferred(QuantType type, int n) =>
-        n == 1 && type == QuantType.Q4_0 && WideningRowDots.IsSupported && SimdInfo.Tier == SimdTier.Vector512 ? Int8DotKind.Widened : DotKind;
+    public static void Multiply(QuantizedMatrix w, float* x, float* y, int n) => Multiply(w, x, y, n, DotKind);
 
     /// <summary>As <see cref="Multiply(QuantizedMatrix, float*, float*, int)"/> with an explicit byte dot product (tests run every one the CPU has).</summary>
     public static void Multiply(QuantizedMatrix w, float* x, float* y, int n, Int8DotKind kind)
@@ -195,7 +186,7 @@ public static unsafe class QuantizedMatMul
         }
         var xq = QuantizedInput.ForCurrentThread;
         xq.Quantize(x, ws[0].Columns, 1);
-        var job = new ManyJob(xq, x);
+        var job = new ManyJob(xq);
         long minRowBytes = long.MaxValue;
         for (int i = 0; i < ws.Length; i++)
         {
@@ -219,10 +210,8 @@ public static unsafe class QuantizedMatMul
     }
 
     /// <summary>The rows of several matrices, numbered one after another, each with its output and row dots.</summary>
-    private struct ManyJob(QuantizedInput x, float* floats) : IRangeJob
+    private struct ManyJob(QuantizedInput x) : IRangeJob
     {
-        private fixed bool _widened[MaxShared];
-        private fixed int _types[MaxShared];
         private fixed long _data[MaxShared];
         private fixed long _stride[MaxShared];
         private fixed long _y[MaxShared];
@@ -238,8 +227,6 @@ public static unsafe class QuantizedMatMul
 
         public void Add(QuantizedMatrix w, float* y, Int8DotKind kind)
         {
-            _widened[_count] = Preferred(w.Type, 1) == Int8DotKind.Widened;
-            _types[_count] = (int)w.Type;
             _data[_count] = (long)w.Data;
             _stride[_count] = w.RowStrideBytes;
             _y[_count] = (long)y;
@@ -258,12 +245,6 @@ public static unsafe class QuantizedMatMul
                     continue;
                 }
                 int stop = Math.Min(end, _ends[m]);
-                if (_widened[m])
-                {
-                    WideningRowDots.Rows((QuantType)_types[m], (byte*)_data[m], _stride[m], floats, (float*)_y[m], _blocks, begin - start, stop - start);
-                    begin = stop;
-                    continue;
-                }
                 var dot = (delegate*<byte*, sbyte*, float*, float*, int, float>)_dot[m];
                 byte* data = (byte*)_data[m];
                 float* y = (float*)_y[m];

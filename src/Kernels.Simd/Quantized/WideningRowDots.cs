@@ -5,9 +5,10 @@ namespace Kernels.Simd.Quantized;
 
 /// <summary>
 /// Q8_0/Q4_0 weights widened to float (AVX-512 <c>vpmovsxbd</c>/<c>vpmovzxbd</c> +
-/// <c>vcvtdq2ps</c>) and multiplied with the float activations: the alternative to the integer
-/// kernels, exact in x (no int8 rounding of the activations). Dispatched for one-token Q4_0,
-/// where it measured faster (<see cref="QuantizedMatMul.Preferred"/>).
+/// <c>vcvtdq2ps</c>) and multiplied with the float activations: the alternative the issue asked
+/// to measure against the integer kernels (exact in x, no int8 rounding of the activations).
+/// Not dispatched: the integer kernels measured as fast or faster once their scales came from a
+/// table (docs/reports/quantized); selectable with <see cref="Int8DotKind.Widened"/>.
 /// </summary>
 internal static unsafe class WideningRowDots
 {
@@ -29,7 +30,7 @@ internal static unsafe class WideningRowDots
         {
             var w0 = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)(row + 2))));
             var w1 = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)(row + 18))));
-            var d = Vector512.Create(QuantizedScales.Scale(row));
+            var d = Vector512.Create(QuantizedScales.Computed(row));
             var block = Avx512F.FusedMultiplyAdd(w1, Vector512.Load(x + 16), w0 * Vector512.Load(x));
             total = Avx512F.FusedMultiplyAdd(block, d, total);
         }

@@ -89,7 +89,7 @@ public sealed unsafe class QuantizedGgufTests
             for (int i = 0; i < d[p].Length; i++)
             {
                 Assert.True(MathF.Abs(q[p][i] - d[p][i]) <= 0.05f * scale, $"{type} position {p} logit {i}: {q[p][i]} vs dequantized {d[p][i]} (max |logit| {scale})");
-                // (One-token Q4_0 takes float activations, the batch int8 ones.)
+                // (Batches take other kernels than single tokens: int8 tiles, or exact float panels from 16 tokens on.)
                 Assert.True(MathF.Abs(q[p][i] - qSingle[p][i]) <= 0.05f * scale, $"{type} position {p} logit {i}: batched {q[p][i]} vs one token at a time {qSingle[p][i]}");
                 meanError += MathF.Abs(q[p][i] - d[p][i]) / d[p].Length;
             }

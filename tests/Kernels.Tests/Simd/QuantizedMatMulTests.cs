@@ -222,6 +222,20 @@ public sealed unsafe class QuantizedMatMulTests
     }
 
     [Fact]
+    public void Both_scale_conversions_are_exact_for_every_half()
+    {
+        ushort* h = stackalloc ushort[1];
+        for (int bits = 0; bits < 65536; bits++)
+        {
+            *h = (ushort)bits;
+            float expected = HalfBits.HalfToSingle((ushort)bits);
+            float table = QuantizedScales.Scale((byte*)h), computed = QuantizedScales.Computed((byte*)h);
+            Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(table) || float.IsNaN(expected) && float.IsNaN(table), $"table: 0x{bits:X4} -> {table}, expected {expected}");
+            Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(computed) || float.IsNaN(expected) && float.IsNaN(computed), $"computed: 0x{bits:X4} -> {computed}, expected {expected}");
+        }
+    }
+
+    [Fact]
     public void Activation_quantizer_simd_and_scalar_give_the_same_bytes()
     {
         using var a = new QuantizedInput();
