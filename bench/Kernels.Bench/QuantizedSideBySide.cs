@@ -7,7 +7,7 @@ namespace Kernels.Bench;
 
 /// <summary>
 /// Round-robin timing of quantized GEMV/GEMM against dense F16 on one shape: every format with
-/// each byte dot product this CPU has (AVX-VNNI vpdpbusd, vpmaddubsw + vpmaddwd, scalar) and,
+/// the integer kernels (vpmaddubsw + vpmaddwd) and,
 /// for Q8_0/Q4_0 GEMV, weights widened to float instead of integer dot products. Matrices are
 /// cycled through copies (over 96 MB per variant) so every call streams from DRAM.
 /// <c>dotnet Kernels.Bench.dll side-by-side-quant 5632x2048 1 [reps]</c>
@@ -40,7 +40,7 @@ internal static unsafe class QuantizedSideBySide
             // just read would find them in L3.
             WeightMatrix[] copies() => Copies(s => MatrixFactory.RandomQuantized(type, rows, cols, seed: 1 + s), rows * type.RowBytes(cols));
             var kinds = Int8RowDots.Supports(type)
-                ? new[] { Int8DotKind.Vnni, Int8DotKind.Madd }.Where(k => k != Int8DotKind.Vnni || System.Runtime.Intrinsics.X86.AvxVnni.IsSupported)
+                ? new[] { Int8DotKind.Madd }
                 : new[] { Int8DotKind.Scalar };
             foreach (var kind in kinds)
             {

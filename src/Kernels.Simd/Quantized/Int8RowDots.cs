@@ -14,27 +14,24 @@ namespace Kernels.Simd.Quantized;
 /// Σ d_w·(q−8)·x = d_w·Σq·x − 8·d_w·s. Formats whose values are signed (Q8_0, Q6_K's q−32)
 /// use ggml's sign trick: |w| as unsigned bytes times x with w's sign.</para>
 /// <para>Products of unsigned bytes and int8 activations are summed four at a time into int32
-/// lanes: one AVX-VNNI <c>vpdpbusd</c> where the CPU has it (.NET exposes the 256-bit VEX form,
-/// not the AVX512-VNNI one), else <c>vpmaddubsw</c> + <c>vpmaddwd</c> (no saturation: 2·128·127 &lt; 2¹⁵).</para>
+/// lanes with <c>vpmaddubsw</c> + <c>vpmaddwd</c> (no saturation: 2·128·127 &lt; 2¹⁵). AVX-VNNI's
+/// <c>vpdpbusd</c> (the 256-bit VEX form is all .NET 10 exposes) measured no faster, and was
+/// miscompiled with DOTNET_EnableAVX512v2=0 (wrong Q6_K sums), so it is not used
+/// (docs/reports/quantized).</para>
 /// </remarks>
 internal static unsafe class Int8RowDots
 {
-    /// <summary>Dot products at the dispatched tier: 256-bit with VNNI or maddubs, else the scalar twin.</summary>
+    /// <summary>Dot products at the dispatched tier: 256-bit maddubs, else the scalar twin.</summary>
     public static delegate*<byte*, sbyte*, float*, float*, int, float> For(QuantType type, Int8DotKind kind) => (type, kind) switch
     {
-        (QuantType.Q8_0, Int8DotKind.Vnni) => &Avx<VnniDot>.Q8_0,
         (QuantType.Q8_0, Int8DotKind.Madd) => &Avx<MaddDot>.Q8_0,
         (QuantType.Q8_0, _) => &Scalar.Q8_0,
-        (QuantType.Q4_0, Int8DotKind.Vnni) => &Avx<VnniDot>.Q4_0,
         (QuantType.Q4_0, Int8DotKind.Madd) => &Avx<MaddDot>.Q4_0,
         (QuantType.Q4_0, _) => &Scalar.Q4_0,
-        (QuantType.Q4_K, Int8DotKind.Vnni) => &Avx<VnniDot>.Q4_K,
         (QuantType.Q4_K, Int8DotKind.Madd) => &Avx<MaddDot>.Q4_K,
         (QuantType.Q4_K, _) => &Scalar.Q4_K,
-        (QuantType.Q5_K, Int8DotKind.Vnni) => &Avx<VnniDot>.Q5_K,
         (QuantType.Q5_K, Int8DotKind.Madd) => &Avx<MaddDot>.Q5_K,
         (QuantType.Q5_K, _) => &Scalar.Q5_K,
-        (QuantType.Q6_K, Int8DotKind.Vnni) => &Avx<VnniDot>.Q6_K,
         (QuantType.Q6_K, Int8DotKind.Madd) => &Avx<MaddDot>.Q6_K,
         (QuantType.Q6_K, _) => &Scalar.Q6_K,
         _ => null,
@@ -298,13 +295,16 @@ internal static unsafe class Int8RowDots
             var high2 = Vector256.Create((byte)0x30);
             var bias = Vector256.Create((sbyte)32);
             float d = QuantizedScales.Scale(sb + 208);
+            // The sixteen int8 scales in one load; each half converts eight of them.
+            var all = Vector128.Load((sbyte*)(sb + 192));
             for (int h = 0; h < 2; h++)
             {
                 var l0 = Vector256.Load(sb + 64 * h);
                 var l1 = Vector256.Load(sb + 64 * h + 32);
                 var qh = Vector256.Load(sb + 128 + 32 * h).AsUInt16();
                 // The half's eight int8 scales as floats times d; block k takes scales 2k and 2k+1.
-                var scales = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Vector128.CreateScalar(*(long*)(sb + 192 + 8 * h)).AsSByte())) * d;
+                var half = h == 0 ? all : Sse2.ShiftRightLogical128BitLane(all, 8);
+                var scales = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(half)) * d;
                 int xb = 8 * i + 4 * h;
                 // 16-bit shifts move bits across byte halves only where the masks drop them.
                 var q1 = (l0 & low4) | (Vector256.ShiftLeft(qh, 4).AsByte() & high2);
@@ -363,8 +363,6 @@ public enum Int8DotKind
     Scalar,
     /// <summary>vpmaddubsw + vpmaddwd (AVX2).</summary>
     Madd,
-    /// <summary>vpdpbusd (AVX-VNNI, 256-bit).</summary>
-    Vnni,
     /// <summary>No byte products: Q8_0/Q4_0 weights widened to float and multiplied with float x (AVX-512, one token).</summary>
     Widened,
 }
@@ -373,13 +371,6 @@ public enum Int8DotKind
 internal interface IByteDot
 {
     static abstract Vector256<int> Dot(Vector256<byte> unsigned, Vector256<sbyte> signed);
-}
-
-internal readonly struct VnniDot : IByteDot
-{
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> Dot(Vector256<byte> unsigned, Vector256<sbyte> signed) =>
-        AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, unsigned, signed);
 }
 
 internal readonly struct MaddDot : IByteDot

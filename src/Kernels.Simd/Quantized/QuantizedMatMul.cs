@@ -23,7 +23,7 @@ public static unsafe class QuantizedMatMul
     /// <summary>The byte dot product the integer kernels use on this machine.</summary>
     public static Int8DotKind DotKind { get; } =
         SimdInfo.Tier >= SimdTier.Vector256 && Avx2.IsSupported && Fma.IsSupported
-            ? (AvxVnni.IsSupported ? Int8DotKind.Vnni : Int8DotKind.Madd)
+            ? Int8DotKind.Madd
             : Int8DotKind.Scalar;
 
     /// <summary>y[n, Rows] = x[n, Columns] · Wᵀ.</summary>
@@ -36,7 +36,7 @@ public static unsafe class QuantizedMatMul
         {
             return;
         }
-        if (kind == Int8DotKind.Vnni && !AvxVnni.IsSupported || kind == Int8DotKind.Madd && !(Avx2.IsSupported && Fma.IsSupported)
+        if (kind == Int8DotKind.Madd && !(Avx2.IsSupported && Fma.IsSupported)
             || kind == Int8DotKind.Widened && !(WideningRowDots.IsSupported && n == 1 && w.Type is QuantType.Q8_0 or QuantType.Q4_0))
         {
             ThrowHelper.NotSupported($"{kind} products of {w.Type} weights and {n} token(s) are not supported on this CPU");
@@ -57,12 +57,7 @@ public static unsafe class QuantizedMatMul
         {
             var xq = QuantizedInput.ForCurrentThread;
             xq.Quantize(x, w.Columns, n, simd: kind != Int8DotKind.Scalar);
-            if (n > 1 && kind == Int8DotKind.Vnni)
-            {
-                var job = new Int8GemmJob<VnniDot>(w, xq, y, n);
-                Run(ref job, w.Rows, minChunk, parallel);
-            }
-            else if (n > 1 && kind == Int8DotKind.Madd)
+            if (n > 1 && kind == Int8DotKind.Madd)
             {
                 var job = new Int8GemmJob<MaddDot>(w, xq, y, n);
                 Run(ref job, w.Rows, minChunk, parallel);

@@ -47,10 +47,6 @@ public sealed unsafe class QuantizedMatMulTests
         if (SimdInfo.Tier >= SimdTier.Vector256 && Avx2.IsSupported && Fma.IsSupported)
         {
             yield return Int8DotKind.Madd;
-            if (AvxVnni.IsSupported)
-            {
-                yield return Int8DotKind.Vnni;
-            }
         }
     }
 
