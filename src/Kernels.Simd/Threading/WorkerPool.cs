@@ -124,13 +124,17 @@ public sealed unsafe class WorkerPool : IDisposable
         long start = track ? Stopwatch.GetTimestamp() : 0;
         try
         {
+            // Close the previous call's cursor before its parameters are overwritten: a worker still
+            // holding that call's cursor could otherwise read this call's larger _count, win its
+            // exchange against the old cursor and run (and count) an item of this call twice.
+            int generation = _generation + 1;
+            Interlocked.Exchange(ref _cursor, ((long)generation << 32) | int.MaxValue);
             _run = &Trampoline<TJob>.Run;
             _job = Unsafe.AsPointer(ref job);
             _count = count;
             _chunk = chunk;
             _guided = guided;
             Volatile.Write(ref _done, 0);
-            int generation = _generation + 1;
             Volatile.Write(ref _cursor, (long)generation << 32);
             Volatile.Write(ref _generation, generation);
             int sleepers = Volatile.Read(ref _sleepers);
@@ -172,7 +176,8 @@ public sealed unsafe class WorkerPool : IDisposable
                 return;
             }
             int begin = (int)cursor;
-            // _count and _chunk may already belong to a later call here; then the exchange below fails.
+            // _count and _chunk may already belong to a later call here; then the exchange below fails,
+            // because a call closes the earlier cursor before it writes them.
             int count = _count;
             if (begin >= count)
             {
