@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Kernels.Simd.Matrices;
+using Kernels.Simd.Quantized;
 using Kernels.Simd.Threading;
 using Kernels.Simd.Vectors;
 
@@ -56,15 +57,95 @@ public static unsafe class SparseGemm
                     ByPattern<SparseF16Values, F16Loader>(w, x, x, y, n, broadcast);
                 }
                 break;
-            case ElementType.F16: Scalar<F16Loader>(w, x, y, n); break; // Inf/NaN weights: exact scalar path
+            case ElementType.F16: Scalar<SparseF16Values, F16Loader>(w, x, y, n); break; // Inf/NaN weights: exact scalar path
             default: ByPattern<SparseBF16Values, BF16Loader>(w, x, x, y, n, broadcast); break;
         }
     }
 
-    private static void Scalar<TLoad>(NmSparseMatrix w, float* x, float* y, int n) where TLoad : struct, IWeightLoader
+    private static void Scalar<TValues, TLoad>(NmSparseMatrix w, float* x, float* y, int n) where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
     {
-        var job = new ScalarJob<TLoad> { W = w, X = x, Y = y, N = n };
+        var job = new ScalarJob<TValues, TLoad> { Rows = Rows.Of(w), X = x, Y = y, N = n };
         Schedule(w, n, ref job);
+    }
+
+    /// <summary>Y[n, Rows] = X[n, Columns] · Wᵀ for N:M rows whose kept values are int8 or 4-bit blocks (<see cref="NmQuantizedMatrix"/>).</summary>
+    public static void Multiply(NmQuantizedMatrix w, float* x, float* y, int n)
+    {
+        if (n <= 0 || w.Rows == 0)
+        {
+            return;
+        }
+        if (w.ValueType == QuantType.Q8_0)
+        {
+            Quantized<SparseQ8Values>(w, x, y, n);
+        }
+        else
+        {
+            Quantized<SparseQ4Values>(w, x, y, n);
+        }
+    }
+
+    private static void Quantized<TValues>(NmQuantizedMatrix w, float* x, float* y, int n) where TValues : struct, ISparseValues
+    {
+        var rows = Rows.Of(w);
+        bool fourEight = w.Pattern.M == 8;
+        if (SimdInfo.Use512)
+        {
+            if (fourEight)
+            {
+                Tiles<Vec512, Vector512<float>, Vector512<int>, Gather512FourEight, TValues, F32Loader>(w, rows, x, x, y, n);
+            }
+            else
+            {
+                Tiles<Vec512, Vector512<float>, Vector512<int>, Gather512TwoFour, TValues, F32Loader>(w, rows, x, x, y, n);
+            }
+        }
+        else if (SimdInfo.Use256)
+        {
+            if (fourEight)
+            {
+                Tiles<Vec256, Vector256<float>, Vector256<int>, Gather256FourEight, TValues, F32Loader>(w, rows, x, x, y, n);
+            }
+            else
+            {
+                Tiles<Vec256, Vector256<float>, Vector256<int>, Gather256TwoFour, TValues, F32Loader>(w, rows, x, x, y, n);
+            }
+        }
+        else
+        {
+            var job = new ScalarJob<TValues, F32Loader> { Rows = rows, X = x, Y = y, N = n };
+            Schedule(w, n, ref job);
+        }
+    }
+
+    /// <summary>Where a compressed N:M matrix's rows are: what the jobs need of either matrix class.</summary>
+    private readonly struct Rows
+    {
+        public byte* Values { get; init; }
+        public byte* Meta { get; init; }
+        public byte* Tail { get; init; }
+        public long ValueRowBytes { get; init; }
+        public int MetaStride { get; init; }
+        public int Kept { get; init; }
+        public int Columns { get; init; }
+        public int Count { get; init; }
+        public int TailColumns { get; init; }
+        public int GroupedColumns { get; init; }
+        public int M { get; init; }
+
+        public static Rows Of(NmSparseMatrix w) => new()
+        {
+            Values = w.Values, Meta = w.Meta, Tail = w.Tail is { } t ? t.Data : null,
+            ValueRowBytes = (long)w.ValueStride * w.ValueType.Size(), MetaStride = w.MetaStride, Kept = w.KeptPerRow,
+            Columns = w.Columns, Count = w.Rows, TailColumns = w.TailColumns, GroupedColumns = w.Groups * w.Pattern.M, M = w.Pattern.M,
+        };
+
+        public static Rows Of(NmQuantizedMatrix w) => new()
+        {
+            Values = w.Values, Meta = w.Meta, Tail = w.Tail is { } t ? t.Data : null,
+            ValueRowBytes = w.ValueRowBytes, MetaStride = w.MetaStride, Kept = w.KeptPerRow,
+            Columns = w.Columns, Count = w.Rows, TailColumns = w.TailColumns, GroupedColumns = w.Groups * w.Pattern.M, M = w.Pattern.M,
+        };
     }
 
     /// <param name="x">Activations [n, Columns].</param>
@@ -99,7 +180,7 @@ public static unsafe class SparseGemm
         else
         {
             // 128-bit and scalar tiers: the scalar definition (permutes over 4 lanes do not pay).
-            Scalar<TLoad>(w, x, y, n);
+            Scalar<TValues, TLoad>(w, x, y, n);
         }
     }
 
@@ -119,16 +200,23 @@ public static unsafe class SparseGemm
             SparseBroadcastGemm.Run<TTier, TVec, TIdx, TGather, TValues, TLoad>(w, x, y, n);
             return;
         }
+        Tiles<TTier, TVec, TIdx, TGather, TValues, TLoad>(w, Rows.Of(w), x, windows, y, n);
+    }
+
+    private static void Tiles<TTier, TVec, TIdx, TGather, TValues, TLoad>(WeightMatrix w, Rows rows, float* x, float* windows, float* y, int n)
+        where TTier : struct, IFloatVector<TVec> where TVec : unmanaged where TIdx : unmanaged
+        where TGather : struct, ISparseGather<TVec, TIdx> where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
+    {
         var job = new Job<TTier, TVec, TIdx, TGather, TValues, TLoad>
         {
-            Values = w.Values, Meta = w.Meta, ValueStride = w.ValueStride, MetaStride = w.MetaStride,
-            Kept = w.KeptPerRow, K = w.Columns, M = w.Rows, N = n, X = windows, Exact = x, Y = y,
-            Tail = w.Tail is { } t ? t.Data : null, TailColumns = w.TailColumns, GroupedColumns = w.Groups * w.Pattern.M,
+            Values = rows.Values, Meta = rows.Meta, ValueRowBytes = rows.ValueRowBytes, MetaStride = rows.MetaStride,
+            Kept = rows.Kept, K = rows.Columns, M = rows.Count, N = n, X = windows, Exact = x, Y = y,
+            Tail = rows.Tail, TailColumns = rows.TailColumns, GroupedColumns = rows.GroupedColumns,
         };
         Schedule(w, n, ref job);
     }
 
-    private static void Schedule<TJob>(NmSparseMatrix w, int n, ref TJob job) where TJob : struct, IRangeJob
+    private static void Schedule<TJob>(WeightMatrix w, int n, ref TJob job) where TJob : struct, IRangeJob
     {
         int rows = w.Rows;
         if (w.ByteSize * Math.Max(1, n / 4) < DenseGemv.ParallelThresholdBytes)
@@ -152,7 +240,8 @@ public static unsafe class SparseGemm
         where TGather : struct, ISparseGather<TVec, TIdx> where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
     {
         public byte* Values, Meta, Tail;
-        public int ValueStride, MetaStride, Kept, K, M, N, TailColumns, GroupedColumns;
+        public long ValueRowBytes;
+        public int MetaStride, Kept, K, M, N, TailColumns, GroupedColumns;
         /// <summary>X: the tiles' activations (scaled by TValues.InputScale); Exact: the caller's, for the scalar remainder.</summary>
         public float* X, Exact, Y;
 
@@ -160,21 +249,21 @@ public static unsafe class SparseGemm
         public readonly void Execute(int begin, int end)
         {
             float* sums = stackalloc float[16];
-            int size = TLoad.Type.Size();
+            long rowBytes = ValueRowBytes;
             if (N == 1)
             {
                 // Decode: two rows at once, one from each half of the piece (two sequential streams far apart; see DenseGemv).
                 int h = (end - begin) / 2;
                 for (int r = begin; r < begin + h; r++)
                 {
-                    Row2(Values + (long)r * ValueStride * size, Meta + (long)r * MetaStride,
-                        Values + (long)(r + h) * ValueStride * size, Meta + (long)(r + h) * MetaStride, X, out sums[0], out sums[4]);
+                    Row2(Values + r * rowBytes, Meta + (long)r * MetaStride,
+                        Values + (r + h) * rowBytes, Meta + (long)(r + h) * MetaStride, X, out sums[0], out sums[4]);
                     Finish(r, 1, 0, 1, sums);
                     Finish(r + h, 1, 0, 1, sums + 4);
                 }
                 for (int r = begin + 2 * h; r < end; r++)
                 {
-                    sums[0] = Row1(Values + (long)r * ValueStride * size, Meta + (long)r * MetaStride, X);
+                    sums[0] = Row1(Values + r * rowBytes, Meta + (long)r * MetaStride, X);
                     Finish(r, 1, 0, 1, sums);
                 }
                 return;
@@ -184,8 +273,8 @@ public static unsafe class SparseGemm
                 int rv = Math.Min(4, end - r);
                 // Rows past the end repeat the last valid one (results discarded).
                 int r1 = r + Math.Min(1, rv - 1), r2 = r + Math.Min(2, rv - 1), r3 = r + Math.Min(3, rv - 1);
-                byte* v0 = Values + (long)r * ValueStride * size, v1 = Values + (long)r1 * ValueStride * size;
-                byte* v2 = Values + (long)r2 * ValueStride * size, v3 = Values + (long)r3 * ValueStride * size;
+                byte* v0 = Values + r * rowBytes, v1 = Values + r1 * rowBytes;
+                byte* v2 = Values + r2 * rowBytes, v3 = Values + r3 * rowBytes;
                 byte* m0 = Meta + (long)r * MetaStride, m1 = Meta + (long)r1 * MetaStride;
                 byte* m2 = Meta + (long)r2 * MetaStride, m3 = Meta + (long)r3 * MetaStride;
                 int t = 0;
@@ -212,10 +301,7 @@ public static unsafe class SparseGemm
         /// <summary>Adds the kept values not covered by whole pairs and the dense tail, then stores Y.</summary>
         private readonly void Finish(int r, int rv, int t0, int tokens, float* sums)
         {
-            int size = TLoad.Type.Size();
             int paired = TValues.PairedKept<TTier, TVec>(Kept);
-            bool interleaved = TValues.Type != ElementType.F32;
-            int fullBlocks = Kept / 32 * 32;
             for (int tt = 0; tt < tokens; tt++)
             {
                 float* x = Exact + (long)(t0 + tt) * K;
@@ -223,16 +309,15 @@ public static unsafe class SparseGemm
                 {
                     int row = r + rr;
                     float s = sums[rr * 4 + tt];
-                    byte* vals = Values + (long)row * ValueStride * size;
+                    byte* vals = Values + row * ValueRowBytes;
                     byte* meta = Meta + (long)row * MetaStride;
                     for (int k = paired; k < Kept; k++)
                     {
-                        int stored = interleaved && k < fullBlocks ? (k & ~31) + ((k & 31) < 16 ? 2 * (k & 31) : 2 * ((k & 31) - 16) + 1) : k;
-                        s += TLoad.LoadScalar(vals, stored) * x[k / (TGather.M / 2) * TGather.M + NmSparseMatrix.IndexOf(meta, TGather.M, k)];
+                        s += TValues.LoadKept(vals, k, Kept) * x[k / (TGather.M / 2) * TGather.M + NmSparseMatrix.IndexOf(meta, TGather.M, k)];
                     }
                     if (Tail != null)
                     {
-                        byte* tail = Tail + (long)row * TailColumns * size;
+                        byte* tail = Tail + (long)row * TailColumns * TLoad.Type.Size();
                         for (int c = 0; c < TailColumns; c++)
                         {
                             s += TLoad.LoadScalar(tail, c) * x[GroupedColumns + c];
@@ -343,37 +428,38 @@ public static unsafe class SparseGemm
     }
 
     /// <summary>Scalar definition: Σ over kept values of value · x[group·M + index], then the dense tail.</summary>
-    private struct ScalarJob<TLoad> : IRangeJob where TLoad : struct, IWeightLoader
+    private struct ScalarJob<TValues, TLoad> : IRangeJob where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
     {
-        public NmSparseMatrix W;
+        public Rows Rows;
         public float* X, Y;
         public int N;
 
         public readonly void Execute(int begin, int end)
         {
-            var w = W;
+            var w = Rows;
             int size = TLoad.Type.Size();
-            int n2 = w.Pattern.N, m = w.Pattern.M, grouped = w.Groups * m;
+            int n2 = w.M / 2;
             for (int r = begin; r < end; r++)
             {
-                byte* vals = w.Values + (long)r * w.ValueStride * size;
+                byte* vals = w.Values + r * w.ValueRowBytes;
+                byte* meta = w.Meta + (long)r * w.MetaStride;
                 for (int t = 0; t < N; t++)
                 {
                     float* x = X + (long)t * w.Columns;
                     float s = 0f;
-                    for (int k = 0; k < w.KeptPerRow; k++)
+                    for (int k = 0; k < w.Kept; k++)
                     {
-                        s += TLoad.LoadScalar(vals, w.StorageIndex(k)) * x[k / n2 * m + w.IndexOf(r, k)];
+                        s += TValues.LoadKept(vals, k, w.Kept) * x[k / n2 * w.M + NmSparseMatrix.IndexOf(meta, w.M, k)];
                     }
-                    if (w.Tail is { } tail)
+                    if (w.Tail != null)
                     {
-                        byte* tr = tail.Data + (long)r * w.TailColumns * size;
+                        byte* tr = w.Tail + (long)r * w.TailColumns * size;
                         for (int c = 0; c < w.TailColumns; c++)
                         {
-                            s += TLoad.LoadScalar(tr, c) * x[grouped + c];
+                            s += TLoad.LoadScalar(tr, c) * x[w.GroupedColumns + c];
                         }
                     }
-                    Y[(long)t * w.Rows + r] = s;
+                    Y[(long)t * w.Count + r] = s;
                 }
             }
         }

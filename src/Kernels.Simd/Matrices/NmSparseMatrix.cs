@@ -137,15 +137,7 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
     /// Where kept value k is stored within its row. 16-bit types interleave every full block of
     /// 32 kept values pairwise (k, k+16, k+1, k+17, …) so kernels widen two steps without shuffles.
     /// </summary>
-    public int StorageIndex(int k)
-    {
-        if (ValueType == ElementType.F32 || k >= KeptPerRow / 32 * 32)
-        {
-            return k;
-        }
-        int r = k & 31;
-        return (k & ~31) + (r < 16 ? 2 * r : 2 * (r - 16) + 1);
-    }
+    public int StorageIndex(int k) => ValueType == ElementType.F32 ? k : Vectors.InterleavedKept.StorageIndex(k, KeptPerRow);
 
     public override float GetElement(int row, int column)
     {
@@ -188,22 +180,8 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
         var m = new NmSparseMatrix(source.Name, source.Rows, source.Columns, pattern, valueType);
         try
         {
-            // Rows are independent: compress them in parallel (one-off conversion, not a kernel).
-            Parallel.For(0, (source.Rows + 63) / 64, block =>
-            {
-                var row = new float[source.Columns];
-                for (int r = block * 64; r < Math.Min(source.Rows, block * 64 + 64); r++)
-                {
-                    source.CopyRow(r, row);
-                    m.CompressRow(r, row);
-                }
-            });
+            ForEachRow(source, m.CompressRow);
             return m;
-        }
-        catch (AggregateException e) when (e.InnerException is ArgumentException inner)
-        {
-            m.Dispose();
-            throw inner;
         }
         catch
         {
@@ -212,15 +190,16 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
         }
     }
 
-    /// <summary>Selects N entries per group (the non-zeros, then the first zeros), stores values and packs indices.</summary>
-    private void CompressRow(int r, float[] row)
+    /// <summary>
+    /// Selects N entries per group of a row (the non-zeros, then the first zeros) in ascending
+    /// positions, the stored order kernels expect. Throws, naming the matrix, row and columns,
+    /// when a group holds more than N non-zeros.
+    /// </summary>
+    internal static void SelectKept(string name, int r, ReadOnlySpan<float> row, NmPattern pattern, int groups, Span<float> values, Span<byte> indices)
     {
-        var pattern = Pattern;
         int n = pattern.N, m = pattern.M;
-        var values = new float[KeptPerRow];
-        var indices = new byte[KeptPerRow];
         int k = 0;
-        for (int g = 0; g < Groups; g++)
+        for (int g = 0; g < groups; g++)
         {
             int baseColumn = g * m;
             uint mask = 0;
@@ -235,7 +214,7 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
             }
             if (count > n)
             {
-                throw new ArgumentException($"{Name}: row {r}, columns {baseColumn}..{baseColumn + m - 1} hold {count} non-zeros, more than {n}: the matrix is not {pattern} sparse along its input dimension");
+                throw new ArgumentException($"{name}: row {r}, columns {baseColumn}..{baseColumn + m - 1} hold {count} non-zeros, more than {n}: the matrix is not {pattern} sparse along its input dimension");
             }
             for (int i = 0; count < n; i++)
             {
@@ -245,7 +224,6 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
                     count++;
                 }
             }
-            // Ascending positions: the stored order kernels expect.
             for (int i = 0; i < m; i++)
             {
                 if ((mask >> i & 1) != 0)
@@ -255,6 +233,45 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
                 }
             }
         }
+    }
+
+    /// <summary>Packs a row's in-group indices into its metadata (the layout above).</summary>
+    internal static void WriteIndices(byte* rowMeta, int m, ReadOnlySpan<byte> indices)
+    {
+        for (int j = 0; j < indices.Length; j++)
+        {
+            SetIndex(rowMeta, m, j, indices[j]);
+        }
+    }
+
+    /// <summary>Calls <paramref name="compressRow"/>(row index, row as float) for every row, rows in parallel (a one-off conversion, not a kernel).</summary>
+    internal static void ForEachRow(WeightMatrix source, Action<int, float[]> compressRow)
+    {
+        try
+        {
+            Parallel.For(0, (source.Rows + 63) / 64, block =>
+            {
+                var row = new float[source.Columns];
+                for (int r = block * 64; r < Math.Min(source.Rows, block * 64 + 64); r++)
+                {
+                    source.CopyRow(r, row);
+                    compressRow(r, row);
+                }
+            });
+        }
+        catch (AggregateException e) when (e.InnerException is ArgumentException inner)
+        {
+            throw inner;
+        }
+    }
+
+    /// <summary>Selects N entries per group, stores values and packs indices.</summary>
+    private void CompressRow(int r, float[] row)
+    {
+        int m = Pattern.M;
+        var values = new float[KeptPerRow];
+        var indices = new byte[KeptPerRow];
+        SelectKept(Name, r, row, Pattern, Groups, values, indices);
         // Values in storage order (16-bit types interleave whole 32-blocks), then one typed pass.
         byte* dst = Values + (long)r * ValueStride * ValueType.Size();
         switch (ValueType)
@@ -275,11 +292,7 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
                 }
                 break;
         }
-        byte* meta = Meta + (long)r * MetaStride;
-        for (int j = 0; j < KeptPerRow; j++)
-        {
-            SetIndex(meta, m, j, indices[j]);
-        }
+        WriteIndices(Meta + (long)r * MetaStride, m, indices);
         for (int t = 0; t < TailColumns; t++)
         {
             ValueType.WriteFromSingle(_tail!.Data, (long)r * TailColumns + t, row[Groups * m + t]);

@@ -56,6 +56,13 @@ internal unsafe interface IFloatVector<TVec> where TVec : unmanaged
     /// <summary>Loads <see cref="Count"/> bfloat16 values and widens them to float (exact).</summary>
     static abstract TVec LoadBFloat16(ushort* source);
 
+    /// <summary>
+    /// Converts the signed bytes [<paramref name="start"/>, <paramref name="start"/> + Count) of
+    /// <paramref name="bytes"/> to float (exact); <paramref name="start"/> is 0 or a multiple of
+    /// Count below 16 (a JIT-time constant at the call sites).
+    /// </summary>
+    static abstract TVec ConvertSBytes(System.Runtime.Intrinsics.Vector128<sbyte> bytes, int start);
+
     /// <summary>a * b + c with a single rounding where the tier has FMA.</summary>
     static abstract TVec MultiplyAdd(TVec a, TVec b, TVec c);
 

@@ -69,6 +69,10 @@ internal readonly unsafe struct Vec128 : IFloatVector<Vector128<float>>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> ConvertSBytes(Vector128<sbyte> bytes, int start) =>
+        Vector128.Create((float)bytes.GetElement(start), bytes.GetElement(start + 1), bytes.GetElement(start + 2), bytes.GetElement(start + 3));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> MultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) =>
         Vector128.MultiplyAddEstimate(a, b, c);
 

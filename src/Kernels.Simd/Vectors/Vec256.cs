@@ -70,6 +70,10 @@ internal readonly unsafe struct Vec256 : IFloatVector<Vector256<float>>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> ConvertSBytes(Vector128<sbyte> bytes, int start) =>
+        Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(start == 0 ? bytes : Sse2.ShiftRightLogical128BitLane(bytes, 8)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) =>
         Fma.MultiplyAdd(a, b, c);
 

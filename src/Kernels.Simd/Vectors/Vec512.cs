@@ -71,6 +71,10 @@ internal readonly unsafe struct Vec512 : IFloatVector<Vector512<float>>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ConvertSBytes(Vector128<sbyte> bytes, int start) =>
+        Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(bytes));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) =>
         Avx512F.FusedMultiplyAdd(a, b, c);
 

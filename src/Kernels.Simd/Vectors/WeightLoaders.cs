@@ -87,6 +87,27 @@ internal unsafe interface ISparseValues
 
     /// <summary>Kept values covered by whole pairs (the rest is summed in scalar code).</summary>
     static abstract int PairedKept<TTier, TVec>(int kept) where TTier : struct, IFloatVector<TVec> where TVec : unmanaged;
+
+    /// <summary>Kept value <paramref name="k"/> of a row of <paramref name="kept"/> as float (its true value, whatever <see cref="InputScale"/> is).</summary>
+    static abstract float LoadKept(byte* rowValues, int k, int kept);
+
+    /// <summary>Bytes a row of <paramref name="valueStride"/> stored values takes.</summary>
+    static abstract long RowBytes(int valueStride);
+}
+
+/// <summary>Where 16-bit kept values sit: every full block of 32 is stored pairwise interleaved (k, k+16, k+1, k+17, …).</summary>
+internal static class InterleavedKept
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int StorageIndex(int k, int kept)
+    {
+        if (k >= kept / 32 * 32)
+        {
+            return k;
+        }
+        int r = k & 31;
+        return (k & ~31) + (r < 16 ? 2 * r : 2 * (r - 16) + 1);
+    }
 }
 
 internal readonly unsafe struct SparseF32Values : ISparseValues
@@ -111,6 +132,10 @@ internal readonly unsafe struct SparseF32Values : ISparseValues
 
     public static int PairedKept<TTier, TVec>(int kept) where TTier : struct, IFloatVector<TVec> where TVec : unmanaged =>
         kept / (2 * TTier.Count) * (2 * TTier.Count);
+
+    public static float LoadKept(byte* rowValues, int k, int kept) => ((float*)rowValues)[k];
+
+    public static long RowBytes(int valueStride) => 4L * valueStride;
 }
 
 internal readonly unsafe struct SparseF16Values : ISparseValues
@@ -131,6 +156,10 @@ internal readonly unsafe struct SparseF16Values : ISparseValues
     public static int SecondOffset<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => 16;
 
     public static int PairedKept<TTier, TVec>(int kept) where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => kept / 32 * 32;
+
+    public static float LoadKept(byte* rowValues, int k, int kept) => HalfBits.HalfToSingle(((ushort*)rowValues)[InterleavedKept.StorageIndex(k, kept)]);
+
+    public static long RowBytes(int valueStride) => 2L * valueStride;
 }
 
 /// <summary>
@@ -157,6 +186,10 @@ internal readonly unsafe struct SparseF16ScaledInputValues : ISparseValues
 
     public static int PairedKept<TTier, TVec>(int kept) where TTier : struct, IFloatVector<TVec> where TVec : unmanaged =>
         SparseF16Values.PairedKept<TTier, TVec>(kept);
+
+    public static float LoadKept(byte* rowValues, int k, int kept) => SparseF16Values.LoadKept(rowValues, k, kept);
+
+    public static long RowBytes(int valueStride) => 2L * valueStride;
 }
 
 internal readonly unsafe struct SparseBF16Values : ISparseValues
@@ -177,4 +210,8 @@ internal readonly unsafe struct SparseBF16Values : ISparseValues
     public static int SecondOffset<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => 16;
 
     public static int PairedKept<TTier, TVec>(int kept) where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => kept / 32 * 32;
+
+    public static float LoadKept(byte* rowValues, int k, int kept) => HalfBits.BFloat16ToSingle(((ushort*)rowValues)[InterleavedKept.StorageIndex(k, kept)]);
+
+    public static long RowBytes(int valueStride) => 2L * valueStride;
 }

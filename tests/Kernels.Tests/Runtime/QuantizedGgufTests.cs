@@ -62,6 +62,37 @@ public sealed unsafe class QuantizedGgufTests
         Assert.Contains(seenTypes, t => t != GgmlType.F32);
     }
 
+    /// <summary>
+    /// tiny-Q8_0 / tiny-Q4_0 are llama-quantize's output for tiny-f32.gguf: quantizing the F32
+    /// tensors with <see cref="Quantization"/> reproduces every Q8_0 / Q4_0 tensor byte for byte.
+    /// </summary>
+    [DataTheory]
+    [InlineData("Q8_0")]
+    [InlineData("Q4_0")]
+    public void Quantizer_writes_the_bytes_llama_quantize_wrote(string type)
+    {
+        using var source = GgufFile.Open(QuantFile("tiny-f32.gguf"));
+        using var quantized = GgufFile.Open(QuantFile($"tiny-{type}.gguf"));
+        int compared = 0;
+        foreach (var t in quantized.Tensors.Where(t => t.Quantization?.ToString() == type))
+        {
+            var f32 = source.Tensors.Single(s => s.Name == t.Name);
+            Assert.Equal(GgmlType.F32, f32.Type);
+            var q = t.Quantization!.Value;
+            int columns = (int)t.Dims[0];
+            long rows = t.ElementCount / columns, rowBytes = q.RowBytes(columns);
+            var mine = new byte[rowBytes];
+            for (long r = 0; r < rows; r++)
+            {
+                Quantization.QuantizeRow(q, new ReadOnlySpan<float>((float*)source.TensorData(f32) + r * columns, columns), mine);
+                var theirs = new ReadOnlySpan<byte>(quantized.TensorData(t) + r * rowBytes, (int)rowBytes);
+                Assert.True(theirs.SequenceEqual(mine), $"{t.Name} row {r}: quantized bytes differ from llama-quantize's");
+            }
+            compared++;
+        }
+        Assert.True(compared >= 14, $"only {compared} {type} tensors compared");
+    }
+
     [DataTheory]
     [MemberData(nameof(FileNames))]
     public void Quantized_files_run_like_their_dequantized_copy(string type)
