@@ -14,6 +14,7 @@ public static class Program
             InspectCommand.Create(),
             BenchCommand.Create(),
             SynthCommand.Create(),
+            QuantizeCommand.Create(),
             PeerReportCommand.Create(),
             PruneCommand.Create(),
             PruneReportCommand.Create(),

@@ -5,6 +5,7 @@ using Kernels.Runtime.Pruning;
 using Kernels.Runtime.Text;
 using Kernels.Runtime.Tokenization;
 using Kernels.Simd.Matrices;
+using Kernels.Simd.Quantized;
 using Spectre.Console;
 
 namespace Kernels.Cli.Commands;
@@ -72,16 +73,18 @@ internal static class PruneCommand
         var pattern = new Option<string>("--pattern") { Description = "2:4 | 4:8 | unstructured ratio such as 0.5", Required = true };
         var scope = new Option<string>("--scope") { Description = "mlp (default: gate, up, down) | all (every block linear)", DefaultValueFactory = _ => "mlp" };
         var output = new Option<string>("--out", "-o") { Description = "Output GGUF file", Required = true };
+        var quantize = new Option<string?>("--quantize") { Description = "q8 | q4: write the block linears as Q8_0 / Q4_0 (pruned ones with one scale per 64 columns, so --sparse auto turns them into N:M blocks with int8 / 4-bit kept values without changing a value); embedding and classifier stay float" };
         var calib = new CalibrationOptions();
         var command = new Command("prune", "Prune a model (magnitude, Wanda, SparseGPT, DaSS) to N:M or unstructured sparsity and save it as GGUF")
         {
-            model, tokenizer, method, pattern, scope, output,
+            model, tokenizer, method, pattern, scope, output, quantize,
         };
         calib.AddTo(command);
         command.SetAction((parse, ct) =>
         {
             try
             {
+                QuantType? quantizeTo = parse.GetValue(quantize) is { } q ? QuantizePlan.ParseType(q, "--quantize") : null;
                 using var m = CommonOptions.LoadModel(parse.GetValue(model)!);
                 var tok = TokenizerLoader.Load(m, parse.GetValue(tokenizer));
                 var spec = new PruneSpec
@@ -106,13 +109,18 @@ internal static class PruneCommand
                 m.Vocabulary ??= VocabularyOf(tok);
                 string outPath = parse.GetValue(output)!;
                 var type = m.Layers.Count > 0 && m.Layers[0].Gate is DenseMatrix d ? d.ElementType : ElementType.F32;
-                GgufWriter.WriteModel(m, outPath, type, new Dictionary<string, object>
+                var fallbacks = GgufWriter.WriteModel(m, outPath, type, new Dictionary<string, object>
                 {
                     ["kernels.pruning.method"] = spec.Method.ToString(),
                     ["kernels.pruning.sparsity"] = spec.Sparsity.ToString(),
                     ["kernels.pruning.scope"] = spec.Scope.ToString(),
-                });
-                CliConsole.Err.MarkupLine($"pruned in {result.Elapsed.TotalSeconds:F2} s ({result.CalibrationTokens} calibration tokens); wrote {Markup.Escape(outPath)}");
+                }, quantizeTo is { } qt ? new QuantizePlan(qt) : null);
+                CliConsole.Err.MarkupLine($"pruned in {result.Elapsed.TotalSeconds:F2} s ({result.CalibrationTokens} calibration tokens); wrote {Markup.Escape(outPath)}" +
+                                          (quantizeTo is { } written ? $" (block linears {written})" : ""));
+                if (fallbacks.Count > 0)
+                {
+                    CliConsole.Err.MarkupLine($"[yellow]{fallbacks.Count} linears stay {type} (rows are not whole blocks of 32): {Markup.Escape(string.Join(", ", fallbacks))}[/]");
+                }
                 return Task.FromResult(0);
             }
             catch (Exception e) when (e is not OutOfMemoryException)

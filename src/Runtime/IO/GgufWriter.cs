@@ -1,6 +1,7 @@
 using System.Text;
 using Kernels.Runtime.Model;
 using Kernels.Simd.Matrices;
+using Kernels.Simd.Quantized;
 
 namespace Kernels.Runtime.IO;
 
@@ -162,12 +163,39 @@ public sealed class GgufWriter
         _ => GgmlType.BF16,
     };
 
+    internal static GgmlType TypeOf(QuantType t) => t switch
+    {
+        QuantType.Q8_0 => GgmlType.Q8_0,
+        QuantType.Q4_0 => GgmlType.Q4_0,
+        _ => throw new NotSupportedException($"writing {t} tensors is not supported (Q8_0 and Q4_0 are)"),
+    };
+
+    /// <summary>
+    /// Writes a matrix as <paramref name="type"/> blocks, row by row. Rows that hold a 2:4 or 4:8
+    /// pattern (<paramref name="sparse"/>) get one scale per 64 columns — the span of 32 kept
+    /// values, so the N:M blocks built from the file at load hold exactly these numbers.
+    /// </summary>
+    internal static void WriteQuantizedRows(WeightMatrix m, QuantType type, bool sparse, Stream s)
+    {
+        var row = new float[m.Columns];
+        var bytes = new byte[type.RowBytes(m.Columns)];
+        for (int r = 0; r < m.Rows; r++)
+        {
+            m.CopyRow(r, row);
+            Quantization.QuantizeRow(type, row, bytes, scaleSpan: sparse ? 2 : 1);
+            s.Write(bytes);
+        }
+    }
+
     /// <summary>
     /// Exports a model as GGUF. Matrices are written dense in <paramref name="type"/> (sparse
-    /// ones densified with their zeros, which is how the runtime recognises N:M patterns on load).
-    /// Per-layer head counts and KV-sharing sources go into arrays when layers differ.
+    /// ones densified with their zeros, which is how the runtime recognises N:M patterns on load),
+    /// or quantized as <paramref name="quantize"/> says. Per-layer head counts and KV-sharing
+    /// sources go into arrays when layers differ.
     /// </summary>
-    public static void WriteModel(LlamaModel model, string path, ElementType type, IDictionary<string, object>? extraMetadata = null)
+    /// <returns>The matrices <paramref name="quantize"/> asked for but that stayed in <paramref name="type"/> (rows not whole blocks).</returns>
+    public static IReadOnlyList<string> WriteModel(LlamaModel model, string path, ElementType type, IDictionary<string, object>? extraMetadata = null,
+        QuantizePlan? quantize = null)
     {
         var c = model.Config;
         var w = new GgufWriter()
@@ -213,31 +241,73 @@ public sealed class GgufWriter
                 w.Add(kv.Key, kv.Value);
             }
         }
+        if (quantize?.Linears is { } fileType)
+        {
+            // llama.cpp's llama_ftype codes (informational there: each tensor carries its own type).
+            w.Add("general.quantization_version", 2u).Add("general.file_type", fileType == QuantType.Q8_0 ? 7u : 2u);
+        }
+        var fallbacks = new List<string>();
         var gt = TypeOf(type);
-        void Mat(string name, WeightMatrix m) =>
+        void Mat(string name, WeightMatrix m, QuantType? q)
+        {
+            if (q is { } qt && m.Columns % qt.BlockElements() == 0)
+            {
+                bool sparse = NmSparseMatrix.Satisfies(m, NmPattern.TwoFour) || NmSparseMatrix.Satisfies(m, NmPattern.FourEight);
+                w.AddTensor(name, new long[] { m.Rows, m.Columns }, TypeOf(qt), m.Rows * qt.RowBytes(m.Columns), s => WriteQuantizedRows(m, qt, sparse, s));
+                return;
+            }
+            if (q is not null)
+            {
+                fallbacks.Add(name);
+            }
             w.AddTensor(name, new long[] { m.Rows, m.Columns }, gt, (long)m.Rows * m.Columns * type.Size(), s => WriteRows(m, type, s));
+        }
         void Vec(string name, float[] x) => w.AddTensor(name, new long[] { x.Length }, GgmlType.F32, HfFolder.Encode(x, ElementType.F32));
 
-        Mat("token_embd.weight", model.TokenEmbedding);
+        QuantType? linear = quantize?.Linears;
+        Mat("token_embd.weight", model.TokenEmbedding, quantize?.TokenEmbedding);
         for (int l = 0; l < model.Layers.Count; l++)
         {
             var layer = model.Layers[l];
             string p = $"blk.{l}.";
             Vec(p + "attn_norm.weight", layer.AttentionNorm);
-            Mat(p + "attn_q.weight", layer.Query);
-            Mat(p + "attn_k.weight", layer.Key);
-            Mat(p + "attn_v.weight", layer.Value);
-            Mat(p + "attn_output.weight", layer.Output);
+            Mat(p + "attn_q.weight", layer.Query, linear);
+            Mat(p + "attn_k.weight", layer.Key, linear);
+            Mat(p + "attn_v.weight", layer.Value, linear);
+            Mat(p + "attn_output.weight", layer.Output, linear);
             Vec(p + "ffn_norm.weight", layer.FfnNorm);
-            Mat(p + "ffn_gate.weight", layer.Gate);
-            Mat(p + "ffn_up.weight", layer.Up);
-            Mat(p + "ffn_down.weight", layer.Down);
+            Mat(p + "ffn_gate.weight", layer.Gate, linear);
+            Mat(p + "ffn_up.weight", layer.Up, linear);
+            Mat(p + "ffn_down.weight", layer.Down, linear);
         }
         Vec("output_norm.weight", model.FinalNorm);
         if (!model.SharedClassifier)
         {
-            Mat("output.weight", model.Classifier);
+            Mat("output.weight", model.Classifier, quantize?.Classifier);
         }
         w.Write(path);
+        return fallbacks;
     }
+}
+
+/// <summary>
+/// Which matrices <see cref="GgufWriter.WriteModel"/> quantizes, and to what (Q8_0 or Q4_0); null
+/// keeps a matrix in the file's float type. Matrices whose rows are not whole blocks stay float.
+/// </summary>
+public sealed record QuantizePlan(QuantType? Linears, QuantType? TokenEmbedding = null, QuantType? Classifier = null)
+{
+    /// <summary>
+    /// What <c>llama-quantize</c> does for the type, as far as Q8_0/Q4_0 go: every matrix in
+    /// <paramref name="type"/>, except that Q4_0 keeps the classifier at Q8_0 (llama.cpp writes
+    /// Q6_K there, which this writer does not produce).
+    /// </summary>
+    public static QuantizePlan Like(QuantType type) => new(type, type, type == QuantType.Q4_0 ? QuantType.Q8_0 : type);
+
+    /// <summary>Parses q8 / q8_0 / q4 / q4_0 (the option <paramref name="option"/> is named in errors).</summary>
+    public static QuantType ParseType(string text, string option) => text.ToLowerInvariant() switch
+    {
+        "q8" or "q8_0" => QuantType.Q8_0,
+        "q4" or "q4_0" => QuantType.Q4_0,
+        _ => throw new ArgumentException($"{option} '{text}': writing this type is not supported (q8_0 and q4_0 are)"),
+    };
 }

@@ -1,5 +1,6 @@
 using Kernels.Runtime.Model;
 using Kernels.Simd.Matrices;
+using Kernels.Simd.Quantized;
 
 namespace Kernels.Runtime.Sparsity;
 
@@ -8,8 +9,8 @@ public sealed record CompressionEntry(string Tensor, string Before, string After
 
 /// <summary>
 /// Replaces the block linear layers of a model that hold an N:M pattern by the compressed
-/// formats: input-axis groups → <see cref="NmSparseMatrix"/>, output-axis groups (DaSS gate/up)
-/// → <see cref="NmOutputSparseMatrix"/>. Matrices without a pattern stay dense; embedding and
+/// formats: input-axis groups → <see cref="NmSparseMatrix"/> (Q8_0 / Q4_0 weights →
+/// <see cref="NmQuantizedMatrix"/>), output-axis groups (DaSS gate/up) → <see cref="NmOutputSparseMatrix"/>. Matrices without a pattern stay dense; embedding and
 /// classifier are never compressed. A compressed model computes the same function (its zeros
 /// are skipped, not approximated).
 /// </summary>
@@ -42,6 +43,10 @@ public static class SparseCompression
 
     private static WeightMatrix Convert(WeightMatrix m, string name, IReadOnlyList<NmPattern> patterns, bool output, List<CompressionEntry> log)
     {
+        if (m is QuantizedMatrix quantized)
+        {
+            return ConvertQuantized(quantized, name, patterns, log);
+        }
         if (m is not DenseMatrix dense)
         {
             return m;
@@ -60,18 +65,51 @@ public static class SparseCompression
             if (result is not null)
             {
                 log.Add(new CompressionEntry(name, dense.Format, result.Format, dense.ByteSize, result.ByteSize));
-                // A view of a model file read into memory: hand its pages back (nothing reads the dense form any more).
-                if (dense.Owner is IO.MappedFile file)
+                unsafe
                 {
-                    unsafe
-                    {
-                        file.Release(dense.Data - file.Pointer, dense.ByteSize);
-                    }
+                    Release(dense.Owner, dense.Data, dense.ByteSize);
                 }
                 dense.Dispose();
                 return result;
             }
         }
         return m;
+    }
+
+    /// <summary>
+    /// Q8_0 / Q4_0 matrices with an input-axis pattern become N:M blocks of the same type. Files
+    /// written by <c>prune --quantize</c> (one scale per 64 columns) convert exactly; other files'
+    /// kept values are requantized with a scale over each 32 kept values.
+    /// </summary>
+    private static WeightMatrix ConvertQuantized(QuantizedMatrix m, string name, IReadOnlyList<NmPattern> patterns, List<CompressionEntry> log)
+    {
+        if (m.Type is not (QuantType.Q8_0 or QuantType.Q4_0))
+        {
+            return m;
+        }
+        foreach (var p in patterns)
+        {
+            if (m.Columns >= p.M && NmSparseMatrix.Satisfies(m, p))
+            {
+                var result = NmQuantizedMatrix.Compress(m, p, m.Type);
+                log.Add(new CompressionEntry(name, m.Format, result.Format, m.ByteSize, result.ByteSize));
+                unsafe
+                {
+                    Release(m.Owner, m.Data, m.ByteSize);
+                }
+                m.Dispose();
+                return result;
+            }
+        }
+        return m;
+    }
+
+    /// <summary>A view of a model file read into memory: hands its pages back (nothing reads the uncompressed form any more).</summary>
+    private static unsafe void Release(object? owner, byte* data, long bytes)
+    {
+        if (owner is IO.MappedFile file)
+        {
+            file.Release(data - file.Pointer, bytes);
+        }
     }
 }
