@@ -16,6 +16,13 @@ internal static class MatrixFactory
     public static QuantizedMatrix RandomQuantized(QuantType type, int rows, int cols, int seed = 1) =>
         SyntheticModel.RandomQuantized("w", type, rows, cols, seed);
 
+    /// <summary>An input-axis N:M matrix with <paramref name="type"/> kept values (random pruned weights).</summary>
+    public static NmQuantizedMatrix SparseQuantized(NmPattern pattern, QuantType type, int rows, int cols, int seed = 1)
+    {
+        using var pruned = SyntheticModel.RandomDense("w", rows, cols, ElementType.F32, pattern, seed);
+        return NmQuantizedMatrix.Compress(pruned, pattern, type);
+    }
+
     /// <param name="format">dense, 2:4, 4:8, 2:4-out (output-axis groups).</param>
     public static WeightMatrix Create(string format, int rows, int cols, ElementType type, int seed = 1)
     {

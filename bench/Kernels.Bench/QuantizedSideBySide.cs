@@ -65,6 +65,15 @@ internal static unsafe class QuantizedSideBySide
             }
         }
 
+        // N:M on quantized values beside the dense formats they are measured against.
+        variants.Add(new("2:4 F16", Copies(s => MatrixFactory.Create("2:4", rows, cols, ElementType.F16, seed: 1 + s), (long)rows * cols), (w, a, b, t) => w.Multiply(a, b, t)));
+        foreach (var pattern in new[] { NmPattern.TwoFour, NmPattern.FourEight })
+        foreach (var type in new[] { QuantType.Q8_0, QuantType.Q4_0 })
+        {
+            long bytes = rows * type.RowBytes(cols) * 5 / 8;
+            variants.Add(new($"{pattern} {type}", Copies(s => MatrixFactory.SparseQuantized(pattern, type, rows, cols, seed: 1 + s), bytes), (w, a, b, t) => w.Multiply(a, b, t)));
+        }
+
         Console.WriteLine($"{rows}x{cols}, n = {n}, {reps} round-robin repetitions (first dropped); {Kernels.Simd.SimdInfo.Describe()}");
         var times = variants.Select(_ => new List<double>()).ToArray();
         for (int rep = 0; rep <= reps; rep++)
