@@ -8,7 +8,8 @@
 #    changes nothing).
 # 2. Makes the files in $TMPDIR/kernels-peers/<shape> (never in the repository): `kernels synth`
 #    F32/F16/BF16; `llama-quantize` Q8_0, Q4_0, Q4_K_M of the F16 file; `kernels prune --method
-#    magnitude --pattern 2:4|4:8 --scope all` of the F16 file. Existing files are reused.
+#    magnitude --pattern 2:4|4:8 --scope all [--quantize q8|q4]` of the F16 file (the quantized
+#    ones are standard Q8_0/Q4_0 files llama.cpp runs dense). Existing files are reused.
 # 3. Runs interleaved rounds: in every round, for each file, llama-bench tg (2 threads, mmap on
 #    and off, 3 repetitions), then `kernels bench --model` decode, then llama-bench pp, then
 #    `kernels bench --model` prefill: each engine's number within seconds of the other's. The
@@ -62,9 +63,9 @@ quantize() {  # id TYPE
   local f="$work/$1.gguf"
   [ -s "$f" ] || "$B/llama-quantize" "$work/f16.gguf" "$f" "$2" >"$work/quantize-$1.log" 2>&1 || { tail -5 "$work/quantize-$1.log" >&2; exit 1; }
 }
-prune() {  # id pattern
+prune() {  # id pattern [q8|q4]
   local f="$work/$1.gguf"
-  [ -s "$f" ] || "$K" prune --model "$work/f16.gguf" --method magnitude --pattern "$2" --scope all --out "$f" >"$work/prune-$1.log" 2>&1 || { tail -5 "$work/prune-$1.log" >&2; exit 1; }
+  [ -s "$f" ] || "$K" prune --model "$work/f16.gguf" --method magnitude --pattern "$2" --scope all ${3:+--quantize "$3"} --out "$f" >"$work/prune-$1.log" 2>&1 || { tail -5 "$work/prune-$1.log" >&2; exit 1; }
 }
 echo "== files in $work"
 for t in f32 f16 bf16; do synth $t; done
@@ -73,6 +74,10 @@ quantize q4_0 Q4_0
 quantize q4_k_m Q4_K_M
 prune f16-2of4 2:4
 prune f16-4of8 4:8
+for q in q8 q4; do
+  prune $q-2of4 2:4 $q
+  prune $q-4of8 4:8 $q
+done
 
 # id, label, file, whether this runtime runs it
 manifest="$work/manifest.tsv"
@@ -85,6 +90,10 @@ manifest="$work/manifest.tsv"
   printf 'q8_0\tQ8_0\t%s\t1\n' "$work/q8_0.gguf"
   printf 'q4_0\tQ4_0\t%s\t1\n' "$work/q4_0.gguf"
   printf 'q4_k_m\tQ4_K_M\t%s\t1\n' "$work/q4_k_m.gguf"
+  printf 'q8-2of4\t2:4 Q8_0\t%s\t1\n' "$work/q8-2of4.gguf"
+  printf 'q8-4of8\t4:8 Q8_0\t%s\t1\n' "$work/q8-4of8.gguf"
+  printf 'q4-2of4\t2:4 Q4_0\t%s\t1\n' "$work/q4-2of4.gguf"
+  printf 'q4-4of8\t4:8 Q4_0\t%s\t1\n' "$work/q4-4of8.gguf"
 } >"$manifest"
 mapfile -t ids < <(cut -f1 "$manifest")
 if [ -n "$only" ]; then

@@ -37,6 +37,8 @@ internal static class PeerReportCommand
         new("q4_k_m", "decode", "q4_k_m", 1.0),
         new("q8_0", "prefill", "q8_0", 1.0),
         new("q4_0", "prefill", "q4_0", 1.0),
+        new("q8-2of4", "decode", "q8_0", 1.45),
+        new("q4-2of4", "decode", "q4_0", 1.25),
     };
 
     public const string EngineKernels = "kernels";

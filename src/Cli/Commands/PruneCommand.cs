@@ -73,7 +73,7 @@ internal static class PruneCommand
         var pattern = new Option<string>("--pattern") { Description = "2:4 | 4:8 | unstructured ratio such as 0.5", Required = true };
         var scope = new Option<string>("--scope") { Description = "mlp (default: gate, up, down) | all (every block linear)", DefaultValueFactory = _ => "mlp" };
         var output = new Option<string>("--out", "-o") { Description = "Output GGUF file", Required = true };
-        var quantize = new Option<string?>("--quantize") { Description = "q8 | q4: write the block linears as Q8_0 / Q4_0 (pruned ones with one scale per 64 columns, so --sparse auto turns them into N:M blocks with int8 / 4-bit kept values without changing a value); embedding and classifier stay float" };
+        var quantize = new Option<string?>("--quantize") { Description = "q8 | q4: write the matrices as `kernels quantize --type q8_0|q4_0` does, pruned linears with one scale per 64 columns (so --sparse auto turns them into N:M blocks with int8 / 4-bit kept values without changing a value)" };
         var calib = new CalibrationOptions();
         var command = new Command("prune", "Prune a model (magnitude, Wanda, SparseGPT, DaSS) to N:M or unstructured sparsity and save it as GGUF")
         {
@@ -114,7 +114,7 @@ internal static class PruneCommand
                     ["kernels.pruning.method"] = spec.Method.ToString(),
                     ["kernels.pruning.sparsity"] = spec.Sparsity.ToString(),
                     ["kernels.pruning.scope"] = spec.Scope.ToString(),
-                }, quantizeTo is { } qt ? new QuantizePlan(qt) : null);
+                }, quantizeTo is { } qt ? QuantizePlan.Like(qt) : null);
                 CliConsole.Err.MarkupLine($"pruned in {result.Elapsed.TotalSeconds:F2} s ({result.CalibrationTokens} calibration tokens); wrote {Markup.Escape(outPath)}" +
                                           (quantizeTo is { } written ? $" (block linears {written})" : ""));
                 if (fallbacks.Count > 0)
