@@ -75,6 +75,11 @@ public static unsafe class SparseGemm
         {
             return;
         }
+        if (n >= QuantizedMatMul.PanelTokens && (SimdInfo.Use512 || SimdInfo.Use256))
+        {
+            SparseQuantizedPanels.Multiply(w, x, y, n);
+            return;
+        }
         if (w.ValueType == QuantType.Q8_0)
         {
             Quantized<SparseQ8Values>(w, x, y, n);

@@ -208,7 +208,13 @@ internal static class BenchCommand
                     }
                 }
                 var (type, pattern, quantized) = Describe(loaded);
-                string format = quantized is { } qt ? qt.ToString() : pattern is { } p ? $"{p} {type}" : $"dense {type}";
+                string format = (quantized, pattern) switch
+                {
+                    ({ } qt, { } p) => $"{p} {qt}",
+                    ({ } qt, null) => qt.ToString(),
+                    (null, { } p) => $"{p} {type}",
+                    _ => $"dense {type}",
+                };
                 return (loaded, v with { Name = $"{v.Name} ({format})", Type = type, Sparsity = pattern });
             }
             catch
@@ -232,6 +238,7 @@ internal static class BenchCommand
                 DenseMatrix d => (d.ElementType, (NmPattern?)null, (QuantType?)null),
                 NmSparseMatrix s => (s.ValueType, s.Pattern, null),
                 NmOutputSparseMatrix o => (o.ValueType, o.Pattern, null),
+                NmQuantizedMatrix nq => (ElementType.F32, nq.Pattern, nq.ValueType),
                 QuantizedMatrix q => (ElementType.F32, null, q.Type),
                 _ => (ElementType.F32, null, null),
             })

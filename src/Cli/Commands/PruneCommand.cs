@@ -2,6 +2,7 @@ using System.CommandLine;
 using Kernels.Runtime.IO;
 using Kernels.Runtime.Model;
 using Kernels.Runtime.Pruning;
+using Kernels.Runtime.Sparsity;
 using Kernels.Runtime.Text;
 using Kernels.Runtime.Tokenization;
 using Kernels.Simd.Matrices;
@@ -74,10 +75,11 @@ internal static class PruneCommand
         var scope = new Option<string>("--scope") { Description = "mlp (default: gate, up, down) | all (every block linear)", DefaultValueFactory = _ => "mlp" };
         var output = new Option<string>("--out", "-o") { Description = "Output GGUF file", Required = true };
         var quantize = new Option<string?>("--quantize") { Description = "q8 | q4: write the matrices as `kernels quantize --type q8_0|q4_0` does, pruned linears with one scale per 64 columns (so --sparse auto turns them into N:M blocks with int8 / 4-bit kept values without changing a value)" };
+        var format = new Option<string>("--format") { Description = "standard: a GGUF llama.cpp loads (pruned weights as zeros; the runtime compresses N:M patterns at load) | nm: N:M linears stored compressed (kept values + indices, docs/formats.md), loaded without conversion; llama.cpp does not read it", DefaultValueFactory = _ => "standard" };
         var calib = new CalibrationOptions();
         var command = new Command("prune", "Prune a model (magnitude, Wanda, SparseGPT, DaSS) to N:M or unstructured sparsity and save it as GGUF")
         {
-            model, tokenizer, method, pattern, scope, output, quantize,
+            model, tokenizer, method, pattern, scope, output, quantize, format,
         };
         calib.AddTo(command);
         command.SetAction((parse, ct) =>
@@ -85,6 +87,12 @@ internal static class PruneCommand
             try
             {
                 QuantType? quantizeTo = parse.GetValue(quantize) is { } q ? QuantizePlan.ParseType(q, "--quantize") : null;
+                bool compact = parse.GetValue(format)!.ToLowerInvariant() switch
+                {
+                    "standard" => false,
+                    "nm" => true,
+                    var f => throw new ArgumentException($"unknown --format '{f}' (standard, nm)"),
+                };
                 using var m = CommonOptions.LoadModel(parse.GetValue(model)!);
                 var tok = TokenizerLoader.Load(m, parse.GetValue(tokenizer));
                 var spec = new PruneSpec
@@ -109,12 +117,17 @@ internal static class PruneCommand
                 m.Vocabulary ??= VocabularyOf(tok);
                 string outPath = parse.GetValue(output)!;
                 var type = m.Layers.Count > 0 && m.Layers[0].Gate is DenseMatrix d ? d.ElementType : ElementType.F32;
+                if (compact)
+                {
+                    var log = SparseCompression.CompressDetected(m, keptValues: quantizeTo);
+                    CliConsole.Err.MarkupLine($"--format nm: {log.Count} linears stored compressed ({Markup.Escape(string.Join(", ", log.Select(e => e.After).Distinct()))})");
+                }
                 var fallbacks = GgufWriter.WriteModel(m, outPath, type, new Dictionary<string, object>
                 {
                     ["kernels.pruning.method"] = spec.Method.ToString(),
                     ["kernels.pruning.sparsity"] = spec.Sparsity.ToString(),
                     ["kernels.pruning.scope"] = spec.Scope.ToString(),
-                }, quantizeTo is { } qt ? QuantizePlan.Like(qt) : null);
+                }, quantizeTo is { } qt ? QuantizePlan.Like(qt) : null, compact);
                 CliConsole.Err.MarkupLine($"pruned in {result.Elapsed.TotalSeconds:F2} s ({result.CalibrationTokens} calibration tokens); wrote {Markup.Escape(outPath)}" +
                                           (quantizeTo is { } written ? $" (block linears {written})" : ""));
                 if (fallbacks.Count > 0)

@@ -16,6 +16,8 @@ public sealed unsafe partial class NativeBuffer : IDisposable
     private void* _pointer;
     private readonly bool _mapped;
     private readonly nuint _mappedLength;
+    /// <summary>Set for views: what owns the memory (a model file); nothing is freed here.</summary>
+    private readonly object? _owner;
 
     public NativeBuffer(long byteLength) : this(byteLength, byteLength >= HugeThreshold)
     {
@@ -47,6 +49,28 @@ public sealed unsafe partial class NativeBuffer : IDisposable
         AllocatedBytes = _mapped ? (long)_mappedLength : (long)size;
         GC.AddMemoryPressure(AllocatedBytes);
     }
+
+    private NativeBuffer(void* pointer, long byteLength, object owner)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(byteLength);
+        ArgumentNullException.ThrowIfNull(owner);
+        if (pointer == null)
+        {
+            throw new ArgumentException("null pointer", nameof(pointer));
+        }
+        _pointer = pointer;
+        _owner = owner;
+        ByteLength = byteLength;
+    }
+
+    /// <summary>
+    /// A buffer over memory <paramref name="owner"/> keeps alive (a model file read or mapped into
+    /// memory): compressed matrices stored in a file are used in place. Disposing it frees nothing.
+    /// </summary>
+    public static NativeBuffer View(void* pointer, long byteLength, object owner) => new(pointer, byteLength, owner);
+
+    /// <summary>Whether this buffer views memory it does not own.</summary>
+    public bool IsView => _owner is not null;
 
     public long ByteLength { get; }
 
@@ -90,6 +114,11 @@ public sealed unsafe partial class NativeBuffer : IDisposable
 
     private void Free()
     {
+        if (_owner is not null)
+        {
+            _pointer = null;
+            return;
+        }
         if (_pointer != null)
         {
             if (_mapped)

@@ -23,7 +23,7 @@ public sealed unsafe class NmOutputSparseMatrix : WeightMatrix
     private readonly NativeBuffer _masks;
     private readonly DenseMatrix? _tail;
 
-    private NmOutputSparseMatrix(string name, int rows, int columns, NmPattern pattern, ElementType valueType)
+    private NmOutputSparseMatrix(string name, int rows, int columns, NmPattern pattern, ElementType valueType, NmParts? parts = null)
         : base(name, rows, columns)
     {
         pattern.ThrowIfUnsupported(name);
@@ -32,13 +32,27 @@ public sealed unsafe class NmOutputSparseMatrix : WeightMatrix
         GroupedRows = rows / pattern.M * pattern.M;
         TailRows = rows - GroupedRows;
         Panels = (GroupedRows + PanelRows - 1) / PanelRows;
-        _values = new NativeBuffer((long)Panels * columns * 16 * valueType.Size() + 64);
-        _masks = new NativeBuffer((long)Panels * columns * sizeof(uint));
+        long valueBytes = (long)Panels * columns * 16 * valueType.Size() + 64, maskBytes = (long)Panels * columns * sizeof(uint);
+        if (parts is not null)
+        {
+            NmParts.Check(name, parts, valueBytes, maskBytes, TailRows, columns, valueType);
+            (_values, _masks, _tail) = (parts.Values, parts.Index, parts.Tail);
+            return;
+        }
+        _values = new NativeBuffer(valueBytes);
+        _masks = new NativeBuffer(maskBytes);
         if (TailRows > 0)
         {
             _tail = new DenseMatrix(name + ".tail", TailRows, columns, valueType);
         }
     }
+
+    /// <summary>A matrix over existing arrays in this class's layout (a compact N:M file); the sizes are checked.</summary>
+    public static NmOutputSparseMatrix FromParts(string name, int rows, int columns, NmPattern pattern, ElementType valueType, NmParts parts) =>
+        new(name, rows, columns, pattern, valueType, parts);
+
+    /// <summary>The arrays of this matrix as stored.</summary>
+    public NmParts Parts => new(_values, _masks, _tail);
 
     public NmPattern Pattern { get; }
     public ElementType ValueType { get; }

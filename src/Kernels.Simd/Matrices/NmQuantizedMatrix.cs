@@ -23,7 +23,7 @@ public sealed unsafe class NmQuantizedMatrix : WeightMatrix
     private readonly NativeBuffer _meta;
     private readonly DenseMatrix? _tail;
 
-    private NmQuantizedMatrix(string name, int rows, int columns, NmPattern pattern, QuantType valueType)
+    private NmQuantizedMatrix(string name, int rows, int columns, NmPattern pattern, QuantType valueType, NmParts? parts = null)
         : base(name, rows, columns)
     {
         pattern.ThrowIfUnsupported(name);
@@ -41,6 +41,12 @@ public sealed unsafe class NmQuantizedMatrix : WeightMatrix
         int blocks = (KeptPerRow + 15) / 16;
         int metaBytes = pattern.M == 4 ? 4 * blocks : 6 * blocks + 2;
         MetaStride = (metaBytes + 7) / 8 * 8;
+        if (parts is not null)
+        {
+            NmParts.Check(name, parts, rows * ValueRowBytes + 64, (long)rows * MetaStride, rows, TailColumns, ElementType.F32);
+            (_values, _meta, _tail) = (parts.Values, parts.Index, parts.Tail);
+            return;
+        }
         _values = new NativeBuffer(rows * ValueRowBytes + 64);
         _meta = new NativeBuffer((long)rows * MetaStride);
         if (TailColumns > 0)
@@ -48,6 +54,13 @@ public sealed unsafe class NmQuantizedMatrix : WeightMatrix
             _tail = new DenseMatrix(name + ".tail", rows, TailColumns, ElementType.F32);
         }
     }
+
+    /// <summary>A matrix over existing arrays in this class's layout (a compact N:M file); the sizes are checked (values include the 64 spare bytes).</summary>
+    public static NmQuantizedMatrix FromParts(string name, int rows, int columns, NmPattern pattern, QuantType valueType, NmParts parts) =>
+        new(name, rows, columns, pattern, valueType, parts);
+
+    /// <summary>The arrays of this matrix as stored.</summary>
+    public NmParts Parts => new(_values, _meta, _tail);
 
     public NmPattern Pattern { get; }
 

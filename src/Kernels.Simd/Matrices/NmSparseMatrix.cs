@@ -27,7 +27,7 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
     private readonly NativeBuffer _meta;
     private readonly DenseMatrix? _tail;
 
-    private NmSparseMatrix(string name, int rows, int columns, NmPattern pattern, ElementType valueType)
+    private NmSparseMatrix(string name, int rows, int columns, NmPattern pattern, ElementType valueType, NmParts? parts = null)
         : base(name, rows, columns)
     {
         pattern.ThrowIfUnsupported(name);
@@ -40,13 +40,27 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
         ValueStride = (KeptPerRow + 31) / 32 * 32;
         int metaBytes = pattern.M == 4 ? 4 * Blocks : 6 * Blocks + 2; // +2: kernels read the last 6-byte block as a uint64
         MetaStride = (metaBytes + 7) / 8 * 8;
-        _values = new NativeBuffer((long)rows * ValueStride * valueType.Size());
-        _meta = new NativeBuffer((long)rows * MetaStride);
+        long valueBytes = (long)rows * ValueStride * valueType.Size(), metaBytesTotal = (long)rows * MetaStride;
+        if (parts is not null)
+        {
+            NmParts.Check(name, parts, valueBytes, metaBytesTotal, rows, TailColumns, valueType);
+            (_values, _meta, _tail) = (parts.Values, parts.Index, parts.Tail);
+            return;
+        }
+        _values = new NativeBuffer(valueBytes);
+        _meta = new NativeBuffer(metaBytesTotal);
         if (TailColumns > 0)
         {
             _tail = new DenseMatrix(name + ".tail", rows, TailColumns, valueType);
         }
     }
+
+    /// <summary>A matrix over existing arrays in this class's layout (a compact N:M file); the sizes are checked.</summary>
+    public static NmSparseMatrix FromParts(string name, int rows, int columns, NmPattern pattern, ElementType valueType, NmParts parts) =>
+        new(name, rows, columns, pattern, valueType, parts);
+
+    /// <summary>The arrays of this matrix as stored.</summary>
+    public NmParts Parts => new(_values, _meta, _tail);
 
     public NmPattern Pattern { get; }
     public ElementType ValueType { get; }

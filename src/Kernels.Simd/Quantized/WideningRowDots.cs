@@ -7,8 +7,8 @@ namespace Kernels.Simd.Quantized;
 /// Q8_0/Q4_0 weights widened to float (AVX-512 <c>vpmovsxbd</c>/<c>vpmovzxbd</c> +
 /// <c>vcvtdq2ps</c>) and multiplied with the float activations: the alternative the issue asked
 /// to measure against the integer kernels (exact in x, no int8 rounding of the activations).
-/// Not dispatched: the integer kernels measured as fast or faster once their scales came from a
-/// table (docs/reports/quantized); selectable with <see cref="Int8DotKind.Widened"/>.
+/// One-token Q4_0 products take it (<see cref="QuantizedMatMul.WidensOneToken"/>); Q8_0 is
+/// selectable with <see cref="Int8DotKind.Widened"/> (measured even with the integer kernel).
 /// </summary>
 internal static unsafe class WideningRowDots
 {
@@ -39,18 +39,17 @@ internal static unsafe class WideningRowDots
 
     public static float Q4_0(byte* row, float* x, int blocks)
     {
-        var total = Vector512<float>.Zero;
-        var mask = Vector512.Create(0xF);
-        var eight = Vector512.Create(8);
+        // Each nibble selects its value d·(q - 8) from a 16-entry table with vpermps (which reads
+        // only an index's low 4 bits): no masking, offset or int-to-float conversion per value.
+        // Two accumulators: one FMA per block on each dependency chain.
+        Vector512<float> low = Vector512<float>.Zero, high = Vector512<float>.Zero;
         for (int b = 0; b < blocks; b++, row += 18, x += 32)
         {
+            var table = Vectors.Q4Table.Scaled(QuantizedScales.Scale(row));
             var bytes = Avx512F.ConvertToVector512Int32(Vector128.Load(row + 2));
-            var w0 = Avx512F.ConvertToVector512Single((bytes & mask) - eight);
-            var w1 = Avx512F.ConvertToVector512Single(Vector512.ShiftRightLogical(bytes, 4) - eight);
-            var d = Vector512.Create(QuantizedScales.Scale(row));
-            var block = Avx512F.FusedMultiplyAdd(w1, Vector512.Load(x + 16), w0 * Vector512.Load(x));
-            total = Avx512F.FusedMultiplyAdd(block, d, total);
+            low = Avx512F.FusedMultiplyAdd(Avx512F.PermuteVar16x32(table, bytes), Vector512.Load(x), low);
+            high = Avx512F.FusedMultiplyAdd(Avx512F.PermuteVar16x32(table, Avx512F.ShiftRightLogical(bytes, 4)), Vector512.Load(x + 16), high);
         }
-        return Vector512.Sum(total);
+        return Vector512.Sum(low + high);
     }
 }

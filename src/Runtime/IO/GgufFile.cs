@@ -38,7 +38,7 @@ public sealed record GgufTensorInfo(string Name, long[] Dims, GgmlType Type, lon
     };
 
     /// <summary>Whether this reader can size and load the tensor's data.</summary>
-    public bool IsLoadable => Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 || Quantization is not null;
+    public bool IsLoadable => Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.I8 || Quantization is not null;
 
     /// <summary>Bytes of the tensor's data; throws for types this reader does not load, and for
     /// quantized rows that are not whole blocks.</summary>
@@ -57,6 +57,7 @@ public sealed record GgufTensorInfo(string Name, long[] Dims, GgmlType Type, lon
         {
             GgmlType.F32 => ElementCount * 4,
             GgmlType.F16 or GgmlType.BF16 => ElementCount * 2,
+            GgmlType.I8 => ElementCount, // raw bytes: the arrays of compact N:M matrices (docs/formats.md)
             _ => throw new ModelFormatException(path, $"tensor {Name}: element type {Type} is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q2_K-Q6_K are)"),
         };
     }

@@ -120,6 +120,10 @@ public static unsafe class GgufModelLoader
 
     private static WeightMatrix Matrix(GgufFile gguf, string name, int rows, int cols)
     {
+        if (CompactNm.TryLoad(gguf, name, rows, cols) is { } compact)
+        {
+            return compact;
+        }
         var t = gguf.FindTensor(name) ?? throw new ModelFormatException(gguf.Path, $"tensor {name} is missing");
         if (t.Dims.Length != 2 || t.Dims[0] != cols || rows >= 0 && t.Dims[1] != rows)
         {

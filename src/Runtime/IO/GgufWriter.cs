@@ -194,11 +194,13 @@ public sealed class GgufWriter
     /// sources go into arrays when layers differ.
     /// </summary>
     /// <returns>The matrices <paramref name="quantize"/> asked for but that stayed in <paramref name="type"/> (rows not whole blocks).</returns>
+    /// <param name="compact">Write compressed N:M matrices as their arrays (the compact N:M file of
+    /// docs/formats.md, loaded without conversion; llama.cpp does not read it) instead of densified.</param>
     public static IReadOnlyList<string> WriteModel(LlamaModel model, string path, ElementType type, IDictionary<string, object>? extraMetadata = null,
-        QuantizePlan? quantize = null)
+        QuantizePlan? quantize = null, bool compact = false)
     {
         var c = model.Config;
-        var w = new GgufWriter()
+        var w = new GgufWriter { Alignment = compact ? NativeBuffer.Alignment : 32 }
             .Add("general.architecture", "llama")
             .Add("general.name", Path.GetFileNameWithoutExtension(path))
             .Add("llama.context_length", (uint)c.MaxSequenceLength)
@@ -248,8 +250,16 @@ public sealed class GgufWriter
         }
         var fallbacks = new List<string>();
         var gt = TypeOf(type);
+        if (compact)
+        {
+            w.Add(CompactNm.VersionKey, CompactNm.Version);
+        }
         void Mat(string name, WeightMatrix m, QuantType? q)
         {
+            if (compact && CompactNm.TryAdd(w, name, m))
+            {
+                return;
+            }
             if (q is { } qt && m.Columns % qt.BlockElements() == 0)
             {
                 bool sparse = NmSparseMatrix.Satisfies(m, NmPattern.TwoFour) || NmSparseMatrix.Satisfies(m, NmPattern.FourEight);

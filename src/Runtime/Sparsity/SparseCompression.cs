@@ -18,22 +18,26 @@ public static class SparseCompression
 {
     /// <param name="patterns">Patterns to look for, most compressed first (default 2:4, 4:8).</param>
     /// <param name="allowOutputAxis">Also look for output-axis groups.</param>
+    /// <param name="keptValues">Q8_0 / Q4_0: float matrices with an input-axis pattern and rows of
+    /// whole blocks become <see cref="NmQuantizedMatrix"/> of that type (output-axis groups are then
+    /// not looked for).</param>
     public static IReadOnlyList<CompressionEntry> CompressDetected(LlamaModel model, IReadOnlyList<NmPattern>? patterns = null,
-        bool allowOutputAxis = true, IProgress<float>? progress = null)
+        bool allowOutputAxis = true, IProgress<float>? progress = null, QuantType? keptValues = null)
     {
+        allowOutputAxis &= keptValues is null;
         patterns ??= new[] { NmPattern.TwoFour, NmPattern.FourEight };
         var log = new List<CompressionEntry>();
         int done = 0, total = model.Layers.Count * 7;
         for (int l = 0; l < model.Layers.Count; l++)
         {
             var layer = model.Layers[l];
-            layer.Query = Convert(layer.Query, $"blk.{l}.attn_q", patterns, allowOutputAxis, log);
-            layer.Key = Convert(layer.Key, $"blk.{l}.attn_k", patterns, allowOutputAxis, log);
-            layer.Value = Convert(layer.Value, $"blk.{l}.attn_v", patterns, allowOutputAxis, log);
-            layer.Output = Convert(layer.Output, $"blk.{l}.attn_output", patterns, allowOutputAxis, log);
-            layer.Gate = Convert(layer.Gate, $"blk.{l}.ffn_gate", patterns, allowOutputAxis, log);
-            layer.Up = Convert(layer.Up, $"blk.{l}.ffn_up", patterns, allowOutputAxis, log);
-            layer.Down = Convert(layer.Down, $"blk.{l}.ffn_down", patterns, allowOutputAxis, log);
+            layer.Query = Convert(layer.Query, $"blk.{l}.attn_q", patterns, allowOutputAxis, log, keptValues);
+            layer.Key = Convert(layer.Key, $"blk.{l}.attn_k", patterns, allowOutputAxis, log, keptValues);
+            layer.Value = Convert(layer.Value, $"blk.{l}.attn_v", patterns, allowOutputAxis, log, keptValues);
+            layer.Output = Convert(layer.Output, $"blk.{l}.attn_output", patterns, allowOutputAxis, log, keptValues);
+            layer.Gate = Convert(layer.Gate, $"blk.{l}.ffn_gate", patterns, allowOutputAxis, log, keptValues);
+            layer.Up = Convert(layer.Up, $"blk.{l}.ffn_up", patterns, allowOutputAxis, log, keptValues);
+            layer.Down = Convert(layer.Down, $"blk.{l}.ffn_down", patterns, allowOutputAxis, log, keptValues);
             done += 7;
             progress?.Report((float)done / Math.Max(1, total));
         }
@@ -41,7 +45,7 @@ public static class SparseCompression
         return log;
     }
 
-    private static WeightMatrix Convert(WeightMatrix m, string name, IReadOnlyList<NmPattern> patterns, bool output, List<CompressionEntry> log)
+    private static WeightMatrix Convert(WeightMatrix m, string name, IReadOnlyList<NmPattern> patterns, bool output, List<CompressionEntry> log, QuantType? keptValues)
     {
         if (m is QuantizedMatrix quantized)
         {
@@ -56,7 +60,11 @@ public static class SparseCompression
             WeightMatrix? result = null;
             if (dense.Columns >= p.M && NmSparseMatrix.Satisfies(dense, p))
             {
-                result = NmSparseMatrix.Compress(dense, p, dense.ElementType);
+                // Quantized kept values where the standard writer would quantize the matrix (rows of whole
+                // blocks), so a compact file holds the numbers its standard twin holds after --sparse auto.
+                result = keptValues is { } q && dense.Columns % q.BlockElements() == 0
+                    ? NmQuantizedMatrix.Compress(dense, p, q)
+                    : NmSparseMatrix.Compress(dense, p, dense.ElementType);
             }
             else if (output && dense.Rows >= p.M && NmOutputSparseMatrix.Satisfies(dense, p))
             {

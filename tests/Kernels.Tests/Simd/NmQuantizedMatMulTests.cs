@@ -77,7 +77,7 @@ public sealed unsafe class NmQuantizedMatMulTests
         Assert.Equal(expected, sparse.ToDenseArray());
         Assert.Equal(cols % p.M, sparse.TailColumns);
         using var dequantized = DenseMatrix.FromSingle("w", rows, cols, expected);
-        foreach (int n in new[] { 1, 2, 3, 4, 5, 8, 9, 17 })
+        foreach (int n in new[] { 1, 2, 3, 4, 5, 8, 9, 17, 61 })
         {
             var x = SparseTestData.Random(n * cols, n + cols);
             var reference = new float[n * rows];
@@ -105,7 +105,7 @@ public sealed unsafe class NmQuantizedMatMulTests
             using var source = DenseMatrix.FromSingle("w", rows, cols, pruned);
             using var sparse = NmQuantizedMatrix.Compress(source, p, type);
             using var dequantized = DenseMatrix.FromSingle("w", rows, cols, sparse.ToDenseArray());
-            foreach (int n in new[] { 1, 13 })
+            foreach (int n in new[] { 1, 13, 130 })
             {
                 var x = SparseTestData.Random(n * cols, 6);
                 var expected = new float[n * rows];
