@@ -75,7 +75,11 @@ public static unsafe class SparseGemm
         {
             return;
         }
-        if (n >= QuantizedMatMul.PanelTokens && (SimdInfo.Use512 || SimdInfo.Use256))
+        // Prefill panels for 8-bit kept values only: with 4-bit ones, a model's decode after a
+        // panel prefill ran 30 % slower (TinyLlama 2:4 Q4_0 in `kernels bench`: 27 against 40
+        // tok/s; not the buffers, not the float product; cause not found), which outweighs their
+        // prefill gain (docs/reports/quantized).
+        if (n >= QuantizedMatMul.PanelTokens && w.ValueType == QuantType.Q8_0 && (SimdInfo.Use512 || SimdInfo.Use256))
         {
             SparseQuantizedPanels.Multiply(w, x, y, n);
             return;

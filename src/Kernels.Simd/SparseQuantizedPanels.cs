@@ -5,7 +5,8 @@ using Kernels.Simd.Threading;
 namespace Kernels.Simd;
 
 /// <summary>
-/// Prefill for N:M matrices with quantized kept values (<see cref="NmQuantizedMatrix"/>): a panel
+/// Prefill for N:M matrices with 8-bit kept values (<see cref="NmQuantizedMatrix"/>, Q8_0; see
+/// <see cref="SparseGemm.Multiply(NmQuantizedMatrix, float*, float*, int)"/> for why not 4-bit): a panel
 /// of rows at a time, the kept values are dequantized (exactly) into float32 and the panel, which
 /// shares the matrix's index bits and tail, runs through the float N:M kernels, whose broadcast
 /// GEMM reuses every weight across many tokens. The permute tiles on quantized values paid the

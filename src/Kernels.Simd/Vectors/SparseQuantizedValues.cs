@@ -58,20 +58,15 @@ internal readonly unsafe struct SparseQ4Values : ISparseValues
         where TTier : struct, IFloatVector<TVec> where TVec : unmanaged
     {
         byte* block = values + (index >> 5) * 18;
-        if (typeof(TVec) == typeof(Vector512<float>))
-        {
-            // The block's 16 possible values d·(q - 8) in one register; vpermps reads only the low
-            // 4 bits of each index, so zero-extended bytes select their low nibble as they are.
-            Vector512<float> table = Q4Table.Scaled(QuantizedScales.Scale(block));
-            Vector512<int> bytes = Avx512F.ConvertToVector512Int32(Vector128.Load(block + 2));
-            Vector512<float> lo = Avx512F.PermuteVar16x32(table, bytes), hi = Avx512F.PermuteVar16x32(table, Avx512F.ShiftRightLogical(bytes, 4));
-            first = Unsafe.As<Vector512<float>, TVec>(ref lo);
-            second = Unsafe.As<Vector512<float>, TVec>(ref hi);
-            return;
-        }
         TVec scale = TTier.Broadcast(QuantizedScales.Scale(block));
         Vector128<byte> packed = Vector128.Load(block + 2);
         Vector128<sbyte> eight = Vector128.Create((sbyte)8);
+        if (TTier.Count == 16)
+        {
+            first = TTier.Multiply(TTier.ConvertSBytes((packed & Vector128.Create((byte)0x0F)).AsSByte() - eight, 0), scale);
+            second = TTier.Multiply(TTier.ConvertSBytes(Vector128.ShiftRightLogical(packed, 4).AsSByte() - eight, 0), scale);
+            return;
+        }
         // Narrower tiers: a pair is half a block or less; its nibbles all sit on one side of the bytes.
         Vector128<sbyte> nibbles = ((index & 16) == 0 ? packed & Vector128.Create((byte)0x0F) : Vector128.ShiftRightLogical(packed, 4)).AsSByte() - eight;
         int start = TTier.Count == 8 ? 0 : (int)(index & 15);
