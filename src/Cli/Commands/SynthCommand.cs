@@ -18,18 +18,24 @@ internal static class SynthCommand
         var output = new Option<string>("--out", "-o") { Description = "GGUF file to write (written atomically)", Required = true };
         var vocab = new Option<string?>("--vocab") { Description = "Vocabulary: a GGUF with tokenizer.* metadata or a SentencePiece tokenizer.model (default: ../shared/data/vocab/ggml-vocab-llama-spm.gguf, else ../shared/data/tokenizer.model, searched upward from the current folder)" };
         var seed = new Option<int>("--seed") { Description = "Weight seed (7 = the weights of `bench`'s in-memory model)", DefaultValueFactory = _ => 7 };
+        var sparse = new Option<string?>("--sparse") { Description = "2:4 | 4:8: prune every block linear by magnitude and store it compressed (compact N:M file, docs/formats.md; llama.cpp does not read it)" };
+        var quantize = new Option<string?>("--quantize") { Description = "q8 | q4: quantized kept values (with --sparse) or block linears; embedding and classifier as `kernels quantize` writes them" };
         var command = new Command("synth", "Write a synthetic Llama-shaped GGUF with random weights and the Llama-2 vocabulary (loadable by llama.cpp)");
         shape.AddTo(command);
         command.Options.Add(type);
         command.Options.Add(output);
         command.Options.Add(vocab);
         command.Options.Add(seed);
+        command.Options.Add(sparse);
+        command.Options.Add(quantize);
         command.SetAction((parse, cancellationToken) =>
         {
             try
             {
                 var s = shape.Get(parse);
                 var t = ShapeOptions.ParseType(parse.GetValue(type)!, "--type");
+                var pattern = parse.GetValue(sparse) is { } sp ? Kernels.Simd.Matrices.NmPattern.Parse(sp) : (Kernels.Simd.Matrices.NmPattern?)null;
+                var quantized = parse.GetValue(quantize) is { } qz ? QuantizePlan.ParseType(qz, "--quantize") : (Kernels.Simd.Quantized.QuantType?)null;
                 string vocabPath = parse.GetValue(vocab) ?? TokenizerMetadata.FindLlama2(Environment.CurrentDirectory)
                     ?? throw new ArgumentException("--vocab: no Llama-2 vocabulary found (looked for shared/data/vocab/ggml-vocab-llama-spm.gguf and shared/data/tokenizer.model above the current folder); pass --vocab FILE");
                 var vocabulary = TokenizerMetadata.Read(vocabPath);
@@ -42,7 +48,7 @@ internal static class SynthCommand
                 var clock = System.Diagnostics.Stopwatch.StartNew();
                 CliConsole.WithProgress($"writing {Path.GetFileName(path)}", p =>
                 {
-                    SyntheticGguf.Write(s, t, vocabulary, path, parse.GetValue(seed), p, cancellationToken);
+                    SyntheticGguf.Write(s, t, vocabulary, path, parse.GetValue(seed), p, cancellationToken, pattern, quantized);
                     return 0;
                 });
                 CliConsole.Err.MarkupLine($"{Markup.Escape(path)}: {Markup.Escape(s.Name)} (dim {s.Dim}, hidden {s.Hidden}, {s.Layers} layers, {s.Heads} heads, {s.KvHeads} KV heads, vocab {s.Vocab}), {t}, " +

@@ -1,5 +1,6 @@
 using Kernels.Runtime.Model;
 using Kernels.Simd.Matrices;
+using Kernels.Simd.Quantized;
 
 namespace Kernels.Runtime.IO;
 
@@ -25,8 +26,12 @@ public static class SyntheticGguf
     /// Writes <paramref name="shape"/> (its vocabulary size must equal the vocabulary's) with
     /// <paramref name="type"/> matrices to <paramref name="path"/>.
     /// </summary>
+    /// <param name="sparsity">Prune every block linear to this pattern (magnitude, input axis) and
+    /// store it compressed (the compact N:M file, docs/formats.md; llama.cpp does not read it).</param>
+    /// <param name="quantize">Q8_0 / Q4_0: quantized kept values (with <paramref name="sparsity"/>) or
+    /// quantized block linears; embedding and classifier as <c>kernels quantize</c> writes them.</param>
     public static void Write(SyntheticShape shape, ElementType type, TokenizerMetadata vocabulary, string path, int seed = 7,
-        IProgress<float>? progress = null, CancellationToken cancellationToken = default)
+        IProgress<float>? progress = null, CancellationToken cancellationToken = default, NmPattern? sparsity = null, QuantType? quantize = null)
     {
         if (shape.Vocab != vocabulary.TokenCount)
         {
@@ -34,7 +39,11 @@ public static class SyntheticGguf
         }
         var config = SyntheticModel.Config(shape);
         var plan = SyntheticModel.Plan(shape);
-        var writer = new GgufWriter { TensorWritten = (done, total) => progress?.Report((float)done / total) };
+        var writer = new GgufWriter
+        {
+            TensorWritten = (done, total) => progress?.Report((float)done / total),
+            Alignment = sparsity is null ? 32 : NativeBuffer.Alignment,
+        };
         writer.Add("general.architecture", "llama")
             .Add("general.name", $"synthetic {shape.Name} {type}")
             .Add("general.file_type", FileType(type))
@@ -54,14 +63,51 @@ public static class SyntheticGguf
             writer.Add(key, value);
         }
 
+        if (quantize is not null)
+        {
+            writer.Add("general.quantization_version", 2u);
+        }
+        if (sparsity is not null)
+        {
+            writer.Add(CompactNm.VersionKey, CompactNm.Version);
+        }
         var gt = GgufWriter.TypeOf(type);
-        void Matrix(SyntheticTensor t) =>
+        var plan2 = quantize is { } qt0 ? QuantizePlan.Like(qt0) : null;
+        // Compressed linears are built before writing (their arrays' sizes go into the header):
+        // about half the dense bytes at 4-bit, one dense tensor at a time on the way.
+        var compressed = new List<WeightMatrix>();
+        void Matrix(SyntheticTensor t)
+        {
+            if (t.Prunable && sparsity is { } p)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                // Pruned in float32, then stored in the file's type: SyntheticModel.Create's sparse weights.
+                using var pruned = SyntheticModel.RandomDense(t.Name, t.Rows, t.Columns, ElementType.F32, p, t.Seed(seed));
+                WeightMatrix m = quantize is { } kq && t.Columns % kq.BlockElements() == 0
+                    ? NmQuantizedMatrix.Compress(pruned, p, kq)
+                    : NmSparseMatrix.Compress(pruned, p, type);
+                compressed.Add(m);
+                CompactNm.TryAdd(writer, t.Name, m);
+                return;
+            }
+            QuantType? q = t.Index == 0 ? plan2?.TokenEmbedding : t.Prunable ? plan2?.Linears : plan2?.Classifier;
+            if (q is { } qt && t.Columns % qt.BlockElements() == 0)
+            {
+                writer.AddTensor(t.Name, new long[] { t.Rows, t.Columns }, GgufWriter.TypeOf(qt), t.Rows * qt.RowBytes(t.Columns), s =>
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    using var m = SyntheticModel.Materialize(t, ElementType.F32, seed);
+                    GgufWriter.WriteQuantizedRows(m, qt, sparse: false, s);
+                });
+                return;
+            }
             writer.AddTensor(t.Name, new long[] { t.Rows, t.Columns }, gt, (long)t.Rows * t.Columns * type.Size(), s =>
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 using var m = SyntheticModel.Materialize(t, type, seed);
                 WriteRaw(m, s);
             });
+        }
         void Ones(string name) =>
             writer.AddTensor(name, new long[] { config.Dim }, GgmlType.F32, HfFolder.Encode(Enumerable.Repeat(1f, config.Dim).ToArray(), ElementType.F32));
 
@@ -78,7 +124,14 @@ public static class SyntheticGguf
         }
         Ones("output_norm.weight");
         Matrix(plan[^1]);
-        writer.Write(path);
+        try
+        {
+            writer.Write(path);
+        }
+        finally
+        {
+            compressed.ForEach(m => m.Dispose());
+        }
     }
 
     private static unsafe void WriteRaw(DenseMatrix m, Stream s)

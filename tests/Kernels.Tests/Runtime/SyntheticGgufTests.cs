@@ -43,6 +43,42 @@ public sealed class SyntheticGgufTests
         Assert.Equal(Directory.GetFiles(tmp.Path), new[] { path }); // no temporary file left behind
     }
 
+    /// <summary><c>synth --sparse</c>: the compact file holds the in-memory sparse benchmark model, as views.</summary>
+    [DataTheory]
+    [InlineData("2:4")]
+    [InlineData("4:8")]
+    public void The_sparse_file_holds_the_in_memory_sparse_model(string pattern)
+    {
+        var p = NmPattern.Parse(pattern);
+        using var tmp = new TempDir();
+        string path = tmp.File("m.gguf");
+        SyntheticGguf.Write(Shape, ElementType.F16, TokenizerMetadata.Read(VocabularyGguf), path, seed: 7, sparsity: p);
+        using var file = ModelLoader.Load(path);
+        using var memory = SyntheticModel.Create(Shape, ElementType.F16, p, seed: 7);
+        var gate = Assert.IsType<NmSparseMatrix>(file.Layers[1].Gate);
+        Assert.True(gate.Parts.Values.IsView);
+        int[] tokens = { 1, 450, 4996, 17354, 1701, 432, 17204 };
+        Assert.Equal(LastLogits(memory, tokens), LastLogits(file, tokens));
+    }
+
+    /// <summary><c>synth --sparse 2:4 --quantize q4</c>: kept values quantized from the same pruned weights; embedding Q4_0, classifier Q8_0.</summary>
+    [DataFact]
+    public void The_sparse_quantized_file_holds_quantized_kept_values_of_the_same_weights()
+    {
+        using var tmp = new TempDir();
+        string path = tmp.File("m.gguf");
+        SyntheticGguf.Write(Shape, ElementType.F16, TokenizerMetadata.Read(VocabularyGguf), path, seed: 7, sparsity: NmPattern.TwoFour, quantize: Kernels.Simd.Quantized.QuantType.Q4_0);
+        using var file = ModelLoader.Load(path);
+        var down = Assert.IsType<NmQuantizedMatrix>(file.Layers[1].Down);
+        Assert.True(down.Parts.Values.IsView);
+        Assert.Equal("Q4_0", Assert.IsType<QuantizedMatrix>(file.TokenEmbedding).Format);
+        Assert.Equal("Q8_0", Assert.IsType<QuantizedMatrix>(file.Classifier).Format);
+        var planned = SyntheticModel.Plan(Shape).Single(t => t.Name == "blk.1.ffn_down.weight");
+        using var pruned = SyntheticModel.RandomDense(planned.Name, planned.Rows, planned.Columns, ElementType.F32, NmPattern.TwoFour, planned.Seed(7));
+        using var expected = NmQuantizedMatrix.Compress(pruned, NmPattern.TwoFour, Kernels.Simd.Quantized.QuantType.Q4_0);
+        Assert.Equal(expected.ToDenseArray(), down.ToDenseArray());
+    }
+
     [DataFact]
     public void Metadata_names_and_vocabulary_are_what_llama_cpp_reads()
     {
