@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quantizes the same input with llama-quantize and `kernels quantize` (Q8_0 and Q4_0, default and
+# Quantizes the same input with llama-quantize and `kernels quantize` (Q8_0, Q4_0, Q4_K, Q6_K; default and
 # --pure) and compares every tensor byte for byte (bench/peers/gguf-tensor-diff.py).
 # usage: bench/peers/quantize-check.sh [INPUT.gguf ...]   (default: ../shared/data/quant/tiny-f32.gguf
 #        and a `kernels synth --shape small --type f16` file)
@@ -19,10 +19,13 @@ if [ ${#inputs[@]} -eq 0 ]; then
 fi
 status=0
 for input in "${inputs[@]}"; do
-  for type in Q8_0 Q4_0; do
+  for type in Q8_0 Q4_0 Q4_K Q6_K; do
     for mode in default pure; do
       flag=(); [ "$mode" = pure ] && flag=(--pure)
-      "$bin/llama-quantize" "${flag[@]}" "$input" "$work/llama.gguf" "$type" >"$work/llama.log" 2>&1 || { cat "$work/llama.log"; exit 1; }
+      if ! "$bin/llama-quantize" "${flag[@]}" "$input" "$work/llama.gguf" "$type" >"$work/llama.log" 2>&1; then
+        echo "== $(basename "$input") $type $mode: llama-quantize failed: $(grep -m1 -E 'GGML_ASSERT|failed|error' "$work/llama.log")"
+        continue
+      fi
       kernels quantize "$input" "$work/kernels.gguf" --type "$type" "${flag[@]}" 2>/dev/null
       echo "== $(basename "$input") $type $mode: $(python3 bench/peers/gguf-tensor-diff.py "$work/kernels.gguf" "$work/llama.gguf" | tail -n 1)"
       python3 bench/peers/gguf-tensor-diff.py "$work/kernels.gguf" "$work/llama.gguf" | grep -v identical | grep -v '^[0-9]* identical' || true

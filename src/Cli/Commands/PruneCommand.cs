@@ -86,7 +86,7 @@ internal static class PruneCommand
         {
             try
             {
-                QuantType? quantizeTo = parse.GetValue(quantize) is { } q ? QuantizePlan.ParseType(q, "--quantize") : null;
+                QuantType? quantizeTo = parse.GetValue(quantize) is { } q ? QuantizePlan.ParseKeptType(q, "--quantize") : null;
                 bool compact = parse.GetValue(format)!.ToLowerInvariant() switch
                 {
                     "standard" => false,

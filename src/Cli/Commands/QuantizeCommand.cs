@@ -1,15 +1,16 @@
 using System.CommandLine;
 using Kernels.Runtime.IO;
 using Kernels.Simd.Matrices;
+using Kernels.Simd.Quantized;
 using Spectre.Console;
 
 namespace Kernels.Cli.Commands;
 
 /// <summary>
-/// <c>kernels quantize IN OUT --type q8_0|q4_0</c>: a standard GGUF that llama.cpp loads, with
-/// ggml's reference quantizers (the same bytes as <c>llama-quantize</c> for every Q8_0 / Q4_0
-/// tensor). Matrices whose rows are not whole blocks of 32 stay in the float fallback type, named
-/// in the output.
+/// <c>kernels quantize IN OUT --type q8_0|q4_0|q4_k|q6_k</c>: a standard GGUF that llama.cpp loads,
+/// with ggml's reference quantizers (the same bytes as <c>llama-quantize</c> for every Q8_0 / Q4_0
+/// tensor). Matrices whose rows are not whole blocks stay in the float fallback type, named in the
+/// output.
 /// </summary>
 internal static class QuantizeCommand
 {
@@ -17,10 +18,10 @@ internal static class QuantizeCommand
     {
         var input = new Argument<string>("input") { Description = "Model to quantize: .gguf, llama2.c .bin or HF folder" };
         var output = new Argument<string>("output") { Description = "GGUF file to write (written atomically)" };
-        var type = new Option<string>("--type") { Description = "q8_0 | q4_0", Required = true };
-        var pure = new Option<bool>("--pure") { Description = "Every matrix in --type, embedding and classifier included (llama-quantize --pure); default: as llama-quantize, except that Q4_0 keeps the classifier at Q8_0 where llama.cpp writes Q6_K" };
+        var type = new Option<string>("--type") { Description = "q8_0 | q4_0 | q4_k | q6_k", Required = true };
+        var pure = new Option<bool>("--pure") { Description = "Every matrix in --type, embedding and classifier included (llama-quantize --pure); default: the classifier at higher precision (Q8_0 for q4_0, where llama.cpp writes Q6_K; Q6_K for q4_k)" };
         var fallback = new Option<string>("--fallback") { Description = "Float type of matrices whose rows are not whole blocks: f32 | f16 | bf16", DefaultValueFactory = _ => "f16" };
-        var command = new Command("quantize", "Quantize a model's matrices to Q8_0 or Q4_0 and write a standard GGUF (byte-identical tensors to llama-quantize)")
+        var command = new Command("quantize", "Quantize a model's matrices to Q8_0, Q4_0, Q4_K or Q6_K and write a standard GGUF (Q8_0/Q4_0 tensors byte-identical to llama-quantize)")
         {
             input, output, type, pure, fallback,
         };
@@ -46,7 +47,7 @@ internal static class QuantizeCommand
                                           $"{new FileInfo(outPath).Length / 1e6:F1} MB in {clock.Elapsed.TotalSeconds:F1} s");
                 if (fallbacks.Count > 0)
                 {
-                    CliConsole.Err.MarkupLine($"[yellow]{fallbacks.Count} matrices stay {floatType} (rows are not whole blocks of 32): {Markup.Escape(string.Join(", ", fallbacks))}[/]");
+                    CliConsole.Err.MarkupLine($"[yellow]{fallbacks.Count} matrices are not {qt} (rows are not whole blocks of {qt.BlockElements()}): Q8_0 where marked, else {floatType}: {Markup.Escape(string.Join(", ", fallbacks))}[/]");
                 }
                 return Task.FromResult(0);
             }

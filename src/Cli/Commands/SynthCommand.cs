@@ -35,7 +35,7 @@ internal static class SynthCommand
                 var s = shape.Get(parse);
                 var t = ShapeOptions.ParseType(parse.GetValue(type)!, "--type");
                 var pattern = parse.GetValue(sparse) is { } sp ? Kernels.Simd.Matrices.NmPattern.Parse(sp) : (Kernels.Simd.Matrices.NmPattern?)null;
-                var quantized = parse.GetValue(quantize) is { } qz ? QuantizePlan.ParseType(qz, "--quantize") : (Kernels.Simd.Quantized.QuantType?)null;
+                var quantized = parse.GetValue(quantize) is { } qz ? QuantizePlan.ParseKeptType(qz, "--quantize") : (Kernels.Simd.Quantized.QuantType?)null;
                 string vocabPath = parse.GetValue(vocab) ?? TokenizerMetadata.FindLlama2(Environment.CurrentDirectory)
                     ?? throw new ArgumentException("--vocab: no Llama-2 vocabulary found (looked for shared/data/vocab/ggml-vocab-llama-spm.gguf and shared/data/tokenizer.model above the current folder); pass --vocab FILE");
                 var vocabulary = TokenizerMetadata.Read(vocabPath);

@@ -3,15 +3,15 @@ using Kernels.Simd.Vectors;
 namespace Kernels.Simd.Quantized;
 
 /// <summary>
-/// Float rows to llama.cpp blocks, bit for bit what ggml's reference quantizers
+/// Float rows to llama.cpp blocks. Q8_0 and Q4_0 are bit for bit what ggml's reference quantizers
 /// (<c>quantize_row_q8_0_ref</c>, <c>quantize_row_q4_0_ref</c>) write: the same float operations
 /// in the same order, round-to-nearest-even half scales, <c>roundf</c> for Q8_0 and truncation of
-/// <c>x·id + 8.5</c> for Q4_0.
+/// <c>x·id + 8.5</c> for Q4_0. Q4_K and Q6_K are ported from their references (<see cref="KQuantization"/>).
 /// </summary>
 public static unsafe class Quantization
 {
     /// <summary>Types the row quantizers write.</summary>
-    public static bool Supports(QuantType type) => type is QuantType.Q8_0 or QuantType.Q4_0;
+    public static bool Supports(QuantType type) => type is QuantType.Q8_0 or QuantType.Q4_0 or QuantType.Q4_K or QuantType.Q6_K;
 
     /// <summary>Quantizes <paramref name="x"/> (whole blocks of 32) into <paramref name="destination"/> (<c>type.RowBytes(x.Length)</c> bytes).</summary>
     public static void QuantizeRow(QuantType type, ReadOnlySpan<float> x, Span<byte> destination) =>
@@ -28,16 +28,37 @@ public static unsafe class Quantization
     {
         if (!Supports(type))
         {
-            ThrowHelper.NotSupported($"quantizing to {type} is not supported (Q8_0 and Q4_0 are)");
+            ThrowHelper.NotSupported($"quantizing to {type} is not supported (Q8_0, Q4_0, Q4_K and Q6_K are)");
         }
         ArgumentOutOfRangeException.ThrowIfLessThan(scaleSpan, 1);
-        if (x.Length % 32 != 0)
+        int k = type.BlockElements();
+        if (x.Length % k != 0)
         {
-            ThrowHelper.Argument($"{type} rows hold whole blocks of 32 values; {x.Length} is not a multiple", nameof(x));
+            ThrowHelper.Argument($"{type} rows hold whole blocks of {k} values; {x.Length} is not a multiple", nameof(x));
         }
         if (destination.Length < type.RowBytes(x.Length))
         {
             ThrowHelper.DestinationTooShort();
+        }
+        if (type is QuantType.Q4_K or QuantType.Q6_K)
+        {
+            if (scaleSpan != 1)
+            {
+                ThrowHelper.Argument($"{type} blocks carry their own sub-block scales; a shared scale span applies to Q8_0 and Q4_0 only", nameof(scaleSpan));
+            }
+            fixed (float* kx = x)
+            fixed (byte* kd = destination)
+            {
+                if (type == QuantType.Q4_K)
+                {
+                    KQuantization.Q4_K(kx, kd, x.Length / k);
+                }
+                else
+                {
+                    KQuantization.Q6_K(kx, kd, x.Length / k);
+                }
+            }
+            return;
         }
         int blocks = x.Length / 32, blockBytes = type.BlockBytes();
         fixed (float* px = x)

@@ -167,7 +167,9 @@ public sealed class GgufWriter
     {
         QuantType.Q8_0 => GgmlType.Q8_0,
         QuantType.Q4_0 => GgmlType.Q4_0,
-        _ => throw new NotSupportedException($"writing {t} tensors is not supported (Q8_0 and Q4_0 are)"),
+        QuantType.Q4_K => GgmlType.Q4_K,
+        QuantType.Q6_K => GgmlType.Q6_K,
+        _ => throw new NotSupportedException($"writing {t} tensors is not supported (Q8_0, Q4_0, Q4_K and Q6_K are)"),
     };
 
     /// <summary>
@@ -193,7 +195,8 @@ public sealed class GgufWriter
     /// or quantized as <paramref name="quantize"/> says. Per-layer head counts and KV-sharing
     /// sources go into arrays when layers differ.
     /// </summary>
-    /// <returns>The matrices <paramref name="quantize"/> asked for but that stayed in <paramref name="type"/> (rows not whole blocks).</returns>
+    /// <returns>The matrices <paramref name="quantize"/> asked for but written otherwise (rows not whole blocks): in
+    /// <paramref name="type"/>, or as "NAME (Q8_0)" when a K type fell back to Q8_0.</returns>
     /// <param name="compact">Write compressed N:M matrices as their arrays (the compact N:M file of
     /// docs/formats.md, loaded without conversion; llama.cpp does not read it) instead of densified.</param>
     public static IReadOnlyList<string> WriteModel(LlamaModel model, string path, ElementType type, IDictionary<string, object>? extraMetadata = null,
@@ -246,7 +249,13 @@ public sealed class GgufWriter
         if (quantize?.Linears is { } fileType)
         {
             // llama.cpp's llama_ftype codes (informational there: each tensor carries its own type).
-            w.Add("general.quantization_version", 2u).Add("general.file_type", fileType == QuantType.Q8_0 ? 7u : 2u);
+            w.Add("general.quantization_version", 2u).Add("general.file_type", fileType switch
+            {
+                QuantType.Q8_0 => 7u,
+                QuantType.Q4_0 => 2u,
+                QuantType.Q4_K => 15u, // LLAMA_FTYPE_MOSTLY_Q4_K_M
+                _ => 18u,              // LLAMA_FTYPE_MOSTLY_Q6_K
+            });
         }
         var fallbacks = new List<string>();
         var gt = TypeOf(type);
@@ -259,6 +268,12 @@ public sealed class GgufWriter
             if (compact && CompactNm.TryAdd(w, name, m))
             {
                 return;
+            }
+            if (q is QuantType.Q4_K or QuantType.Q6_K && m.Columns % q.Value.BlockElements() != 0 && m.Columns % 32 == 0)
+            {
+                // Rows that are not whole super-blocks of 256: Q8_0, as llama.cpp falls back for Q6_K.
+                fallbacks.Add($"{name} (Q8_0)");
+                q = QuantType.Q8_0;
             }
             if (q is { } qt && m.Columns % qt.BlockElements() == 0)
             {
@@ -307,17 +322,33 @@ public sealed class GgufWriter
 public sealed record QuantizePlan(QuantType? Linears, QuantType? TokenEmbedding = null, QuantType? Classifier = null)
 {
     /// <summary>
-    /// What <c>llama-quantize</c> does for the type, as far as Q8_0/Q4_0 go: every matrix in
-    /// <paramref name="type"/>, except that Q4_0 keeps the classifier at Q8_0 (llama.cpp writes
-    /// Q6_K there, which this writer does not produce).
+    /// Every matrix in <paramref name="type"/>, with llama-quantize's higher-precision classifier:
+    /// Q8_0 for Q4_0 (llama.cpp writes Q6_K there; this keeps Q4_0's plan within the two
+    /// byte-identical types) and Q6_K for Q4_K. llama.cpp's Q4_K_M also moves some attn_v and
+    /// ffn_down matrices to Q6_K; this plan does not.
     /// </summary>
-    public static QuantizePlan Like(QuantType type) => new(type, type, type == QuantType.Q4_0 ? QuantType.Q8_0 : type);
+    public static QuantizePlan Like(QuantType type) => new(type, type, type switch
+    {
+        QuantType.Q4_0 => QuantType.Q8_0,
+        QuantType.Q4_K => QuantType.Q6_K,
+        _ => type,
+    });
 
-    /// <summary>Parses q8 / q8_0 / q4 / q4_0 (the option <paramref name="option"/> is named in errors).</summary>
+    /// <summary>Parses q8 / q4 for the options that also build N:M kept values (Q8_0 and Q4_0 only).</summary>
+    public static QuantType ParseKeptType(string text, string option) => ParseType(text, option) switch
+    {
+        QuantType.Q8_0 => QuantType.Q8_0,
+        QuantType.Q4_0 => QuantType.Q4_0,
+        var t => throw new ArgumentException($"{option} '{text}': N:M kept values are Q8_0 or Q4_0 (q8, q4); {t} is written by `kernels quantize`"),
+    };
+
+    /// <summary>Parses q8 / q8_0 / q4 / q4_0 / q4_k / q6_k (the option <paramref name="option"/> is named in errors).</summary>
     public static QuantType ParseType(string text, string option) => text.ToLowerInvariant() switch
     {
         "q8" or "q8_0" => QuantType.Q8_0,
         "q4" or "q4_0" => QuantType.Q4_0,
-        _ => throw new ArgumentException($"{option} '{text}': writing this type is not supported (q8_0 and q4_0 are)"),
+        "q4_k" => QuantType.Q4_K,
+        "q6_k" => QuantType.Q6_K,
+        _ => throw new ArgumentException($"{option} '{text}': writing this type is not supported (q8_0, q4_0, q4_k and q6_k are)"),
     };
 }

@@ -207,6 +207,7 @@ public sealed class QuantizationRuleTests
         Assert.All(bytes.AsSpan(2, 16).ToArray(), b => Assert.Equal(0x88, b));
         Assert.Throws<ArgumentException>(() => Quantization.QuantizeRow(QuantType.Q8_0, new float[33], new byte[68]));
         Assert.Throws<ArgumentException>(() => Quantization.QuantizeRow(QuantType.Q8_0, new float[32], new byte[33]));
-        Assert.Throws<NotSupportedException>(() => Quantization.QuantizeRow(QuantType.Q6_K, new float[256], new byte[210]));
+        Assert.Throws<NotSupportedException>(() => Quantization.QuantizeRow(QuantType.Q5_K, new float[256], new byte[176]));
+        Assert.Throws<ArgumentException>(() => Quantization.QuantizeRow(QuantType.Q6_K, new float[96], new byte[210]));
     }
 }
