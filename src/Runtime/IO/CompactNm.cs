@@ -66,6 +66,11 @@ internal static unsafe class CompactNm
             return null;
         }
         ModelFormatException Bad(string why) => new(gguf.Path, $"tensor {name} (compact N:M): {why}");
+        gguf.Metadata.TryGetValue(VersionKey, out object? version);
+        if (version is not uint v || v != Version)
+        {
+            throw Bad($"{VersionKey} is {version ?? "missing"}; this reader knows version {Version}");
+        }
         if (value is not string[] { Length: 5 } spec)
         {
             throw Bad($"metadata {Prefix}{name} must be 5 strings [axis, pattern, value type, rows, columns]");

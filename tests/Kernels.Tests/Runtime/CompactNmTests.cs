@@ -137,6 +137,15 @@ public sealed class CompactNmTests
         Assert.Contains("blk.0.ffn_down.weight", e.Message);
         Assert.Contains("X32", e.Message);
 
+        // An unknown format version.
+        var version = (byte[])good.Clone();
+        int v = After(version, "kernels.nm.version");
+        Assert.Equal(4u, BitConverter.ToUInt32(version, v)); // GGUF type uint32
+        BitConverter.GetBytes(2u).CopyTo(version, v + 4);
+        File.WriteAllBytes(tmp.File("version.gguf"), version);
+        e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(tmp.File("version.gguf")));
+        Assert.Contains("kernels.nm.version is 2", e.Message);
+
         // The index array renamed away: missing.
         var missing = (byte[])good.Clone();
         int name = After(missing, "blk.1.attn_q.weight.nm_index") - 1;
