@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using Kernels.Simd.Matrices;
 using Kernels.Simd.Quantized;
 
@@ -85,12 +84,4 @@ internal readonly unsafe struct SparseQ4Values : ISparseValues
     public static float LoadKept(byte* rowValues, int k, int kept) => Dequantization.Element(QuantType.Q4_0, rowValues, k);
 
     public static long RowBytes(int valueStride) => QuantType.Q4_0.RowBytes(valueStride);
-}
-
-/// <summary>The 16 values of a Q4_0 block, q - 8 for q = 0..15, times the block's scale.</summary>
-internal static class Q4Table
-{
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Scaled(float d) =>
-        Vector512.Create(-8f, -7f, -6f, -5f, -4f, -3f, -2f, -1f, 0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f) * Vector512.Create(d);
 }
