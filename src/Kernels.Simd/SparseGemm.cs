@@ -42,7 +42,7 @@ public static unsafe class SparseGemm
         bool broadcast = kernel == SparseKernel.Broadcast || kernel == SparseKernel.Auto && n >= BroadcastMinTokens;
         switch (w.ValueType)
         {
-            case ElementType.F32: ByPattern<SparseF32Values, F32Loader>(w, x, x, y, n, broadcast); break;
+            case ElementType.F32: ByPattern<SparseF32Values, F32Loader>(w, Rows.Of(w), x, x, y, n, broadcast); break;
             case ElementType.F16 when w.HalfValuesFinite:
                 // The permute kernels take the rebias from pre-scaled activations (the broadcast kernel and the scalar tier rebias themselves).
                 float* scaled = !broadcast && (SimdInfo.Use512 || SimdInfo.Use256)
@@ -50,21 +50,21 @@ public static unsafe class SparseGemm
                     : null;
                 if (scaled != null)
                 {
-                    ByPattern<SparseF16ScaledInputValues, F16Loader>(w, x, scaled, y, n, broadcast);
+                    ByPattern<SparseF16ScaledInputValues, F16Loader>(w, Rows.Of(w), x, scaled, y, n, broadcast);
                 }
                 else
                 {
-                    ByPattern<SparseF16Values, F16Loader>(w, x, x, y, n, broadcast);
+                    ByPattern<SparseF16Values, F16Loader>(w, Rows.Of(w), x, x, y, n, broadcast);
                 }
                 break;
-            case ElementType.F16: Scalar<SparseF16Values, F16Loader>(w, x, y, n); break; // Inf/NaN weights: exact scalar path
-            default: ByPattern<SparseBF16Values, BF16Loader>(w, x, x, y, n, broadcast); break;
+            case ElementType.F16: Scalar<SparseF16Values, F16Loader>(w, Rows.Of(w), x, y, n); break; // Inf/NaN weights: exact scalar path
+            default: ByPattern<SparseBF16Values, BF16Loader>(w, Rows.Of(w), x, x, y, n, broadcast); break;
         }
     }
 
-    private static void Scalar<TValues, TLoad>(NmSparseMatrix w, float* x, float* y, int n) where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
+    private static void Scalar<TValues, TLoad>(WeightMatrix w, Rows rows, float* x, float* y, int n) where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
     {
-        var job = new ScalarJob<TValues, TLoad> { Rows = Rows.Of(w), X = x, Y = y, N = n };
+        var job = new ScalarJob<TValues, TLoad> { Rows = rows, X = x, Y = y, N = n };
         Schedule(w, n, ref job);
     }
 
@@ -94,38 +94,8 @@ public static unsafe class SparseGemm
         }
     }
 
-    private static void Quantized<TValues>(NmQuantizedMatrix w, float* x, float* y, int n) where TValues : struct, ISparseValues
-    {
-        var rows = Rows.Of(w);
-        bool fourEight = w.Pattern.M == 8;
-        if (SimdInfo.Use512)
-        {
-            if (fourEight)
-            {
-                Tiles<Vec512, Vector512<float>, Vector512<int>, Gather512FourEight, TValues, F32Loader>(w, rows, x, x, y, n);
-            }
-            else
-            {
-                Tiles<Vec512, Vector512<float>, Vector512<int>, Gather512TwoFour, TValues, F32Loader>(w, rows, x, x, y, n);
-            }
-        }
-        else if (SimdInfo.Use256)
-        {
-            if (fourEight)
-            {
-                Tiles<Vec256, Vector256<float>, Vector256<int>, Gather256FourEight, TValues, F32Loader>(w, rows, x, x, y, n);
-            }
-            else
-            {
-                Tiles<Vec256, Vector256<float>, Vector256<int>, Gather256TwoFour, TValues, F32Loader>(w, rows, x, x, y, n);
-            }
-        }
-        else
-        {
-            var job = new ScalarJob<TValues, F32Loader> { Rows = rows, X = x, Y = y, N = n };
-            Schedule(w, n, ref job);
-        }
-    }
+    private static void Quantized<TValues>(NmQuantizedMatrix w, float* x, float* y, int n) where TValues : struct, ISparseValues =>
+        ByPattern<TValues, F32Loader>(w, Rows.Of(w), x, x, y, n, broadcast: false); // the tail is float32
 
     /// <summary>Where a compressed N:M matrix's rows are: what the jobs need of either matrix class.</summary>
     private readonly struct Rows
@@ -159,37 +129,37 @@ public static unsafe class SparseGemm
 
     /// <param name="x">Activations [n, Columns].</param>
     /// <param name="windows">x pre-multiplied by TValues.InputScale (x itself when that is 1): what the permutes gather.</param>
-    /// <param name="broadcast">Use the broadcast (sparse-times-dense) kernel rather than the permute tiles.</param>
-    private static void ByPattern<TValues, TLoad>(NmSparseMatrix w, float* x, float* windows, float* y, int n, bool broadcast)
+    /// <param name="broadcast">Use the broadcast (sparse-times-dense) kernel rather than the permute tiles (float matrices only).</param>
+    private static void ByPattern<TValues, TLoad>(WeightMatrix w, Rows rows, float* x, float* windows, float* y, int n, bool broadcast)
         where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
     {
-        bool fourEight = w.Pattern.M == 8;
+        bool fourEight = rows.M == 8;
         if (SimdInfo.Use512)
         {
             if (fourEight)
             {
-                Run<Vec512, Vector512<float>, Vector512<int>, Gather512FourEight, TValues, TLoad>(w, x, windows, y, n, broadcast);
+                Run<Vec512, Vector512<float>, Vector512<int>, Gather512FourEight, TValues, TLoad>(w, rows, x, windows, y, n, broadcast);
             }
             else
             {
-                Run<Vec512, Vector512<float>, Vector512<int>, Gather512TwoFour, TValues, TLoad>(w, x, windows, y, n, broadcast);
+                Run<Vec512, Vector512<float>, Vector512<int>, Gather512TwoFour, TValues, TLoad>(w, rows, x, windows, y, n, broadcast);
             }
         }
         else if (SimdInfo.Use256)
         {
             if (fourEight)
             {
-                Run<Vec256, Vector256<float>, Vector256<int>, Gather256FourEight, TValues, TLoad>(w, x, windows, y, n, broadcast);
+                Run<Vec256, Vector256<float>, Vector256<int>, Gather256FourEight, TValues, TLoad>(w, rows, x, windows, y, n, broadcast);
             }
             else
             {
-                Run<Vec256, Vector256<float>, Vector256<int>, Gather256TwoFour, TValues, TLoad>(w, x, windows, y, n, broadcast);
+                Run<Vec256, Vector256<float>, Vector256<int>, Gather256TwoFour, TValues, TLoad>(w, rows, x, windows, y, n, broadcast);
             }
         }
         else
         {
             // 128-bit and scalar tiers: the scalar definition (permutes over 4 lanes do not pay).
-            Scalar<TValues, TLoad>(w, x, y, n);
+            Scalar<TValues, TLoad>(w, rows, x, y, n);
         }
     }
 
@@ -200,22 +170,15 @@ public static unsafe class SparseGemm
     /// </summary>
     public static int BroadcastMinTokens { get; set; } = 48;
 
-    private static void Run<TTier, TVec, TIdx, TGather, TValues, TLoad>(NmSparseMatrix w, float* x, float* windows, float* y, int n, bool broadcast)
+    private static void Run<TTier, TVec, TIdx, TGather, TValues, TLoad>(WeightMatrix w, Rows rows, float* x, float* windows, float* y, int n, bool broadcast)
         where TTier : struct, IFloatVector<TVec> where TVec : unmanaged where TIdx : unmanaged
         where TGather : struct, ISparseGather<TVec, TIdx> where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
     {
-        if (broadcast && TValues.InputScale == 1f)
+        if (broadcast && TValues.InputScale == 1f && w is NmSparseMatrix floats)
         {
-            SparseBroadcastGemm.Run<TTier, TVec, TIdx, TGather, TValues, TLoad>(w, x, y, n);
+            SparseBroadcastGemm.Run<TTier, TVec, TIdx, TGather, TValues, TLoad>(floats, x, y, n);
             return;
         }
-        Tiles<TTier, TVec, TIdx, TGather, TValues, TLoad>(w, Rows.Of(w), x, windows, y, n);
-    }
-
-    private static void Tiles<TTier, TVec, TIdx, TGather, TValues, TLoad>(WeightMatrix w, Rows rows, float* x, float* windows, float* y, int n)
-        where TTier : struct, IFloatVector<TVec> where TVec : unmanaged where TIdx : unmanaged
-        where TGather : struct, ISparseGather<TVec, TIdx> where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
-    {
         var job = new Job<TTier, TVec, TIdx, TGather, TValues, TLoad>
         {
             Values = rows.Values, Meta = rows.Meta, ValueRowBytes = rows.ValueRowBytes, MetaStride = rows.MetaStride,

@@ -30,14 +30,7 @@ internal static unsafe class SparseQuantizedPanels
         {
             int count = Math.Min(panelRows, rows - r0);
             var job = new DequantizeKeptJob(w, r0, (float*)panel.Pointer);
-            if (WorkerPool.Shared.ThreadCount > 1)
-            {
-                WorkerPool.Shared.For(count, Math.Max(1, count / (4 * WorkerPool.Shared.ThreadCount)), ref job);
-            }
-            else
-            {
-                job.Execute(0, count);
-            }
+            QuantizedMatMul.DequantizePanel(ref job, count);
             var tail = w.Tail is { } t
                 ? new DenseMatrix(t.Name, count, w.TailColumns, ElementType.F32, t.Data + (long)r0 * w.TailColumns * 4, w)
                 : null;
@@ -49,11 +42,7 @@ internal static unsafe class SparseQuantizedPanels
             {
                 SparseGemm.Multiply(floats, x, (float*)output.Pointer, n);
             }
-            float* o = (float*)output.Pointer;
-            for (int tk = 0; tk < n; tk++)
-            {
-                new ReadOnlySpan<float>(o + (long)tk * count, count).CopyTo(new Span<float>(y + (long)tk * rows + r0, count));
-            }
+            QuantizedMatMul.ScatterPanel((float*)output.Pointer, count, y, rows, r0, n);
         }
     }
 

@@ -38,9 +38,7 @@ public sealed unsafe class NmQuantizedMatrix : WeightMatrix
         KeptPerRow = Groups * pattern.N;
         ValueStride = (KeptPerRow + 31) / 32 * 32;
         ValueRowBytes = valueType.RowBytes(ValueStride);
-        int blocks = (KeptPerRow + 15) / 16;
-        int metaBytes = pattern.M == 4 ? 4 * blocks : 6 * blocks + 2;
-        MetaStride = (metaBytes + 7) / 8 * 8;
+        MetaStride = NmSparseMatrix.MetaStrideFor(pattern, KeptPerRow);
         if (parts is not null)
         {
             NmParts.Check(name, parts, rows * ValueRowBytes + 64, (long)rows * MetaStride, rows, TailColumns, ElementType.F32);
@@ -109,15 +107,8 @@ public sealed unsafe class NmQuantizedMatrix : WeightMatrix
         {
             return _tail!.GetElement(row, column - Groups * Pattern.M);
         }
-        int g = column / Pattern.M, i = column % Pattern.M;
-        for (int k = g * Pattern.N; k < (g + 1) * Pattern.N; k++)
-        {
-            if (IndexOf(row, k) == i)
-            {
-                return ValueOf(row, k);
-            }
-        }
-        return 0f;
+        int k = NmSparseMatrix.KeptSlotOf(Meta + (long)row * MetaStride, Pattern, column);
+        return k < 0 ? 0f : ValueOf(row, k);
     }
 
     public override void CopyRow(int row, Span<float> destination)
@@ -136,9 +127,10 @@ public sealed unsafe class NmQuantizedMatrix : WeightMatrix
         {
             Dequantization.Row(ValueType, Values + row * ValueRowBytes, k, ValueStride);
         }
+        byte* meta = Meta + (long)row * MetaStride;
         for (int k = 0; k < KeptPerRow; k++)
         {
-            destination[k / Pattern.N * Pattern.M + IndexOf(row, k)] = kept[k];
+            destination[NmSparseMatrix.ColumnOf(meta, Pattern, k)] = kept[k];
         }
         _tail?.CopyRow(row, destination.Slice(Groups * Pattern.M, TailColumns));
     }

@@ -38,8 +38,7 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
         KeptPerRow = Groups * pattern.N;
         Blocks = (KeptPerRow + 15) / 16;
         ValueStride = (KeptPerRow + 31) / 32 * 32;
-        int metaBytes = pattern.M == 4 ? 4 * Blocks : 6 * Blocks + 2; // +2: kernels read the last 6-byte block as a uint64
-        MetaStride = (metaBytes + 7) / 8 * 8;
+        MetaStride = MetaStrideFor(pattern, KeptPerRow);
         long valueBytes = (long)rows * ValueStride * valueType.Size(), metaBytesTotal = (long)rows * MetaStride;
         if (parts is not null)
         {
@@ -159,16 +158,38 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
         {
             return _tail!.GetElement(row, column - Groups * Pattern.M);
         }
-        int g = column / Pattern.M, i = column % Pattern.M;
-        for (int k = g * Pattern.N; k < (g + 1) * Pattern.N; k++)
+        int k = KeptSlotOf(Meta + (long)row * MetaStride, Pattern, column);
+        return k < 0 ? 0f : ValueOf(row, k);
+    }
+
+    /// <summary>
+    /// Bytes of one row's index metadata for <paramref name="kept"/> kept values, rounded to 8: a
+    /// uint32 per 16 for 2:4, 6 bytes per 16 plus 2 for 4:8 (kernels read the last 6-byte block as
+    /// a uint64). Every input-axis format shares this layout.
+    /// </summary>
+    internal static int MetaStrideFor(NmPattern pattern, int kept)
+    {
+        int blocks = (kept + 15) / 16;
+        int bytes = pattern.M == 4 ? 4 * blocks : 6 * blocks + 2;
+        return (bytes + 7) / 8 * 8;
+    }
+
+    /// <summary>The kept slot of a row that holds input <paramref name="column"/> (inside the grouped columns), or -1 where that weight was pruned.</summary>
+    internal static int KeptSlotOf(byte* rowMeta, NmPattern pattern, int column)
+    {
+        int g = column / pattern.M, i = column % pattern.M;
+        for (int k = g * pattern.N; k < (g + 1) * pattern.N; k++)
         {
-            if (IndexOf(row, k) == i)
+            if (IndexOf(rowMeta, pattern.M, k) == i)
             {
-                return ValueOf(row, k);
+                return k;
             }
         }
-        return 0f;
+        return -1;
     }
+
+    /// <summary>The input column of kept slot <paramref name="k"/> of a row.</summary>
+    internal static int ColumnOf(byte* rowMeta, NmPattern pattern, int k) => k / pattern.N * pattern.M + IndexOf(rowMeta, pattern.M, k);
 
     public override void CopyRow(int row, Span<float> destination)
     {
@@ -177,9 +198,10 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
             ThrowHelper.OutOfRange(nameof(row), $"{Name}: row {row} outside [0, {Rows})");
         }
         destination[..Columns].Clear();
+        byte* meta = Meta + (long)row * MetaStride;
         for (int k = 0; k < KeptPerRow; k++)
         {
-            destination[k / Pattern.N * Pattern.M + IndexOf(row, k)] = ValueOf(row, k);
+            destination[ColumnOf(meta, Pattern, k)] = ValueOf(row, k);
         }
         _tail?.CopyRow(row, destination.Slice(Groups * Pattern.M, TailColumns));
     }

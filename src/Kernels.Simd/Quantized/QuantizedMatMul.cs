@@ -110,23 +110,34 @@ public static unsafe class QuantizedMatMul
         {
             int count = Math.Min(panelRows, rows - r0);
             var job = new DequantizeRowsJob(w, r0, (float*)panel.Pointer);
-            if (WorkerPool.Shared.ThreadCount > 1)
-            {
-                WorkerPool.Shared.For(count, Math.Max(1, count / (4 * WorkerPool.Shared.ThreadCount)), ref job);
-            }
-            else
-            {
-                job.Execute(0, count);
-            }
+            DequantizePanel(ref job, count);
             using (var dense = new DenseMatrix(w.Name, count, cols, ElementType.F32, panel.Pointer, null))
             {
                 DenseGemm.Multiply(dense, x, (float*)output.Pointer, n);
             }
-            float* o = (float*)output.Pointer;
-            for (int t = 0; t < n; t++)
-            {
-                new ReadOnlySpan<float>(o + (long)t * count, count).CopyTo(new Span<float>(y + (long)t * rows + r0, count));
-            }
+            ScatterPanel((float*)output.Pointer, count, y, rows, r0, n);
+        }
+    }
+
+    /// <summary>Runs a panel's dequantization job over its <paramref name="count"/> rows, on every thread of the pool.</summary>
+    internal static void DequantizePanel<TJob>(ref TJob job, int count) where TJob : struct, IRangeJob
+    {
+        if (WorkerPool.Shared.ThreadCount > 1)
+        {
+            WorkerPool.Shared.For(count, Math.Max(1, count / (4 * WorkerPool.Shared.ThreadCount)), ref job);
+        }
+        else
+        {
+            job.Execute(0, count);
+        }
+    }
+
+    /// <summary>Copies a panel's outputs [n, count] into columns [r0, r0 + count) of y [n, rows].</summary>
+    internal static void ScatterPanel(float* panelOutput, int count, float* y, int rows, int r0, int n)
+    {
+        for (int t = 0; t < n; t++)
+        {
+            new ReadOnlySpan<float>(panelOutput + (long)t * count, count).CopyTo(new Span<float>(y + (long)t * rows + r0, count));
         }
     }
 

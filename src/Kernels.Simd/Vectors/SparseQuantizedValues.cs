@@ -29,13 +29,14 @@ internal readonly unsafe struct SparseQ8Values : ISparseValues
         second = TTier.Multiply(TTier.Count == 16 ? TTier.ConvertSBytes(Vector128.Load(q + 16), 0) : TTier.ConvertSBytes(bytes, TTier.Count), scale);
     }
 
+    // Kept order, like F32.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int FirstKept(int index) => index;
+    public static int FirstKept(int index) => SparseF32Values.FirstKept(index);
 
-    public static int SecondOffset<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => TTier.Count;
+    public static int SecondOffset<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => SparseF32Values.SecondOffset<TTier, TVec>();
 
     public static int PairedKept<TTier, TVec>(int kept) where TTier : struct, IFloatVector<TVec> where TVec : unmanaged =>
-        kept / (2 * TTier.Count) * (2 * TTier.Count);
+        SparseF32Values.PairedKept<TTier, TVec>(kept);
 
     public static float LoadKept(byte* rowValues, int k, int kept) => Dequantization.Element(QuantType.Q8_0, rowValues, k);
 
@@ -73,13 +74,14 @@ internal readonly unsafe struct SparseQ4Values : ISparseValues
         second = TTier.Multiply(TTier.ConvertSBytes(nibbles, start + TTier.Count), scale);
     }
 
+    // Kept order, like F32.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int FirstKept(int index) => index;
+    public static int FirstKept(int index) => SparseF32Values.FirstKept(index);
 
-    public static int SecondOffset<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => TTier.Count;
+    public static int SecondOffset<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => SparseF32Values.SecondOffset<TTier, TVec>();
 
     public static int PairedKept<TTier, TVec>(int kept) where TTier : struct, IFloatVector<TVec> where TVec : unmanaged =>
-        kept / (2 * TTier.Count) * (2 * TTier.Count);
+        SparseF32Values.PairedKept<TTier, TVec>(kept);
 
     public static float LoadKept(byte* rowValues, int k, int kept) => Dequantization.Element(QuantType.Q4_0, rowValues, k);
 

@@ -72,13 +72,10 @@ public static class SparseCompression
             }
             if (result is not null)
             {
-                log.Add(new CompressionEntry(name, dense.Format, result.Format, dense.ByteSize, result.ByteSize));
                 unsafe
                 {
-                    Release(dense.Owner, dense.Data, dense.ByteSize);
+                    return Replace(dense, dense.Owner, dense.Data, result, name, log);
                 }
-                dense.Dispose();
-                return result;
             }
         }
         return m;
@@ -99,25 +96,27 @@ public static class SparseCompression
         {
             if (m.Columns >= p.M && NmSparseMatrix.Satisfies(m, p))
             {
-                var result = NmQuantizedMatrix.Compress(m, p, m.Type);
-                log.Add(new CompressionEntry(name, m.Format, result.Format, m.ByteSize, result.ByteSize));
                 unsafe
                 {
-                    Release(m.Owner, m.Data, m.ByteSize);
+                    return Replace(m, m.Owner, m.Data, NmQuantizedMatrix.Compress(m, p, m.Type), name, log);
                 }
-                m.Dispose();
-                return result;
             }
         }
         return m;
     }
 
-    /// <summary>A view of a model file read into memory: hands its pages back (nothing reads the uncompressed form any more).</summary>
-    private static unsafe void Release(object? owner, byte* data, long bytes)
+    /// <summary>
+    /// Logs the replacement and disposes <paramref name="before"/>; when it viewed a model file read
+    /// into memory, hands its pages back (nothing reads the uncompressed form any more).
+    /// </summary>
+    private static unsafe WeightMatrix Replace(WeightMatrix before, object? owner, byte* data, WeightMatrix after, string name, List<CompressionEntry> log)
     {
+        log.Add(new CompressionEntry(name, before.Format, after.Format, before.ByteSize, after.ByteSize));
         if (owner is IO.MappedFile file)
         {
-            file.Release(data - file.Pointer, bytes);
+            file.Release(data - file.Pointer, before.ByteSize);
         }
+        before.Dispose();
+        return after;
     }
 }
