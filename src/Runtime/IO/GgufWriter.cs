@@ -335,11 +335,11 @@ public sealed record QuantizePlan(QuantType? Linears, QuantType? TokenEmbedding 
     });
 
     /// <summary>Parses q8 / q4 for the options that also build N:M kept values (Q8_0 and Q4_0 only).</summary>
-    public static QuantType ParseKeptType(string text, string option) => ParseType(text, option) switch
+    public static QuantType ParseKeptType(string text, string option) => text.ToLowerInvariant() switch
     {
-        QuantType.Q8_0 => QuantType.Q8_0,
-        QuantType.Q4_0 => QuantType.Q4_0,
-        var t => throw new ArgumentException($"{option} '{text}': N:M kept values are Q8_0 or Q4_0 (q8, q4); {t} is written by `kernels quantize`"),
+        "q8" or "q8_0" => QuantType.Q8_0,
+        "q4" or "q4_0" => QuantType.Q4_0,
+        _ => throw new ArgumentException($"{option} '{text}': N:M kept values are q8 or q4 (Q8_0, Q4_0); other types are written by `kernels quantize`"),
     };
 
     /// <summary>Parses q8 / q8_0 / q4 / q4_0 / q4_k / q6_k (the option <paramref name="option"/> is named in errors).</summary>
