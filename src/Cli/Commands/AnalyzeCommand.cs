@@ -18,8 +18,8 @@ internal static class AnalyzeCommand
         var command = new Command("analyze", "Head importance, layer redundancy and cross-layer KV similarity on calibration text");
         command.Subcommands.Add(Sub("heads", "Per-head importance: mean ‖Att_h·W_O^h‖ and perplexity increase when the head alone is masked", Heads));
         command.Subcommands.Add(Sub("layers", "ShortGPT block influence and Gromov angular distance between layers", Layers));
-        var target = new Option<int>("--target") { Description = "Layers to share (KVSharer search)", DefaultValueFactory = _ => 2 };
-        var threshold = new Option<double>("--threshold") { Description = "Accept a share when cos(final hidden states) stays ≥ this", DefaultValueFactory = _ => 0.9 };
+        var target = new Option<int>("--target") { Description = "Layers to share (KVSharer search)", DefaultValueFactory = _ => 2 }.InRange(1, 1024);
+        var threshold = new Option<double>("--threshold") { Description = "Accept a share when cos(final hidden states) stays ≥ this", DefaultValueFactory = _ => 0.9 }.InRange(-1.0, 1.0);
         command.Subcommands.Add(Sub("kv-share", "KVSharer: layer-pair K/V dissimilarity and a greedy search for shareable layers", (ctx, parse) => KvShare(ctx, parse.GetValue(target), parse.GetValue(threshold)), target, threshold));
         return command;
     }
@@ -61,7 +61,7 @@ internal static class AnalyzeCommand
                                  string.Join(" ", units.Select(u => $"L{u.Layer}/kv{u.KvHead}")));
         Charts.Heatmap(Path.Combine(c.OutDir, "heads-output-norm.png"), "mean ‖Att_h W_O^h‖ (layer x head)", Grid(norms, maxHeads), "head", "layer");
         Charts.Heatmap(Path.Combine(c.OutDir, "heads-ppl-increase.png"), $"PPL increase when the head alone is masked (base {basePpl:F3})", Grid(ppl, maxHeads), "head", "layer");
-        File.WriteAllText(Path.Combine(c.OutDir, "heads.json"), JsonSerializer.Serialize(new { c.Title, base_perplexity = basePpl, output_norm = norms, perplexity_increase = ppl }, Json));
+        Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(c.OutDir, "heads.json"), JsonSerializer.Serialize(new { c.Title, base_perplexity = basePpl, output_norm = norms, perplexity_increase = ppl }, Json));
         CliConsole.Err.MarkupLine($"wrote {Markup.Escape(c.OutDir)}/heads.json, heads-output-norm.png, heads-ppl-increase.png");
         return 0;
     }
@@ -91,7 +91,7 @@ internal static class AnalyzeCommand
             }
         }
         Charts.Heatmap(Path.Combine(c.OutDir, "layers-angular.png"), "angular distance d(l, n) on the last token (row l, column n-1)", grid, "n - 1 (layers spanned - 1)", "first layer l");
-        File.WriteAllText(Path.Combine(c.OutDir, "layers.json"), JsonSerializer.Serialize(new
+        Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(c.OutDir, "layers.json"), JsonSerializer.Serialize(new
         {
             c.Title,
             block_influence = scores.BlockInfluence,
@@ -114,7 +114,7 @@ internal static class AnalyzeCommand
         string spec = result.Shares.Count == 0 ? "none" : string.Join(",", result.Shares.OrderBy(s => s.Key).Select(s => $"{s.Key}:{s.Value}"));
         CliConsole.Out.WriteLine($"--kv-share {spec}   ({result.Shares.Count} of {layers} layers share; KV cache {(layers - result.Shares.Count) / (double)layers:P0} of dense)");
         Charts.Heatmap(Path.Combine(c.OutDir, "kv-dissimilarity.png"), "KVSharer dissimilarity D(i, j) of mean K/V", result.Dissimilarity, "layer j", "layer i");
-        File.WriteAllText(Path.Combine(c.OutDir, "kv-share.json"), JsonSerializer.Serialize(new
+        Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(c.OutDir, "kv-share.json"), JsonSerializer.Serialize(new
         {
             c.Title,
             threshold,

@@ -9,9 +9,9 @@ namespace Kernels.Cli.Commands;
 internal sealed class ArchCliOptions
 {
     public readonly Option<string?> KvShare = new("--kv-share") { Description = "Cross-layer KV sharing: every:S (CLA-style) or layer:source pairs such as 3:1,4:2 (`kernels analyze kv-share` finds pairs)" };
-    public readonly Option<double?> TokenPrune = new("--token-prune") { Description = "SDTP token pruning of the prompt: per-stage keep ratio r (0.9 = the paper's; cumulative keep r^stages)" };
+    public readonly Option<double?> TokenPrune = new Option<double?>("--token-prune") { Description = "SDTP token pruning of the prompt: per-stage keep ratio r (0.9 = the paper's; cumulative keep r^stages)" }.InRange(0.0, 1.0, minExclusive: true);
     public readonly Option<string?> TokenPruneLayers = new("--token-prune-layers") { Description = "Stage layers (default: every 3 layers from layer 4; every layer from 1 in models under 8 layers)" };
-    public readonly Option<int> TokenPruneWindow = new("--token-prune-window") { Description = "Last prompt queries whose attention scores the tokens", DefaultValueFactory = _ => 32 };
+    public readonly Option<int> TokenPruneWindow = new Option<int>("--token-prune-window") { Description = "Last prompt queries whose attention scores the tokens", DefaultValueFactory = _ => 32 }.InRange(1, 1 << 20);
     public readonly Option<string> TokenPruneSaliency = new("--token-prune-saliency") { Description = "attention (received from the last prompt queries) | attention-vnorm (x ‖v‖₁) | random (control)", DefaultValueFactory = _ => "attention" };
 
     public void AddTo(Command c)

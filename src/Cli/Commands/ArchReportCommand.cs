@@ -29,10 +29,10 @@ internal static class ArchReportCommand
         var tokenizer = new Option<string?>("--tokenizer", "-z") { Description = "Tokenizer" };
         var eval = new Option<string>("--eval") { Description = "Evaluation text", Required = true };
         var evalBytes = new Option<string>("--eval-bytes") { Description = "Byte range of the evaluation file (disjoint from --calibration-bytes)", DefaultValueFactory = _ => "400000:460000" };
-        var context = new Option<int>("--context") { Description = "Perplexity window", DefaultValueFactory = _ => 256 };
+        var context = new Option<int>("--context") { Description = "Perplexity window", DefaultValueFactory = _ => 256 }.InRange(1, 1 << 26);
         var fractions = new Option<string>("--head-fractions") { Description = "Fractions of head units removed", DefaultValueFactory = _ => "0.1,0.2,0.3,0.4,0.5" };
         var keeps = new Option<string>("--token-keeps") { Description = "SDTP cumulative keep ratios", DefaultValueFactory = _ => "0.9,0.8,0.65,0.5,0.35" };
-        var promptFraction = new Option<double>("--prompt-fraction") { Description = "SDTP: each window's first fraction is the pruned prompt; the rest is scored", DefaultValueFactory = _ => 0.75 };
+        var promptFraction = new Option<double>("--prompt-fraction") { Description = "SDTP: each window's first fraction is the pruned prompt; the rest is scored", DefaultValueFactory = _ => 0.75 }.InRange(0.0, 1.0, maxExclusive: true);
         var thresholds = new Option<string>("--kv-thresholds") { Description = "KVSharer acceptance thresholds", DefaultValueFactory = _ => "0.5,0.9" };
         var outDir = new Option<string>("--out", "-o") { Description = "Output folder", DefaultValueFactory = _ => "arch-report" };
         var calib = new CalibrationOptions();
@@ -178,8 +178,8 @@ internal static class ArchReportCommand
                 string title = $"{Path.GetFileName(path)}: perplexity on {tokens.Length} tokens of {Path.GetFileName(parse.GetValue(eval))} bytes {parse.GetValue(evalBytes)} " +
                                $"(windows of {ctx}); calibration {data.Windows.Count} x {data.Windows[0].Length} tokens of {Path.GetFileName(parse.GetValue(calib.Calibration))} bytes {parse.GetValue(calib.CalibrationBytes)}. " +
                                $"SDTP rows score only each window's continuation after a {parse.GetValue(promptFraction):P0} prompt (its own dense baseline: 'no pruning').";
-                File.WriteAllText(Path.Combine(dir, "arch-report.md"), Markdown(title, rows));
-                File.WriteAllText(Path.Combine(dir, "arch-report.json"), JsonSerializer.Serialize(new { title, rows }, AnalyzeCommand.Json));
+                Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "arch-report.md"), Markdown(title, rows));
+                Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "arch-report.json"), JsonSerializer.Serialize(new { title, rows }, AnalyzeCommand.Json));
                 foreach (var (study, xLabel) in new[] { ("heads", "fraction of KV-head units removed"), ("layers", "layers removed"), ("kv-share", "layers reading another layer's KV cache"), ("sdtp", "cumulative token keep ratio") })
                 {
                     // SDTP scores continuations only, so its baseline is its own 'no pruning' row, not the full-window dense one.

@@ -34,14 +34,14 @@ internal static class BenchCommand
         var profile = new Option<bool>("--profile") { Description = "Split each decode step and prefill into QKV, attention, output projection, gate/up, down, norms+RoPE, LM head, sampling, thread hand-off (with GB/s per matmul class)" };
         var quick = new Option<bool>("--quick") { Description = "F16 variants only, 12 decode tokens, 64-token prefill (< 60 s)" };
         var types = new Option<string?>("--types") { Description = "Value types of the synthetic models: f32,f16,bf16 (default f32,f16)" };
-        var decode = new Option<int?>("--decode-tokens") { Description = "Timed decode steps per variant (default 32, quick 12)" };
-        var prefill = new Option<int?>("--prefill-tokens") { Description = "Prompt length of the timed prefill (default 256, quick 64)" };
+        var decode = new Option<int?>("--decode-tokens") { Description = "Timed decode steps per variant (default 32, quick 12)" }.InRange(1, 1 << 20);
+        var prefill = new Option<int?>("--prefill-tokens") { Description = "Prompt length of the timed prefill (default 256, quick 64)" }.InRange(1, 1 << 20);
         var json = new Option<string?>("--json") { Description = "Write results as JSON" };
         var chart = new Option<string>("--chart") { Description = "PNG chart path", DefaultValueFactory = _ => "kernels-bench.png" };
         var kvPolicy = new Option<string?>("--kv-policy") { Description = "Compare decode with a full KV cache against this eviction policy (dense weights), after --context tokens" };
         var kvBudget = new Option<string>("--kv-budget") { Description = "Budget for --kv-policy", DefaultValueFactory = _ => "0.5" };
         var device = new Option<string>("--device") { Description = "Backend: cpu | ilgpu-cpu | cuda | opencl | auto", DefaultValueFactory = _ => "cpu" };
-        var contextTokens = new Option<int>("--context") { Description = "Tokens in the cache before the timed decode steps", DefaultValueFactory = _ => 16 };
+        var contextTokens = new Option<int>("--context") { Description = "Tokens in the cache before the timed decode steps", DefaultValueFactory = _ => 16 }.InRange(0, 1 << 26);
         var tokenPrune = new Option<string?>("--token-prune") { Description = "Compare dense prefill against SDTP token pruning with these per-stage keep ratios r (comma list, e.g. 0.9,0.8)" };
         var tokenStages = new Option<string?>("--token-prune-layers") { Description = "Stage layers for --token-prune (default: every 3 layers from layer 4)" };
         var kvShare = new Option<string?>("--kv-share") { Description = "Compare against cross-layer KV sharing: every:S (CLA-style) or layer:source pairs such as 3:2,5:4" };
@@ -69,6 +69,10 @@ internal static class BenchCommand
                 if (files.Length > 0 && (parse.GetValue(types) is not null || q || parse.GetResult(shapeOptions.Shape) is { Implicit: false } || parse.GetValue(shapeOptions.Layers) is not null))
                 {
                     throw new ArgumentException("--model times the given files: --shape, --layers, --types and --quick describe synthetic models and cannot be combined with it");
+                }
+                if (q && parse.GetValue(types) is not null)
+                {
+                    throw new ArgumentException("--quick times F16 only: drop --types, or drop --quick to time the types given");
                 }
                 var valueTypes = q ? new[] { ElementType.F16 } : ShapeOptions.ParseTypes(parse.GetValue(types) ?? "f32,f16", "--types");
                 int decodeTokens = parse.GetValue(decode) ?? (q ? 12 : 32), prefillTokens = parse.GetValue(prefill) ?? (q ? 64 : 256);

@@ -37,7 +37,7 @@ internal static class Charts
         plot.Title(title);
         plot.YLabel(yLabel);
         plot.ShowLegend(ScottPlot.Alignment.UpperLeft);
-        plot.SavePng(path, 1000, 560);
+        Kernels.Runtime.IO.AtomicFile.WriteAllBytes(path, plot.GetImageBytes(1000, 560, ScottPlot.ImageFormat.Png));
     }
 
     /// <summary>Lines: x values shared, one series per name (NaN points skipped).</summary>
@@ -63,7 +63,7 @@ internal static class Charts
         plot.XLabel(xLabel);
         plot.YLabel(logY ? yLabel + " (log10)" : yLabel);
         plot.ShowLegend(ScottPlot.Alignment.UpperLeft);
-        plot.SavePng(path, 1000, 560);
+        Kernels.Runtime.IO.AtomicFile.WriteAllBytes(path, plot.GetImageBytes(1000, 560, ScottPlot.ImageFormat.Png));
     }
 
     /// <summary>Heat map of a [rows, cols] matrix.</summary>
@@ -89,6 +89,6 @@ internal static class Charts
         // Cells are indices: one tick per cell, never at half-cell positions.
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericFixedInterval(1);
         plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericFixedInterval(1);
-        plot.SavePng(path, 900, 600);
+        Kernels.Runtime.IO.AtomicFile.WriteAllBytes(path, plot.GetImageBytes(900, 600, ScottPlot.ImageFormat.Png));
     }
 }

@@ -14,6 +14,7 @@ internal sealed class CommonOptions
     public readonly Option<string> Device = new("--device") { Description = "Backend: cpu (SIMD kernels) | reference (scalar) | ilgpu-cpu (GPU kernels on ILGPU's CPU accelerator) | cuda | opencl | auto (CUDA, then OpenCL, else cpu)", DefaultValueFactory = _ => "cpu" };
     public readonly Option<string> Sparse = new("--sparse") { Description = "auto: store linears that hold a 2:4 / 4:8 pattern in the compressed N:M format; off: keep them dense", DefaultValueFactory = _ => "auto" };
     public readonly Option<bool> Mmap = MmapOption();
+    public readonly Option<bool> CheckTensors = new("--check-tensors") { Description = "Read every weight once at load and stop on the first NaN or infinity, naming the tensor (as llama.cpp's --check-tensors)" };
 
     /// <summary>--mmap: map the weights from the file instead of reading them into huge-page memory.</summary>
     public static Option<bool> MmapOption() => new("--mmap") { Description = "Map the weights from the file (lazy, shares the page cache) instead of reading them into memory backed by 2 MiB pages (default; decode streams every weight each step and runs slower on 4 KiB pages)" };
@@ -25,12 +26,25 @@ internal sealed class CommonOptions
         command.Options.Add(Device);
         command.Options.Add(Sparse);
         command.Options.Add(Mmap);
+        command.Options.Add(CheckTensors);
     }
 
     /// <summary>Loads the model named by the options and applies --sparse.</summary>
     public LlamaModel Load(ParseResult parse)
     {
         var model = LoadModel(parse.GetValue(Model)!, parse.GetValue(Mmap) ? WeightMemory.Mapped : WeightMemory.HugePages);
+        if (parse.GetValue(CheckTensors))
+        {
+            try
+            {
+                TensorCheck.Run(model);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+        }
         string sparse = parse.GetValue(Sparse)!;
         if (sparse == "auto")
         {

@@ -6,13 +6,13 @@ namespace Kernels.Cli.Commands;
 /// <summary>--dip-* options (generate, perplexity, simulate).</summary>
 internal sealed class DipCliOptions
 {
-    public readonly Option<double?> Keep = new("--dip-keep") { Description = "Dynamic input pruning: overall MLP density (0..1], split into gate/up and down densities by the DIP closed form" };
-    public readonly Option<double?> KeepUp = new("--dip-keep-up") { Description = "Explicit gate/up input density (with --dip-keep-down)" };
-    public readonly Option<double?> KeepDown = new("--dip-keep-down") { Description = "Explicit down input density" };
-    public readonly Option<double> Gamma = new("--dip-gamma") { Description = "Cache-aware masking: score multiplier of non-resident columns (1 = plain DIP)", DefaultValueFactory = _ => 1.0 };
+    public readonly Option<double?> Keep = new Option<double?>("--dip-keep") { Description = "Dynamic input pruning: overall MLP density (0..1], split into gate/up and down densities by the DIP closed form" }.InRange(0.0, 1.0, minExclusive: true);
+    public readonly Option<double?> KeepUp = new Option<double?>("--dip-keep-up") { Description = "Explicit gate/up input density (with --dip-keep-down)" }.InRange(0.0, 1.0, minExclusive: true);
+    public readonly Option<double?> KeepDown = new Option<double?>("--dip-keep-down") { Description = "Explicit down input density" }.InRange(0.0, 1.0, minExclusive: true);
+    public readonly Option<double> Gamma = new Option<double>("--dip-gamma") { Description = "Cache-aware masking: score multiplier of non-resident columns (1 = plain DIP)", DefaultValueFactory = _ => 1.0 }.InRange(0.0, 1.0);
     public readonly Option<string> Cache = new("--dip-cache") { Description = "Resident-column policy: lru | lfu (live), belady (simulator only)", DefaultValueFactory = _ => "lru" };
-    public readonly Option<double> CacheFraction = new("--dip-cache-fraction") { Description = "Columns of each masked matrix resident in DRAM", DefaultValueFactory = _ => 0.5 };
-    public readonly Option<int> TopN = new("--dip-top-n") { Description = "Highest raw scores exempt from the γ penalty", DefaultValueFactory = _ => 0 };
+    public readonly Option<double> CacheFraction = new Option<double>("--dip-cache-fraction") { Description = "Columns of each masked matrix resident in DRAM", DefaultValueFactory = _ => 0.5 }.InRange(0.0, 1.0);
+    public readonly Option<int> TopN = new Option<int>("--dip-top-n") { Description = "Highest raw scores exempt from the γ penalty", DefaultValueFactory = _ => 0 }.InRange(0, 1 << 24);
     public readonly Option<bool> PrunePrompt = new("--dip-prune-prompt") { Description = "Also prune the MLP of the prompt's tokens in generate (default: the prompt is prefilled dense in one batch; generated tokens are pruned)" };
 
     public void AddTo(Command c)

@@ -12,9 +12,9 @@ internal static class GenerateCommand
     {
         var common = new CommonOptions();
         var prompt = new Option<string>("--prompt", "-i") { Description = "Prompt text (BOS is prepended)", DefaultValueFactory = _ => "" };
-        var steps = new Option<int>("--steps", "-n") { Description = "Positions to run, prompt included (0 = the model's context)", DefaultValueFactory = _ => 256 };
-        var temperature = new Option<float>("--temperature", "-t") { Description = "0 = greedy", DefaultValueFactory = _ => 1.0f };
-        var topP = new Option<float>("--top-p", "-p") { Description = "Nucleus sampling threshold (1 = off)", DefaultValueFactory = _ => 0.9f };
+        var steps = new Option<int>("--steps", "-n") { Description = "Positions to run, prompt included (0 = the model's context)", DefaultValueFactory = _ => 256 }.InRange(0, int.MaxValue);
+        var temperature = new Option<float>("--temperature", "-t") { Description = "0 = greedy", DefaultValueFactory = _ => 1.0f }.InRange(0f, 100f);
+        var topP = new Option<float>("--top-p", "-p") { Description = "Nucleus sampling threshold (1 = off)", DefaultValueFactory = _ => 0.9f }.InRange(0f, 1f, minExclusive: true);
         var seed = new Option<ulong?>("--seed", "-s") { Description = "Sampling seed (default: time)" };
         var profile = new Option<bool>("--profile") { Description = "Print on stderr where each decode step and the prompt's prefill spend their time (QKV, attention, output projection, gate/up, down, norms+RoPE, LM head, sampling, thread hand-off; GB/s per matmul class)" };
         var command = new Command("generate", "Generate text from a prompt");

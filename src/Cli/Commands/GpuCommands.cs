@@ -86,7 +86,7 @@ internal static class GpuCommands
                 CliConsole.Out.Write(table);
                 if (parse.GetValue(json) is { } path)
                 {
-                    File.WriteAllText(path, JsonSerializer.Serialize(new { device = d.Description, rows }, new JsonSerializerOptions { WriteIndented = true }));
+                    Kernels.Runtime.IO.AtomicFile.WriteAllText(path, JsonSerializer.Serialize(new { device = d.Description, rows }, new JsonSerializerOptions { WriteIndented = true }));
                 }
                 return 0;
             }

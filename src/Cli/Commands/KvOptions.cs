@@ -8,9 +8,9 @@ internal sealed class KvOptions
 {
     public readonly Option<string> Policy = new("--kv-policy") { Description = "KV-cache eviction: vatp | h2o | scissorhands | streaming | none", DefaultValueFactory = _ => "none" };
     public readonly Option<string> Budget = new("--kv-budget") { Description = "KV budget per layer and KV head: fraction of the prompt (perplexity: of the context), or a token count", DefaultValueFactory = _ => "0.5" };
-    public readonly Option<double> Recent = new("--kv-recent") { Description = "Share of the budget kept as the most recent tokens (heavy hitters get the rest)", DefaultValueFactory = _ => 0.5 };
-    public readonly Option<int> Protect = new("--kv-protect") { Description = "VATP: first tokens never evicted", DefaultValueFactory = _ => 20 };
-    public readonly Option<int> Sinks = new("--kv-sinks") { Description = "StreamingLLM: attention sinks kept", DefaultValueFactory = _ => 4 };
+    public readonly Option<double> Recent = new Option<double>("--kv-recent") { Description = "Share of the budget kept as the most recent tokens (heavy hitters get the rest)", DefaultValueFactory = _ => 0.5 }.InRange(0.0, 1.0);
+    public readonly Option<int> Protect = new Option<int>("--kv-protect") { Description = "VATP: first tokens never evicted", DefaultValueFactory = _ => 20 }.InRange(0, 1 << 26);
+    public readonly Option<int> Sinks = new Option<int>("--kv-sinks") { Description = "StreamingLLM: attention sinks kept", DefaultValueFactory = _ => 4 }.InRange(0, 1 << 26);
 
     public void AddTo(Command c)
     {

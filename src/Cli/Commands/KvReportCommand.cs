@@ -19,11 +19,11 @@ internal static class KvReportCommand
         var common = new CommonOptions();
         var text = new Option<string>("--text") { Description = "Evaluation text", Required = true };
         var bytes = new Option<string>("--text-bytes") { Description = "Byte range of the text for perplexity", DefaultValueFactory = _ => "0:16178" };
-        var context = new Option<int>("--context") { Description = "Perplexity window (the budget is a fraction of it)", DefaultValueFactory = _ => 256 };
+        var context = new Option<int>("--context") { Description = "Perplexity window (the budget is a fraction of it)", DefaultValueFactory = _ => 256 }.InRange(1, 1 << 26);
         var budgets = new Option<string>("--budgets") { Description = "Budget fractions", DefaultValueFactory = _ => "0.1,0.25,0.5,0.75" };
         var policies = new Option<string>("--policies") { Description = "Policies", DefaultValueFactory = _ => "vatp,h2o,scissorhands,streaming" };
-        var trials = new Option<int>("--needle-trials") { Description = "Needle prompts per policy and budget", DefaultValueFactory = _ => 60 };
-        var needleContext = new Option<int>("--needle-context") { Description = "Tokens of context before the query", DefaultValueFactory = _ => 384 };
+        var trials = new Option<int>("--needle-trials") { Description = "Needle prompts per policy and budget", DefaultValueFactory = _ => 60 }.InRange(1, 1_000_000);
+        var needleContext = new Option<int>("--needle-context") { Description = "Tokens of context before the query", DefaultValueFactory = _ => 384 }.InRange(1, 1 << 26);
         var outDir = new Option<string>("--out", "-o") { Description = "Output folder", DefaultValueFactory = _ => "kv-report" };
         var command = new Command("kv-report", "Perplexity vs KV budget and needle retrieval accuracy for every eviction policy (Markdown, JSON, PNG)")
         {
@@ -66,8 +66,8 @@ internal static class KvReportCommand
                 string title = $"{Path.GetFileName(parse.GetValue(common.Model))}: perplexity on {tokens.Length} tokens of {Path.GetFileName(parse.GetValue(text))} bytes {parse.GetValue(bytes)}, windows of {ctx} run token by token " +
                                $"with the cache evicted to budget x {ctx} after every step; needle: {needles.Count} prompts of ~{parse.GetValue(needleContext)} tokens, " +
                                $"{needles[0].CandidateTokens.Length} candidate answers (chance {1.0 / needles[0].CandidateTokens.Length:P0}), query decoded after eviction";
-                File.WriteAllText(Path.Combine(dir, "kv-report.md"), Markdown(title, rows));
-                File.WriteAllText(Path.Combine(dir, "kv-report.json"), JsonSerializer.Serialize(new { title, rows }, new JsonSerializerOptions { WriteIndented = true }));
+                Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "kv-report.md"), Markdown(title, rows));
+                Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "kv-report.json"), JsonSerializer.Serialize(new { title, rows }, new JsonSerializerOptions { WriteIndented = true }));
                 var budgetsList = rows.Where(r => r.Policy != "none").Select(r => r.Budget).Distinct().OrderBy(b => b).ToArray();
                 Charts.Lines(Path.Combine(dir, "kv-report.png"), $"Perplexity vs KV budget (full cache {dense.Perplexity.Perplexity:F3})", "budget (fraction of context)", "perplexity",
                     rows.Where(r => r.Policy != "none").GroupBy(r => r.Policy).Select(g => (g.Key, g.Select(r => r.Budget).ToArray(), g.Select(r => r.Perplexity).ToArray())).ToList());

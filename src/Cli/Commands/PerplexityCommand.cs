@@ -15,14 +15,14 @@ internal static class PerplexityCommand
     {
         var common = new CommonOptions();
         var text = new Option<string>("--text") { Description = "UTF-8 text file to score", Required = true };
-        var context = new Option<int>("--context", "-c") { Description = "Window length in tokens", DefaultValueFactory = _ => 256 };
-        var maxBytes = new Option<long?>("--max-bytes") { Description = "Score only the first N bytes of the file (e.g. 16178 = the llama2.c reference span)" };
+        var context = new Option<int>("--context", "-c") { Description = "Window length in tokens", DefaultValueFactory = _ => 256 }.InRange(1, 1 << 26);
+        var maxBytes = new Option<long?>("--max-bytes") { Description = "Score only the first N bytes of the file (e.g. 16178 = the llama2.c reference span)" }.InRange(1L, long.MaxValue);
         var json = new Option<string?>("--json") { Description = "Write {perplexity, mean_nll, tokens, tokens_per_s, ...} to this file" };
         var command = new Command("perplexity", "Perplexity of a model on a text file");
         var kv = new KvOptions();
         var dip = new DipCliOptions();
         var arch = new ArchCliOptions();
-        var promptFraction = new Option<double?>("--prompt-fraction") { Description = "Score only the continuation: each window's first fraction is a prompt (default 0.75 with --token-prune, else off)" };
+        var promptFraction = new Option<double?>("--prompt-fraction") { Description = "Score only the continuation: each window's first fraction is a prompt (default 0.75 with --token-prune, else off)" }.InRange(0.0, 1.0, maxExclusive: true);
         common.AddTo(command);
         kv.AddTo(command);
         dip.AddTo(command);
@@ -56,6 +56,10 @@ internal static class PerplexityCommand
                 }
                 string body = ReadText(parse.GetValue(text)!, parse.GetValue(maxBytes));
                 int[] tokens = tokenizer.Encode(body, addBos: false, addEos: false);
+                if (tokens.Length == 0)
+                {
+                    throw new ArgumentException($"--text {parse.GetValue(text)}: no tokens to score (an empty file, or --max-bytes too small)");
+                }
                 PerplexityResult result;
                 Dictionary<string, object>? extra = null;
                 if (kv.Get(parse) is { } kvOptions)
@@ -113,7 +117,11 @@ internal static class PerplexityCommand
     internal static string ReadText(string path, long? maxBytes)
     {
         byte[] bytes = File.ReadAllBytes(path);
-        int n = maxBytes is { } m && m >= 0 && m < bytes.Length ? (int)m : bytes.Length;
+        if (maxBytes is < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(maxBytes), $"--max-bytes {maxBytes} must be positive");
+        }
+        int n = maxBytes is { } m && m < bytes.Length ? (int)m : bytes.Length;
         return Encoding.UTF8.GetString(bytes, 0, n);
     }
 
@@ -151,6 +159,6 @@ internal static class PerplexityCommand
                 doc[kv.Key] = kv.Value;
             }
         }
-        File.WriteAllText(path, JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
+        Kernels.Runtime.IO.AtomicFile.WriteAllText(path, JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
     }
 }

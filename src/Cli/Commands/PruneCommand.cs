@@ -16,9 +16,9 @@ internal sealed class CalibrationOptions
 {
     public readonly Option<string?> Calibration = new("--calibration") { Description = "Calibration text file (UTF-8)" };
     public readonly Option<string?> CalibrationBytes = new("--calibration-bytes") { Description = "Byte range start:end of the calibration file (snapped to paragraphs)", DefaultValueFactory = _ => "0:300000" };
-    public readonly Option<int> Windows = new("--calibration-windows") { Description = "Calibration windows", DefaultValueFactory = _ => 32 };
-    public readonly Option<int> Length = new("--calibration-length") { Description = "Tokens per calibration window (BOS included)", DefaultValueFactory = _ => 256 };
-    public readonly Option<double> Alpha = new("--alpha") { Description = "DaSS exponent on ‖h_i‖ for gate/up", DefaultValueFactory = _ => 0.5 };
+    public readonly Option<int> Windows = new Option<int>("--calibration-windows") { Description = "Calibration windows", DefaultValueFactory = _ => 32 }.InRange(1, 1 << 20);
+    public readonly Option<int> Length = new Option<int>("--calibration-length") { Description = "Tokens per calibration window (BOS included)", DefaultValueFactory = _ => 256 }.InRange(2, 1 << 26);
+    public readonly Option<double> Alpha = new Option<double>("--alpha") { Description = "DaSS exponent on ‖h_i‖ for gate/up", DefaultValueFactory = _ => 0.5 }.InRange(0.0, 16.0);
 
     public void AddTo(Command c, bool alpha = true)
     {

@@ -30,7 +30,7 @@ internal static class PruneReportCommand
         var evalBytes = new Option<string>("--eval-bytes") { Description = "Byte range of the evaluation file (disjoint from --calibration-bytes)", DefaultValueFactory = _ => "400000:460000" };
         var ood = new Option<string?>("--eval-ood") { Description = "Out-of-domain evaluation text (e.g. WikiText-2)" };
         var oodBytes = new Option<string>("--eval-ood-bytes") { Description = "Byte range of the out-of-domain file", DefaultValueFactory = _ => "0:40000" };
-        var context = new Option<int>("--context") { Description = "Perplexity window", DefaultValueFactory = _ => 256 };
+        var context = new Option<int>("--context") { Description = "Perplexity window", DefaultValueFactory = _ => 256 }.InRange(1, 1 << 26);
         var patterns = new Option<string>("--patterns") { Description = "Sparsities to run", DefaultValueFactory = _ => "2:4,4:8,0.5" };
         var methods = new Option<string>("--methods") { Description = "Methods to run", DefaultValueFactory = _ => "magnitude,wanda,dass,sparsegpt" };
         var scopes = new Option<string>("--scopes") { Description = "Scopes to run", DefaultValueFactory = _ => "mlp,all" };
@@ -93,8 +93,8 @@ internal static class PruneReportCommand
                 string title = $"{Path.GetFileName(modelPath)}: calibration {data.Windows.Count} x {data.Windows[0].Length} tokens from {Path.GetFileName(parse.GetValue(calib.Calibration))} bytes {parse.GetValue(calib.CalibrationBytes)}; " +
                                $"eval {inDomain.Length} tokens of {Path.GetFileName(parse.GetValue(eval))} bytes {parse.GetValue(evalBytes)}" +
                                (outDomain is null ? "" : $", OOD {outDomain.Length} tokens of {Path.GetFileName(parse.GetValue(ood))} bytes {parse.GetValue(oodBytes)}") + $", context {ctx}";
-                File.WriteAllText(Path.Combine(dir, "prune-report.md"), Markdown(title, rows));
-                File.WriteAllText(Path.Combine(dir, "prune-report.json"), JsonSerializer.Serialize(new { title, rows }, new JsonSerializerOptions { WriteIndented = true }));
+                Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "prune-report.md"), Markdown(title, rows));
+                Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "prune-report.json"), JsonSerializer.Serialize(new { title, rows }, new JsonSerializerOptions { WriteIndented = true }));
                 Chart(Path.Combine(dir, "prune-report.png"), rows);
                 CliConsole.Out.Write(new Markup(Markup.Escape(Markdown(title, rows))));
                 return Task.FromResult(0);

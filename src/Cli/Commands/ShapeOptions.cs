@@ -8,7 +8,7 @@ namespace Kernels.Cli.Commands;
 internal sealed class ShapeOptions
 {
     public readonly Option<string> Shape = new("--shape") { Description = "Model shape: tinyllama (dim 2048, hidden 5632, 22 layers, 32 heads, 4 KV heads, vocab 32000), 7b, small", DefaultValueFactory = _ => "tinyllama" };
-    public readonly Option<int?> Layers = new("--layers") { Description = "Override the number of layers" };
+    public readonly Option<int?> Layers = new Option<int?>("--layers") { Description = "Override the number of layers" }.InRange(1, 1024);
 
     public void AddTo(Command command)
     {

@@ -17,7 +17,7 @@ internal static class SimplifyCommands
 {
     public static Command PruneHeads()
     {
-        var fraction = new Option<double>("--fraction") { Description = "Fraction of pruning units (KV head + its query group) to remove, globally ranked", Required = true };
+        var fraction = new Option<double>("--fraction") { Description = "Fraction of pruning units (KV head + its query group) to remove, globally ranked", Required = true }.InRange(0.0, 1.0, maxExclusive: true);
         var metric = new Option<string>("--metric") { Description = "ppl (increase when masked) | output-norm (mean ‖Att_h W_O^h‖)", DefaultValueFactory = _ => "ppl" };
         return Create("prune-heads", "Remove the least important attention heads (rows of W_q/W_k/W_v, columns of W_o) and save the smaller model as GGUF",
             (parse, m, transformer, data) =>
@@ -30,7 +30,7 @@ internal static class SimplifyCommands
 
     public static Command DropLayers()
     {
-        var count = new Option<int?>("--count") { Description = "Number of layers to remove (chosen by --metric)" };
+        var count = new Option<int?>("--count") { Description = "Number of layers to remove (chosen by --metric)" }.InRange(1, 1024);
         var layers = new Option<string?>("--layers") { Description = "Explicit layers to remove, e.g. 2,3 (instead of --count)" };
         var metric = new Option<string>("--metric") { Description = "bi (ShortGPT: lowest block influence) | angular (Gromov: most redundant block) | last (deepest layers, keeping the final one)", DefaultValueFactory = _ => "bi" };
         return Create("drop-layers", "Remove decoder layers (ShortGPT block influence, Gromov angular distance, or an explicit list) and save the model as GGUF",

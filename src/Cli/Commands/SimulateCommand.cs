@@ -13,11 +13,11 @@ namespace Kernels.Cli.Commands;
 /// <summary>Device options of the DRAM/flash simulator.</summary>
 internal sealed class HwOptions
 {
-    public readonly Option<double?> DramGb = new("--dram-gb") { Description = "DRAM available to the model, GB (default: --dram-fraction of the model)" };
-    public readonly Option<double> DramFraction = new("--dram-fraction") { Description = "DRAM as a fraction of the model's weight bytes (phone preset)", DefaultValueFactory = _ => 0.5 };
-    public readonly Option<double> DramBandwidth = new("--dram-gbps") { Description = "DRAM bandwidth, GB/s (LPDDR5 ~50)", DefaultValueFactory = _ => 50 };
-    public readonly Option<double> FlashBandwidth = new("--flash-gbps") { Description = "Flash bandwidth, GB/s (UFS 4.0 ~4)", DefaultValueFactory = _ => 4 };
-    public readonly Option<int> Bits = new("--weight-bits") { Description = "Bits per weight on the device", DefaultValueFactory = _ => 16 };
+    public readonly Option<double?> DramGb = new Option<double?>("--dram-gb") { Description = "DRAM available to the model, GB (default: --dram-fraction of the model)" }.InRange(0.0, 1e6, minExclusive: true);
+    public readonly Option<double> DramFraction = new Option<double>("--dram-fraction") { Description = "DRAM as a fraction of the model's weight bytes (phone preset)", DefaultValueFactory = _ => 0.5 }.InRange(0.0, 1.0);
+    public readonly Option<double> DramBandwidth = new Option<double>("--dram-gbps") { Description = "DRAM bandwidth, GB/s (LPDDR5 ~50)", DefaultValueFactory = _ => 50 }.InRange(0.0, 1e5, minExclusive: true);
+    public readonly Option<double> FlashBandwidth = new Option<double>("--flash-gbps") { Description = "Flash bandwidth, GB/s (UFS 4.0 ~4)", DefaultValueFactory = _ => 4 }.InRange(0.0, 1e5, minExclusive: true);
+    public readonly Option<int> Bits = new Option<int>("--weight-bits") { Description = "Bits per weight on the device", DefaultValueFactory = _ => 16 }.InRange(1, 32);
     public readonly Option<bool> Serial = new("--serial-io") { Description = "DRAM and flash transfers add instead of overlapping" };
     public readonly Option<string> Policy = new("--sim-cache") { Description = "Simulator cache policy: lru | lfu | belady", DefaultValueFactory = _ => "lru" };
 
@@ -64,7 +64,7 @@ internal static class SimulateCommand
         var common = new CommonOptions();
         var text = new Option<string>("--text") { Description = "Text the model runs on (masks come from this run)", Required = true };
         var bytes = new Option<string>("--text-bytes") { Description = "Byte range", DefaultValueFactory = _ => "0:16178" };
-        var context = new Option<int>("--context") { Description = "Window length", DefaultValueFactory = _ => 256 };
+        var context = new Option<int>("--context") { Description = "Window length", DefaultValueFactory = _ => 256 }.InRange(1, 1 << 26);
         var dip = new DipCliOptions();
         var hwo = new HwOptions();
         var command = new Command("simulate", "Throughput, hit rate and memory of DIP on a DRAM + flash device, driven by the masks of a real run") { text, bytes, context };
@@ -123,9 +123,9 @@ internal static class DipReportCommand
         var text = new Option<string>("--text") { Description = "Evaluation text", Required = true };
         var bytes = new Option<string>("--text-bytes") { Description = "Byte range for evaluation", DefaultValueFactory = _ => "400000:440000" };
         var calibration = new Option<string?>("--calibration") { Description = "Calibration text for the static-pruning baselines (Wanda/DaSS 50% unstructured)" };
-        var context = new Option<int>("--context") { Description = "Window", DefaultValueFactory = _ => 256 };
+        var context = new Option<int>("--context") { Description = "Window", DefaultValueFactory = _ => 256 }.InRange(1, 1 << 26);
         var keeps = new Option<string>("--keeps") { Description = "Densities", DefaultValueFactory = _ => "0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0" };
-        var gamma = new Option<double>("--gamma") { Description = "γ of the DIP-CA sweep over keep", DefaultValueFactory = _ => 0.5 };
+        var gamma = new Option<double>("--gamma") { Description = "γ of the DIP-CA sweep over keep", DefaultValueFactory = _ => 0.5 }.InRange(0.0, 1.0);
         var gammas = new Option<string>("--gammas") { Description = "γ values of the hit-rate sweep (at keep 0.5)", DefaultValueFactory = _ => "1,0.8,0.6,0.4,0.2,0.1" };
         var outDir = new Option<string>("--out", "-o") { Description = "Output folder", DefaultValueFactory = _ => "dip-report" };
         var hwo = new HwOptions();
@@ -208,8 +208,8 @@ internal static class DipReportCommand
                 {
                     md.AppendLine($"| {r.Method} | {r.Keep:0.##} | {r.Gamma:0.##} | {r.Perplexity:F3} | {r.TokensPerSecond:F1} | {r.SpeedupVsDenseFlash:F2}x | {(double.IsNaN(r.HitRate) ? "-" : r.HitRate.ToString("P1"))} |");
                 }
-                File.WriteAllText(Path.Combine(dir, "dip-report.md"), md.ToString());
-                File.WriteAllText(Path.Combine(dir, "dip-report.json"), JsonSerializer.Serialize(new { title, rows }, new JsonSerializerOptions { WriteIndented = true }));
+                Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "dip-report.md"), md.ToString());
+                Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "dip-report.json"), JsonSerializer.Serialize(new { title, rows }, new JsonSerializerOptions { WriteIndented = true }));
                 Charts.Lines(Path.Combine(dir, "dip-report.png"), "Perplexity vs simulated decode throughput", "simulated tokens/s", "perplexity",
                     rows.Where(r => r.Method is "DIP" or "DIP-CA").GroupBy(r => r.Method).Select(gr => (gr.Key, gr.Select(r => r.TokensPerSecond).ToArray(), gr.Select(r => r.Perplexity).ToArray()))
                         .Concat(rows.Where(r => r.Method.StartsWith("static") || r.Method.StartsWith("dense")).Select(r => (r.Method, new[] { r.TokensPerSecond }, new[] { r.Perplexity }))).ToList(), logY: true);

@@ -328,6 +328,8 @@ public unsafe class HostOps : ITransformerOps
     public void Upload(ReadOnlySpan<float> source, DeviceTensor destination, int offset) =>
         source.CopyTo(H(destination).Slice(offset, source.Length));
 
+    public bool AllFinite(DeviceTensor x, int offset, int count) => FiniteCheck.AllFinite(H(x).Slice(offset, count));
+
     public int ArgMax(DeviceTensor source, int offset, int count) => VectorMath.ArgMax(H(source).Slice(offset, count));
 
     public IKvCache CreateKvCache(LlamaModel model, int capacity) => new HostKvCache(model, capacity);

@@ -80,6 +80,9 @@ public interface ITransformerOps : IDisposable
     /// <summary>Writes host data into a tensor.</summary>
     void Upload(ReadOnlySpan<float> source, DeviceTensor destination, int offset);
 
+    /// <summary>True when count values at offset hold no NaN or infinity (the forward pass checks each block's output).</summary>
+    bool AllFinite(DeviceTensor x, int offset, int count);
+
     /// <summary>Index of the largest of count values at offset (first on ties): greedy sampling without downloading logits.</summary>
     int ArgMax(DeviceTensor source, int offset, int count);
 

@@ -3,42 +3,90 @@ namespace Kernels.Runtime.Compute;
 /// <summary>
 /// cos/sin of pos·θ^(-2i/headDim) for every position and pair, computed in float exactly as
 /// llama2.c's run.c does (powf, then pos·freq, then cosf/sinf), so positions rotate bit-identically.
+/// Rows are computed on first use and the table grows geometrically: its size follows the
+/// positions a run reaches, not the context length a file claims.
 /// </summary>
 public sealed class RopeTable
 {
-    private readonly float[] _cos;
-    private readonly float[] _sin;
+    private const int MinRows = 1024;
+    private readonly float[] _freq;
+    private readonly object _grow = new();
+    private float[] _cos = Array.Empty<float>();
+    private float[] _sin = Array.Empty<float>();
+    private int _rows;
 
     public RopeTable(int headDim, int positions, float theta)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(headDim, 2);
+        ArgumentOutOfRangeException.ThrowIfLessThan(positions, 1);
         HeadDim = headDim;
         Positions = positions;
-        int half = headDim / 2;
-        _cos = new float[(long)positions * half];
-        _sin = new float[(long)positions * half];
-        for (int i = 0; i < half; i++)
+        _freq = new float[headDim / 2];
+        for (int i = 0; i < _freq.Length; i++)
         {
-            float freq = 1.0f / MathF.Pow(theta, 2 * i / (float)headDim);
-            for (int pos = 0; pos < positions; pos++)
-            {
-                float val = pos * freq;
-                _cos[(long)pos * half + i] = MathF.Cos(val);
-                _sin[(long)pos * half + i] = MathF.Sin(val);
-            }
+            _freq[i] = 1.0f / MathF.Pow(theta, 2 * i / (float)headDim);
         }
     }
 
     public int HeadDim { get; }
+
+    /// <summary>Positions the table may be asked for (the model's context).</summary>
     public int Positions { get; }
 
-    public ReadOnlySpan<float> Cos(int position) => _cos.AsSpan(CheckedOffset(position), HeadDim / 2);
+    public ReadOnlySpan<float> Cos(int position)
+    {
+        int offset = CheckedOffset(position);
+        return Rows(position + 1).Cos.AsSpan(offset, HeadDim / 2);
+    }
 
-    public ReadOnlySpan<float> Sin(int position) => _sin.AsSpan(CheckedOffset(position), HeadDim / 2);
+    public ReadOnlySpan<float> Sin(int position)
+    {
+        int offset = CheckedOffset(position);
+        return Rows(position + 1).Sin.AsSpan(offset, HeadDim / 2);
+    }
 
-    /// <summary>All cosines, [Positions, HeadDim/2] (for device upload).</summary>
-    public float[] AllCos => _cos;
+    /// <summary>Cosines and sines [rows ≥ <paramref name="count"/>, HeadDim/2] (for device upload).</summary>
+    public (float[] Cos, float[] Sin) Rows(int count)
+    {
+        if ((uint)count > (uint)Positions)
+        {
+            throw new ArgumentOutOfRangeException(nameof(count), $"position {count - 1} is beyond the model's context of {Positions}");
+        }
+        if (count <= Volatile.Read(ref _rows))
+        {
+            return (Volatile.Read(ref _cos), Volatile.Read(ref _sin)); // written before the row count
+        }
+        lock (_grow)
+        {
+            if (count > _rows)
+            {
+                Grow((int)Math.Min(Positions, Math.Max(count, Math.Max(MinRows, 2L * _rows))));
+            }
+            return (_cos, _sin);
+        }
+    }
 
-    public float[] AllSin => _sin;
+    private void Grow(int rows)
+    {
+        int half = HeadDim / 2;
+        var cos = new float[(long)rows * half];
+        var sin = new float[(long)rows * half];
+        System.Array.Copy(_cos, cos, (long)_rows * half);
+        System.Array.Copy(_sin, sin, (long)_rows * half);
+        for (int pos = _rows; pos < rows; pos++)
+        {
+            for (int i = 0; i < half; i++)
+            {
+                float val = pos * _freq[i];
+                cos[(long)pos * half + i] = MathF.Cos(val);
+                sin[(long)pos * half + i] = MathF.Sin(val);
+            }
+        }
+        // Arrays first, then the row count: a reader that sees the new count also sees the new arrays.
+        Volatile.Write(ref _cos, cos);
+        Volatile.Write(ref _sin, sin);
+        Volatile.Write(ref _rows, rows);
+    }
 
     private int CheckedOffset(int position)
     {

@@ -47,6 +47,10 @@ public sealed class PerplexityEvaluator
 
     public PerplexityResult Evaluate(IReadOnlyList<int> tokens, int context, int bos, IProgress<float>? progress = null, CancellationToken cancellationToken = default)
     {
+        if (tokens.Count == 0)
+        {
+            throw new ArgumentException("the text holds no tokens to score", nameof(tokens));
+        }
         if (context < 1)
         {
             throw new ArgumentOutOfRangeException(nameof(context), "context must be at least 1");
@@ -88,12 +92,12 @@ public sealed class PerplexityEvaluator
             {
                 int prompt = Math.Max(1, (int)(PromptFraction * len));
                 first = prompt - 1;
-                _transformer.Forward(inputs.AsSpan(0, prompt), 0, cache, LogitsMode.Last);
+                _transformer.Forward(inputs.AsSpan(0, prompt), 0, cache, LogitsMode.Last, cancellationToken);
                 _transformer.ReadLogits(0, logits);
                 nll = NegativeLogLikelihood(logits, targets[prompt - 1]);
                 if (prompt < len)
                 {
-                    _transformer.Forward(inputs.AsSpan(prompt), prompt, cache, LogitsMode.All);
+                    _transformer.Forward(inputs.AsSpan(prompt), prompt, cache, LogitsMode.All, cancellationToken);
                     for (int j = prompt; j < len; j++)
                     {
                         _transformer.ReadLogits(j - prompt, logits);
@@ -103,7 +107,7 @@ public sealed class PerplexityEvaluator
             }
             else
             {
-                _transformer.Forward(inputs, 0, cache, LogitsMode.All);
+                _transformer.Forward(inputs, 0, cache, LogitsMode.All, cancellationToken);
                 nll = 0;
                 for (int j = 0; j < len; j++)
                 {

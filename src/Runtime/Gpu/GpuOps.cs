@@ -1,3 +1,4 @@
+using Kernels.Simd;
 using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
@@ -130,20 +131,27 @@ public sealed class GpuOps : ITransformerOps
 
     public void Rope(DeviceTensor x, int n, int heads, RopeTable table, ReadOnlySpan<int> positions)
     {
-        if (!_ropes.TryGetValue(table, out var r))
-        {
-            var cos = A.Allocate1D<float>(table.AllCos.Length);
-            var sin = A.Allocate1D<float>(table.AllSin.Length);
-            cos.CopyFromCPU(table.AllCos);
-            sin.CopyFromCPU(table.AllSin);
-            _ropes[table] = r = (cos, sin);
-        }
+        int needed = 0;
         foreach (int p in positions)
         {
             if ((uint)p >= (uint)table.Positions)
             {
                 throw new ArgumentOutOfRangeException(nameof(positions), $"position {p} is beyond the model's context of {table.Positions}");
             }
+            needed = Math.Max(needed, p + 1);
+        }
+        int half = table.HeadDim / 2;
+        if (!_ropes.TryGetValue(table, out var r) || r.Cos.Length < (long)needed * half)
+        {
+            // The host table grows with the positions reached; the device copy follows it.
+            r.Cos?.Dispose();
+            r.Sin?.Dispose();
+            var (hostCos, hostSin) = table.Rows(needed);
+            var cos = A.Allocate1D<float>(hostCos.Length);
+            var sin = A.Allocate1D<float>(hostSin.Length);
+            cos.CopyFromCPU(hostCos);
+            sin.CopyFromCPU(hostSin);
+            _ropes[table] = r = (cos, sin);
         }
         K.Rope(G(x).View, r.Cos.View, r.Sin.View, Ints(positions), n, heads, table.HeadDim);
     }
@@ -186,6 +194,14 @@ public sealed class GpuOps : ITransformerOps
 
     public void Upload(ReadOnlySpan<float> source, DeviceTensor destination, int offset) =>
         G(destination).View.SubView(offset, source.Length).CopyFromCPU(ref MemoryMarshal.GetReference(source), source.Length);
+
+    /// <summary>Downloads and scans on the host: one small copy per layer (n·dim floats).</summary>
+    public bool AllFinite(DeviceTensor x, int offset, int count)
+    {
+        var host = new float[count];
+        G(x).View.SubView(offset, count).CopyToCPU(host);
+        return FiniteCheck.AllFinite(host);
+    }
 
     public int ArgMax(DeviceTensor source, int offset, int count)
     {

@@ -176,8 +176,9 @@ public static class GpuSelfTest
         {
             Kernels.Simd.Rope.ApplyInterleaved(expectedRope.AsSpan(t * heads * headDim, heads * headDim), headDim, rope.Cos(positions[t]), rope.Sin(positions[t]));
         }
-        using var cos = a.Allocate1D(rope.AllCos);
-        using var sin = a.Allocate1D(rope.AllSin);
+        var (hostCos, hostSin) = rope.Rows(rope.Positions);
+        using var cos = a.Allocate1D(hostCos);
+        using var sin = a.Allocate1D(hostSin);
         using var pos = a.Allocate1D(positions);
         using var qb = a.Allocate1D(q);
         d.Kernels.Rope(qb.View, cos.View, sin.View, pos.View, n, heads, headDim);

@@ -42,6 +42,13 @@ public static class AtomicFile
             w.Write(text);
         });
 
+    /// <summary>Writes bytes atomically.</summary>
+    public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes)
+    {
+        byte[] copy = bytes.ToArray();
+        Write(path, fs => fs.Write(copy));
+    }
+
     private static void TryDelete(string path)
     {
         try

@@ -34,13 +34,14 @@ public static unsafe class GgufModelLoader
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 string p = $"blk.{l}.";
-                var q = Matrix(gguf, p + "attn_q.weight", -1, config.Dim);
-                var k = Matrix(gguf, p + "attn_k.weight", -1, config.Dim);
-                int heads = q.Rows / config.HeadDim, kvHeads = k.Rows / config.HeadDim;
-                if (q.Rows % config.HeadDim != 0 || k.Rows % config.HeadDim != 0 || heads == 0 || kvHeads == 0)
+                int heads = HeadsOf(gguf, "llama.attention.head_count", l, config.Heads);
+                int kvHeads = HeadsOf(gguf, "llama.attention.head_count_kv", l, heads);
+                if (heads % kvHeads != 0)
                 {
-                    throw new ModelFormatException(path, $"tensor {p}attn_q/attn_k: rows {q.Rows}/{k.Rows} are not whole heads of {config.HeadDim}");
+                    throw new ModelFormatException(path, $"layer {l}: {heads} heads (llama.attention.head_count) are not a multiple of {kvHeads} kv heads (head_count_kv)");
                 }
+                var q = Matrix(gguf, p + "attn_q.weight", heads * config.HeadDim, config.Dim);
+                var k = Matrix(gguf, p + "attn_k.weight", kvHeads * config.HeadDim, config.Dim);
                 layers.Add(new LlamaLayer
                 {
                     AttentionNorm = Vector(gguf, p + "attn_norm.weight", config.Dim),
@@ -54,11 +55,18 @@ public static unsafe class GgufModelLoader
                     Up = Matrix(gguf, p + "ffn_up.weight", config.HiddenDim, config.Dim),
                     Heads = heads,
                     KvHeads = kvHeads,
-                    SharesKvWith = SharedKv(gguf, l),
+                    SharesKvWith = SharedKv(gguf, l, config.Layers),
                 });
                 progress?.Report((l + 1f) / Math.Max(1, config.Layers));
             }
-            var model = new LlamaModel(config, embedding, layers, Vector(gguf, "output_norm.weight", config.Dim), classifier, path);
+            var finalNorm = Vector(gguf, "output_norm.weight", config.Dim);
+            if (gguf.UnusedTensors.Select(t => t.Name).ToList() is { Count: > 0 } unused)
+            {
+                // As llama.cpp ("wrong number of tensors"): a tensor left over means the metadata
+                // describes a different model than the table holds (e.g. fewer layers).
+                throw new ModelFormatException(path, $"{unused.Count} tensors are not part of the {config.Layers}-layer model the metadata describes: {string.Join(", ", unused.Take(5))}{(unused.Count > 5 ? ", ..." : "")}");
+            }
+            var model = new LlamaModel(config, embedding, layers, finalNorm, classifier, path);
             model.Own(gguf);
             model.Vocabulary = ReadVocabulary(gguf);
             foreach (var (key, value) in gguf.Metadata)
@@ -79,44 +87,105 @@ public static unsafe class GgufModelLoader
         }
     }
 
+    /// <summary>
+    /// The hyper-parameters, each checked for its GGUF type (integers stay integers, no string is
+    /// parsed) and a sane range, as llama.cpp's model loader does, before anything is sized by them.
+    /// </summary>
     public static LlamaConfig ReadConfig(GgufFile gguf)
     {
-        int dim = (int)gguf.GetRequiredInt("llama.embedding_length");
-        int heads = MaxHeads(gguf, "llama.attention.head_count", true);
-        int kvHeads = gguf.Metadata.ContainsKey("llama.attention.head_count_kv") ? MaxHeads(gguf, "llama.attention.head_count_kv", false) : heads;
+        int layers = (int)gguf.GetRequiredInt("llama.block_count", 1, MaxLayers);
+        int dim = (int)gguf.GetRequiredInt("llama.embedding_length", 1, 1 << 20);
+        int heads = MaxHeads(gguf, "llama.attention.head_count", layers, dim) ?? throw new ModelFormatException(gguf.Path, "required metadata key llama.attention.head_count is missing");
+        int kvHeads = MaxHeads(gguf, "llama.attention.head_count_kv", layers, dim) ?? heads;
         var embd = gguf.FindTensor("token_embd.weight") ?? throw new ModelFormatException(gguf.Path, "tensor token_embd.weight is missing");
-        int vocab = (int)(gguf.Metadata.ContainsKey("llama.vocab_size") ? gguf.Get<long>("llama.vocab_size") : embd.Dims[^1]);
-        int headDim = gguf.Metadata.ContainsKey("llama.attention.key_length") ? (int)gguf.Get<long>("llama.attention.key_length") : heads > 0 ? dim / heads : 0;
+        int vocab = (int)gguf.GetInt("llama.vocab_size", embd.Dims[^1], 1, MaxVocab);
+        if (dim % heads != 0 && !gguf.Metadata.ContainsKey("llama.attention.key_length"))
+        {
+            throw new ModelFormatException(gguf.Path, $"metadata llama.embedding_length {dim} is not divisible by llama.attention.head_count {heads} (and no llama.attention.key_length)");
+        }
+        int headDim = (int)gguf.GetInt("llama.attention.key_length", dim / heads, 2, 1 << 14);
+        int valueDim = (int)gguf.GetInt("llama.attention.value_length", headDim, 1, 1 << 14);
+        if (valueDim != headDim)
+        {
+            throw new ModelFormatException(gguf.Path, $"metadata llama.attention.value_length {valueDim} differs from key_length {headDim} (not supported)");
+        }
+        int rotated = (int)gguf.GetInt("llama.rope.dimension_count", headDim, 0, 1 << 14);
+        if (rotated != headDim)
+        {
+            throw new ModelFormatException(gguf.Path, $"metadata llama.rope.dimension_count {rotated} differs from the head size {headDim} (llama rotates whole heads)");
+        }
         return LlamaConfig.Create(
             dim,
-            (int)gguf.GetRequiredInt("llama.feed_forward_length"),
-            (int)gguf.GetRequiredInt("llama.block_count"),
+            (int)gguf.GetRequiredInt("llama.feed_forward_length", 1, 1 << 22),
+            layers,
             heads,
             kvHeads,
             vocab,
-            (int)(gguf.Metadata.ContainsKey("llama.context_length") ? gguf.Get<long>("llama.context_length") : 2048),
-            gguf.Metadata.ContainsKey("llama.attention.layer_norm_rms_epsilon") ? gguf.Get<float>("llama.attention.layer_norm_rms_epsilon") : 1e-5f,
-            gguf.Metadata.ContainsKey("llama.rope.freq_base") ? gguf.Get<float>("llama.rope.freq_base") : 10000f,
+            (int)gguf.GetInt("llama.context_length", 2048, 1, MaxContext),
+            gguf.GetFloat("llama.attention.layer_norm_rms_epsilon", 1e-5f, MinEpsilon, MaxEpsilon),
+            gguf.GetFloat("llama.rope.freq_base", 10000f, MinRopeBase, MaxRopeBase),
             headDim).Validated(gguf.Path);
     }
 
-    /// <summary>Head counts may be per-layer arrays (written after head pruning); the config keeps the maximum.</summary>
-    private static int MaxHeads(GgufFile gguf, string key, bool required)
+    // Sane ranges (llama.cpp checks layers against LLAMA_MAX_LAYERS = 512; head-pruned and grown
+    // research models go beyond neither these nor the rest).
+    internal const int MaxLayers = 1024;
+    internal const int MaxVocab = 1 << 24;
+    internal const int MaxContext = 1 << 26;
+    internal const float MinEpsilon = 1e-12f, MaxEpsilon = 0.1f;
+    internal const float MinRopeBase = 1f, MaxRopeBase = 1e10f;
+
+    /// <summary>
+    /// Head counts may be per-layer arrays (written after head pruning): one entry per layer, each in
+    /// [1, dim]; the config keeps the maximum. Null when the key is absent.
+    /// </summary>
+    private static int? MaxHeads(GgufFile gguf, string key, int layers, int dim)
     {
         if (!gguf.Metadata.TryGetValue(key, out object? v))
         {
-            return required ? throw new ModelFormatException(gguf.Path, $"required metadata key {key} is missing") : 0;
+            return null;
         }
-        return v switch
+        if (v is not System.Array)
         {
-            int[] a => a.Max(),
-            object[] o => o.Max(x => Convert.ToInt32(x, System.Globalization.CultureInfo.InvariantCulture)),
-            _ => Convert.ToInt32(v, System.Globalization.CultureInfo.InvariantCulture),
+            return (int)gguf.GetInt(key, 0, 1, dim);
+        }
+        var counts = v switch
+        {
+            int[] a => a.Select(x => (long)x).ToArray(),
+            object[] o when o.All(x => x is byte or ushort or uint or short or sbyte) => o.Select(x => Convert.ToInt64(x, System.Globalization.CultureInfo.InvariantCulture)).ToArray(),
+            _ => throw new ModelFormatException(gguf.Path, $"metadata {key} must be an integer or an array of integers"),
         };
+        if (counts.Length != layers || counts.Any(c => c < 1 || c > dim))
+        {
+            throw new ModelFormatException(gguf.Path, $"metadata {key} must hold {layers} counts (one per layer) in [1, {dim}]; it holds {counts.Length}: [{string.Join(", ", counts.Take(8))}{(counts.Length > 8 ? ", ..." : "")}]");
+        }
+        return (int)counts.Max();
     }
 
-    private static int SharedKv(GgufFile gguf, int layer) =>
-        gguf.Metadata.TryGetValue("kernels.kv_share_source", out object? v) && v is int[] a && layer < a.Length ? a[layer] : -1;
+    /// <summary>Per-layer head counts from metadata (scalar: the same for every layer).</summary>
+    private static int HeadsOf(GgufFile gguf, string key, int layer, int fallback) =>
+        gguf.Metadata.GetValueOrDefault(key) switch
+        {
+            null => fallback,
+            int[] a => a[layer],
+            object[] o => Convert.ToInt32(o[layer], System.Globalization.CultureInfo.InvariantCulture),
+            _ => (int)gguf.Get<long>(key),
+        };
+
+    private static int SharedKv(GgufFile gguf, int layer, int layers)
+    {
+        if (!gguf.Metadata.TryGetValue(KvShareKey, out object? v))
+        {
+            return -1;
+        }
+        if (v is not int[] a || a.Length != layers)
+        {
+            throw new ModelFormatException(gguf.Path, $"metadata {KvShareKey} must be an i32 array with one entry per layer ({layers})");
+        }
+        return a[layer];
+    }
+
+    private const string KvShareKey = "kernels.kv_share_source";
 
     private static WeightMatrix Matrix(GgufFile gguf, string name, int rows, int cols)
     {
@@ -181,19 +250,33 @@ public static unsafe class GgufModelLoader
         {
             throw new ModelFormatException(gguf.Path, $"tokenizer.ggml.model '{kind}' is not supported (only SentencePiece 'llama')");
         }
-        if (gguf.Metadata.GetValueOrDefault("tokenizer.ggml.tokens") is not string[] tokens)
+        if (gguf.Metadata.GetValueOrDefault("tokenizer.ggml.tokens") is not string[] { Length: > 0 } tokens)
         {
-            throw new ModelFormatException(gguf.Path, "tokenizer.ggml.tokens is missing or not a string array");
+            throw new ModelFormatException(gguf.Path, "metadata tokenizer.ggml.tokens is missing, empty or not a string array");
         }
-        float[] scores = gguf.Metadata.GetValueOrDefault("tokenizer.ggml.scores") as float[] ?? new float[tokens.Length];
-        int[]? types = gguf.Metadata.GetValueOrDefault("tokenizer.ggml.token_type") as int[];
+        float[] scores = gguf.Metadata.GetValueOrDefault("tokenizer.ggml.scores") switch
+        {
+            null => new float[tokens.Length],
+            float[] f => f,
+            _ => throw new ModelFormatException(gguf.Path, "metadata tokenizer.ggml.scores must be an f32 array"),
+        };
+        int[]? types = gguf.Metadata.GetValueOrDefault("tokenizer.ggml.token_type") switch
+        {
+            null => null,
+            int[] t => t,
+            _ => throw new ModelFormatException(gguf.Path, "metadata tokenizer.ggml.token_type must be an i32 array"),
+        };
         if (scores.Length != tokens.Length || types is not null && types.Length != tokens.Length)
         {
-            throw new ModelFormatException(gguf.Path, "tokenizer arrays have different lengths");
+            throw new ModelFormatException(gguf.Path, $"tokenizer arrays have different lengths: {tokens.Length} tokens, {scores.Length} scores, {types?.Length} token types");
+        }
+        if (scores.Any(x => !float.IsFinite(x)))
+        {
+            throw new ModelFormatException(gguf.Path, "metadata tokenizer.ggml.scores holds NaN or infinite values");
         }
         var pieces = tokens.Select(t => Encoding.UTF8.GetBytes(t.Replace('\u2581', ' '))).ToArray();
         var kinds = types?.Select(t => Enum.IsDefined(typeof(TokenKind), t) ? (TokenKind)t : TokenKind.Normal).ToArray();
-        int Id(string key, int fallback) => gguf.Metadata.ContainsKey(key) ? (int)gguf.Get<long>(key) : fallback;
+        int Id(string key, int fallback) => (int)gguf.GetInt(key, fallback, 0, tokens.Length - 1);
         return new Vocabulary(pieces, scores, kinds, Id("tokenizer.ggml.bos_token_id", 1), Id("tokenizer.ggml.eos_token_id", 2), Id("tokenizer.ggml.unknown_token_id", 0), gguf.Path);
     }
 }

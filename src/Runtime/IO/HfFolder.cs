@@ -27,22 +27,60 @@ public static unsafe class HfFolder
         {
             throw new ModelFormatException(path, "not valid JSON", e);
         }
-        string? type = root["model_type"]?.GetValue<string>();
+        if (root is not JsonObject)
+        {
+            throw new ModelFormatException(path, "must hold a JSON object");
+        }
+        string? type = Read<string>(root, "model_type", path);
         if (type is not null && type != "llama" && type != "mistral")
         {
             throw new ModelFormatException(path, $"model_type '{type}' is not supported (llama)");
         }
-        int Req(string key) => root[key]?.GetValue<int>() ?? throw new ModelFormatException(path, $"required key {key} is missing");
-        int heads = Req("num_attention_heads");
-        int dim = Req("hidden_size");
+        int Int(string key, int? fallback, long min, long max)
+        {
+            long? v = Read<long?>(root, key, path) ?? fallback;
+            return v is null ? throw new ModelFormatException(path, $"required key {key} is missing")
+                : v >= min && v <= max ? (int)v : throw new ModelFormatException(path, $"{key} = {v} is outside [{min}, {max}]");
+        }
+        float Float(string key, float fallback, float min, float max)
+        {
+            double v = Read<double?>(root, key, path) ?? fallback;
+            return double.IsFinite(v) && v >= min && v <= max ? (float)v : throw new ModelFormatException(path, $"{key} = {v} is outside [{min:G}, {max:G}]");
+        }
+        int layers = Int("num_hidden_layers", null, 1, GgufModelLoader.MaxLayers);
+        int dim = Int("hidden_size", null, 1, 1 << 20);
+        int heads = Int("num_attention_heads", null, 1, dim);
+        if (Read<long?>(root, "head_dim", path) is null && dim % heads != 0)
+        {
+            throw new ModelFormatException(path, $"hidden_size {dim} is not divisible by num_attention_heads {heads} (and no head_dim)");
+        }
         return LlamaConfig.Create(
-            dim, Req("intermediate_size"), Req("num_hidden_layers"), heads,
-            root["num_key_value_heads"]?.GetValue<int>() ?? heads,
-            Req("vocab_size"),
-            root["max_position_embeddings"]?.GetValue<int>() ?? 2048,
-            root["rms_norm_eps"]?.GetValue<float>() ?? 1e-5f,
-            root["rope_theta"]?.GetValue<float>() ?? 10000f,
-            root["head_dim"]?.GetValue<int>() ?? 0).Validated(path);
+            dim, Int("intermediate_size", null, 1, 1 << 22), layers, heads,
+            Int("num_key_value_heads", heads, 1, heads),
+            Int("vocab_size", null, 1, GgufModelLoader.MaxVocab),
+            Int("max_position_embeddings", 2048, 1, GgufModelLoader.MaxContext),
+            Float("rms_norm_eps", 1e-5f, GgufModelLoader.MinEpsilon, GgufModelLoader.MaxEpsilon),
+            Float("rope_theta", 10000f, GgufModelLoader.MinRopeBase, GgufModelLoader.MaxRopeBase),
+            Int("head_dim", 0, 0, 1 << 14)).Validated(path);
+    }
+
+    /// <summary>The value of <paramref name="key"/> as <typeparamref name="T"/> (null when absent or JSON null); a value of another JSON type is named.</summary>
+    private static T? Read<T>(JsonNode root, string key, string path)
+    {
+        var node = root[key];
+        if (node is null)
+        {
+            return default;
+        }
+        try
+        {
+            return node.GetValue<T>();
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException)
+        {
+            string expected = (Nullable.GetUnderlyingType(typeof(T)) ?? typeof(T)) == typeof(string) ? "a string" : typeof(T) == typeof(double?) ? "a number" : "an integer";
+            throw new ModelFormatException(path, $"{key} must be {expected}, not {node.ToJsonString()}");
+        }
     }
 
     /// <summary>All tensors of the folder, from the single file or the shard index (headers only).</summary>
@@ -62,8 +100,17 @@ public static unsafe class HfFolder
             {
                 throw new ModelFormatException(index, "not valid JSON", e);
             }
-            var map = root?["weight_map"]?.AsObject() ?? throw new ModelFormatException(index, "weight_map is missing");
-            files.AddRange(map.Select(kv => kv.Value!.GetValue<string>()).Distinct().Select(f => System.IO.Path.Combine(folder, f)));
+            if (root?["weight_map"] is not JsonObject map)
+            {
+                throw new ModelFormatException(index, "weight_map is missing or not an object");
+            }
+            foreach (var (name, value) in map)
+            {
+                string shard = value is JsonValue v && v.TryGetValue(out string? f) ? f
+                    : throw new ModelFormatException(index, $"weight_map entry {name} must be a file name");
+                files.Add(ShardPath(folder, shard, index));
+            }
+            files = files.Distinct().ToList();
         }
         else if (File.Exists(single))
         {
@@ -86,10 +133,23 @@ public static unsafe class HfFolder
             }
             foreach (var t in Safetensors.ReadHeader(f).Tensors)
             {
-                table[t.Name] = t;
+                if (!table.TryAdd(t.Name, t))
+                {
+                    throw new ModelFormatException(f, $"tensor {t.Name} is also in {table[t.Name].File}");
+                }
             }
         }
         return table;
+    }
+
+    /// <summary>A shard named by the index: a plain file name in the model folder, nothing outside it.</summary>
+    private static string ShardPath(string folder, string shard, string index)
+    {
+        if (shard.Length == 0 || System.IO.Path.IsPathRooted(shard) || shard != System.IO.Path.GetFileName(shard) || shard is "." or "..")
+        {
+            throw new ModelFormatException(index, $"shard '{shard}' must be a file name inside the model folder");
+        }
+        return System.IO.Path.Combine(folder, shard);
     }
 
     public static LlamaModel Load(string folder, IProgress<float>? progress = null, CancellationToken cancellationToken = default,
@@ -98,6 +158,7 @@ public static unsafe class HfFolder
         var config = ReadConfig(folder);
         var table = ReadTensorTable(folder);
         var maps = new Dictionary<string, MappedFile>();
+        var used = new HashSet<string>(StringComparer.Ordinal);
         try
         {
             MappedFile Map(string file)
@@ -115,6 +176,7 @@ public static unsafe class HfFolder
                 {
                     throw new ModelFormatException(folder, $"tensor {name} is missing");
                 }
+                used.Add(name);
                 if (t.Shape.Length != 2 || t.Shape[1] != cols || rows >= 0 && t.Shape[0] != rows)
                 {
                     throw new ModelFormatException(t.File, $"tensor {name}: shape [{string.Join(", ", t.Shape)}], expected [{(rows >= 0 ? rows : "*")}, {cols}]");
@@ -130,6 +192,7 @@ public static unsafe class HfFolder
                 {
                     throw new ModelFormatException(folder, $"tensor {name} is missing");
                 }
+                used.Add(name);
                 if (t.Shape.Aggregate(1L, (a, b) => a * b) != length)
                 {
                     throw new ModelFormatException(t.File, $"tensor {name}: shape [{string.Join(", ", t.Shape)}], expected [{length}]");
@@ -152,8 +215,8 @@ public static unsafe class HfFolder
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 string p = $"model.layers.{l}.";
-                var qHf = Mat(p + "self_attn.q_proj.weight", -1, config.Dim);
-                var kHf = Mat(p + "self_attn.k_proj.weight", -1, config.Dim);
+                var qHf = Mat(p + "self_attn.q_proj.weight", config.Heads * config.HeadDim, config.Dim);
+                var kHf = Mat(p + "self_attn.k_proj.weight", config.KvHeads * config.HeadDim, config.Dim);
                 var q = RopeLayout.HalfSplitToInterleaved(qHf, config.HeadDim);
                 var k = RopeLayout.HalfSplitToInterleaved(kHf, config.HeadDim);
                 layers.Add(new LlamaLayer
@@ -172,7 +235,12 @@ public static unsafe class HfFolder
                 });
                 progress?.Report((l + 1f) / Math.Max(1, config.Layers));
             }
-            var model = new LlamaModel(config, embedding, layers, Vec("model.norm.weight", config.Dim), classifier, folder);
+            var finalNorm = Vec("model.norm.weight", config.Dim);
+            if (table.Keys.Where(k => !used.Contains(k) && !k.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList() is { Count: > 0 } unused)
+            {
+                throw new ModelFormatException(folder, $"{unused.Count} tensors are not part of the {config.Layers}-layer model config.json describes: {string.Join(", ", unused.Take(5))}{(unused.Count > 5 ? ", ..." : "")}");
+            }
+            var model = new LlamaModel(config, embedding, layers, finalNorm, classifier, folder);
             foreach (var m in maps.Values)
             {
                 model.Own(m);

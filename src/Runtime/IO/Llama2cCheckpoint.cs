@@ -33,16 +33,40 @@ public static unsafe class Llama2cCheckpoint
         }
         int dim = v[0], hidden = v[1], layers = v[2], heads = v[3], kvHeads = v[4], vocab = v[5], seq = v[6];
         sharedClassifier = vocab > 0;
-        var config = LlamaConfig.Create(dim, hidden, layers, heads, kvHeads, Math.Abs(vocab), seq);
-        if (heads > 0 && dim % heads != 0)
+        if (dim is <= 0 or > 1 << 16 || hidden is <= 0 or > 1 << 18 || layers is < 1 or > 1024 || heads is <= 0 or > 1 << 12 || kvHeads is <= 0 or > 1 << 12
+            || vocab == 0 || Math.Abs((long)vocab) > 1 << 22 || seq is <= 0 or > 1 << 22)
         {
-            throw new ModelFormatException(path, $"invalid configuration: dim {dim} not divisible by heads {heads}");
+            throw new ModelFormatException(path, $"header values are implausible (not a llama2.c checkpoint?): dim {dim}, hidden_dim {hidden}, n_layers {layers}, n_heads {heads}, n_kv_heads {kvHeads}, vocab_size {vocab}, seq_len {seq}");
         }
-        if (dim > 1 << 16 || hidden > 1 << 18 || layers > 4096 || Math.Abs((long)vocab) > 1 << 22 || seq > 1 << 22)
+        if (dim % heads != 0)
         {
-            throw new ModelFormatException(path, $"header values are implausible (not a llama2.c checkpoint?): {config}");
+            throw new ModelFormatException(path, $"invalid configuration: dim {dim} not divisible by n_heads {heads}");
         }
-        return config.Validated(path);
+        return LlamaConfig.Create(dim, hidden, layers, heads, kvHeads, Math.Abs(vocab), seq).Validated(path);
+    }
+
+    /// <summary>The exact size of a version-0 file with this header (run.c reads the arrays back to back).</summary>
+    public static long ExpectedBytes(LlamaConfig config, bool sharedClassifier)
+    {
+        long dim = config.Dim, hidden = config.HiddenDim, L = config.Layers, vocab = config.VocabSize;
+        long headDim = config.HeadDim, kvDim = config.KvDim, qDim = config.Heads * headDim;
+        long floats = vocab * dim + L * dim + L * qDim * dim + 2 * L * kvDim * dim + L * dim * qDim + L * dim
+                      + 3 * L * hidden * dim + dim + 2 * config.MaxSequenceLength * headDim / 2 + (sharedClassifier ? 0 : vocab * dim);
+        return HeaderBytes + floats * 4;
+    }
+
+    /// <summary>Throws unless the file is exactly as long as its header says.</summary>
+    public static void CheckSize(LlamaConfig config, bool sharedClassifier, long fileBytes, string path)
+    {
+        long expected = ExpectedBytes(config, sharedClassifier);
+        if (fileBytes < expected)
+        {
+            throw new ModelFormatException(path, $"truncated: the header ({config.Dim}x{config.HiddenDim}, {config.Layers} layers, vocab {config.VocabSize}) needs {expected} bytes, the file has {fileBytes}");
+        }
+        if (fileBytes > expected)
+        {
+            throw new ModelFormatException(path, $"{fileBytes - expected} unexpected trailing bytes after {expected} (wrong shared-classifier sign or not a version-0 checkpoint)");
+        }
     }
 
     public static LlamaModel Load(string path, IProgress<float>? progress = null, CancellationToken cancellationToken = default,
@@ -52,19 +76,9 @@ public static unsafe class Llama2cCheckpoint
         try
         {
             var config = ReadConfig(file.Span(0, (int)Math.Min(file.Length, HeaderBytes)), path, out bool shared);
+            CheckSize(config, shared, file.Length, path);
             long dim = config.Dim, hidden = config.HiddenDim, L = config.Layers, vocab = config.VocabSize;
             long headDim = config.HeadDim, kvDim = config.KvDim, qDim = config.Heads * headDim;
-            long floats = vocab * dim + L * dim + L * qDim * dim + 2 * L * kvDim * dim + L * dim * qDim + L * dim
-                          + 3 * L * hidden * dim + dim + 2 * config.MaxSequenceLength * headDim / 2 + (shared ? 0 : vocab * dim);
-            long expected = HeaderBytes + floats * 4;
-            if (file.Length < expected)
-            {
-                throw new ModelFormatException(path, $"truncated: the header ({config.Dim}x{config.HiddenDim}, {config.Layers} layers, vocab {config.VocabSize}) needs {expected} bytes, the file has {file.Length}");
-            }
-            if (file.Length > expected)
-            {
-                throw new ModelFormatException(path, $"{file.Length - expected} unexpected trailing bytes after {expected} (wrong shared-classifier sign or not a version-0 checkpoint)");
-            }
 
             float* p = (float*)(file.Pointer + HeaderBytes);
             float* Take(long count)

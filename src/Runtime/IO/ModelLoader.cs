@@ -79,12 +79,15 @@ public static class ModelInspector
             default:
             {
                 var header = new byte[Llama2cCheckpoint.HeaderBytes];
+                long length;
                 using (var fs = File.OpenRead(path))
                 {
                     int read = fs.ReadAtLeast(header, header.Length, throwOnEndOfStream: false);
                     Array.Resize(ref header, read);
+                    length = fs.Length;
                 }
                 var c = Llama2cCheckpoint.ReadConfig(header, path, out bool shared);
+                Llama2cCheckpoint.CheckSize(c, shared, length, path);
                 long d = c.Dim, h = c.HiddenDim, L = c.Layers, kv = c.KvDim, q = c.Heads * c.HeadDim;
                 var t = new List<TensorSummary>
                 {

@@ -50,40 +50,89 @@ public static class Safetensors
         }
         using (doc)
         {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                throw new ModelFormatException(path, "header must be a JSON object");
+            }
             foreach (var prop in doc.RootElement.EnumerateObject())
             {
                 if (prop.Name == "__metadata__")
                 {
+                    if (prop.Value.ValueKind != JsonValueKind.Object)
+                    {
+                        throw new ModelFormatException(path, "__metadata__ must be an object of strings");
+                    }
                     foreach (var m in prop.Value.EnumerateObject())
                     {
                         meta[m.Name] = m.Value.ToString();
                     }
                     continue;
                 }
-                try
+                if (tensors.Any(t => t.Name == prop.Name))
                 {
-                    string dtype = prop.Value.GetProperty("dtype").GetString()!;
-                    long[] shape = prop.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()).ToArray();
-                    var offs = prop.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
-                    if (offs.Length != 2 || offs[0] < 0 || offs[1] < offs[0] || dataStart + offs[1] > fs.Length)
-                    {
-                        throw new ModelFormatException(path, $"tensor {prop.Name}: data_offsets [{string.Join(",", offs)}] outside the {fs.Length - dataStart}-byte data section (truncated?)");
-                    }
-                    long elementSize = dtype switch { "F32" or "I32" or "U32" => 4, "F16" or "BF16" or "I16" or "U16" => 2, "F64" or "I64" or "U64" => 8, _ => 1 };
-                    long count = shape.Aggregate(1L, (a, b) => a * b);
-                    if (count * elementSize != offs[1] - offs[0])
-                    {
-                        throw new ModelFormatException(path, $"tensor {prop.Name}: {offs[1] - offs[0]} bytes do not hold shape [{string.Join(", ", shape)}] of {dtype}");
-                    }
-                    tensors.Add(new SafetensorsTensor(prop.Name, dtype, shape, dataStart + offs[0], offs[1] - offs[0], path));
+                    throw new ModelFormatException(path, $"tensor {prop.Name} appears twice in the header");
                 }
-                catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
-                {
-                    throw new ModelFormatException(path, $"tensor {prop.Name}: malformed header entry", e);
-                }
+                tensors.Add(Entry(path, prop, dataStart));
             }
         }
+        // As the safetensors library: the entries cover the data section back to back, from its
+        // first byte to the end of the file, so no two tensors share bytes and none is hidden.
+        long next = dataStart;
+        foreach (var t in tensors.OrderBy(t => t.Offset).ThenBy(t => t.ByteLength))
+        {
+            if (t.Offset != next)
+            {
+                throw new ModelFormatException(path, $"tensor {t.Name}: data_offsets start at {t.Offset - dataStart}, expected {next - dataStart} (overlapping tensors or a gap in the data)");
+            }
+            next += t.ByteLength;
+        }
+        if (next != fs.Length)
+        {
+            throw new ModelFormatException(path, $"the tensors end at byte {next} but the file has {fs.Length} (truncated, or data no tensor describes)");
+        }
         return (tensors, meta);
+    }
+
+    private static SafetensorsTensor Entry(string path, JsonProperty prop, long dataStart)
+    {
+        try
+        {
+            string dtype = prop.Value.GetProperty("dtype").GetString() ?? throw new InvalidOperationException("dtype is null");
+            long elementSize = dtype switch
+            {
+                "F64" or "I64" or "U64" => 8,
+                "F32" or "I32" or "U32" => 4,
+                "F16" or "BF16" or "I16" or "U16" => 2,
+                "I8" or "U8" or "BOOL" or "F8_E4M3" or "F8_E5M2" => 1,
+                _ => throw new ModelFormatException(path, $"tensor {prop.Name}: unknown dtype '{dtype}'"),
+            };
+            long count = 1;
+            var shape = new List<long>();
+            foreach (var e in prop.Value.GetProperty("shape").EnumerateArray())
+            {
+                long d = e.GetInt64();
+                if (d < 0 || d > 0 && count > long.MaxValue / elementSize / d)
+                {
+                    throw new ModelFormatException(path, $"tensor {prop.Name}: shape entry {d} is negative or makes the size overflow");
+                }
+                count *= d;
+                shape.Add(d);
+            }
+            var offs = prop.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+            if (offs.Length != 2 || offs[0] < 0 || offs[1] < offs[0])
+            {
+                throw new ModelFormatException(path, $"tensor {prop.Name}: data_offsets [{string.Join(",", offs)}] must be two byte offsets, begin ≤ end");
+            }
+            if (count * elementSize != offs[1] - offs[0])
+            {
+                throw new ModelFormatException(path, $"tensor {prop.Name}: {offs[1] - offs[0]} bytes do not hold shape [{string.Join(", ", shape)}] of {dtype}");
+            }
+            return new SafetensorsTensor(prop.Name, dtype, shape.ToArray(), dataStart + offs[0], offs[1] - offs[0], path);
+        }
+        catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new ModelFormatException(path, $"tensor {prop.Name}: malformed header entry (needs dtype, shape and data_offsets)", e);
+        }
     }
 
     /// <summary>Writes tensors (name, shape, dtype, raw little-endian bytes) as one safetensors file.</summary>

@@ -59,8 +59,14 @@ public sealed class TextGenerator
     public async IAsyncEnumerable<string> GenerateAsync(string prompt, GenerationOptions options,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         var model = _transformer.Model;
+        ObjectDisposedException.ThrowIf(model.IsDisposed, model);
         int[] promptTokens = _tokenizer.Encode(prompt, addBos: true, addEos: false);
+        if (promptTokens.Length > model.Config.MaxSequenceLength)
+        {
+            throw new ArgumentException($"the prompt has {promptTokens.Length} tokens, more than the model's context of {model.Config.MaxSequenceLength}", nameof(prompt));
+        }
         int steps = options.Steps <= 0 || options.Steps > model.Config.MaxSequenceLength ? model.Config.MaxSequenceLength : options.Steps;
         var sampler = new Sampler(model.Config.VocabSize, options.Temperature, options.TopP, options.Seed);
         var logits = sampler.IsGreedy ? Array.Empty<float>() : new float[model.Config.VocabSize];
@@ -98,7 +104,7 @@ public sealed class TextGenerator
         Kv?.BeforePrompt((HostKvCache)cache, prefillCount);
         using (Profiler?.Step(Profiler.Prefill, prefillCount))
         {
-            _transformer.Forward(promptTokens.AsSpan(0, prefillCount), 0, cache, LogitsMode.Last);
+            _transformer.Forward(promptTokens.AsSpan(0, prefillCount), 0, cache, LogitsMode.Last, cancellationToken);
         }
         Kv?.AfterPrompt((HostKvCache)cache, prefillCount);
         var prefillTime = clock.Elapsed;
@@ -139,7 +145,7 @@ public sealed class TextGenerator
             }
             using (Profiler?.Step(Profiler.Decode, 1))
             {
-                _transformer.Forward(new[] { token }, pos, cache, LogitsMode.Last);
+                _transformer.Forward(new[] { token }, pos, cache, LogitsMode.Last, cancellationToken);
                 Kv?.AfterStep((HostKvCache)cache);
             }
             await Task.Yield();

@@ -33,6 +33,7 @@ public sealed class Transformer : IDisposable
 
     public Transformer(LlamaModel model, ITransformerOps ops, int maxBatch = 256)
     {
+        ObjectDisposedException.ThrowIf(model.IsDisposed, model);
         Model = model;
         _ops = ops;
         _maxBatch = Math.Max(1, maxBatch);
@@ -78,8 +79,11 @@ public sealed class Transformer : IDisposable
     /// Runs <paramref name="tokens"/> at positions startPosition.. (appending to the cache) and
     /// leaves the requested logits in <see cref="Logits"/>.
     /// </summary>
-    public void Forward(ReadOnlySpan<int> tokens, int startPosition, IKvCache cache, LogitsMode mode)
+    /// <param name="cancellationToken">Checked between chunks and between layers, so a long prefill stops within one layer's time.</param>
+    public void Forward(ReadOnlySpan<int> tokens, int startPosition, IKvCache cache, LogitsMode mode, CancellationToken cancellationToken = default)
     {
+        cancellationToken.ThrowIfCancellationRequested();
+        using var lease = Model.Use();
         if (tokens.Length == 0)
         {
             throw new ArgumentException("no tokens to run", nameof(tokens));
@@ -106,7 +110,7 @@ public sealed class Transformer : IDisposable
             {
                 positions[i] = startPosition + off + i;
             }
-            RunChunk(tokens.Slice(off, n), positions, cache, chunkMode, mode == LogitsMode.All ? off * vocab : 0);
+            RunChunk(tokens.Slice(off, n), positions, cache, chunkMode, mode == LogitsMode.All ? off * vocab : 0, cancellationToken);
         }
         _logitRows = mode switch { LogitsMode.All => tokens.Length, LogitsMode.Last => 1, _ => 0 };
     }
@@ -123,6 +127,7 @@ public sealed class Transformer : IDisposable
             throw new ArgumentException($"hidden has {hidden.Length} floats: need n·{dim} with 0 < n ≤ {_maxBatch}", nameof(hidden));
         }
         int n = hidden.Length / dim;
+        using var lease = Model.Use();
         EnsureActivations();
         Span<int> positions = new int[n];
         for (int i = 0; i < n; i++)
@@ -148,12 +153,13 @@ public sealed class Transformer : IDisposable
         return result;
     }
 
-    private void RunChunk(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, IKvCache cache, LogitsMode mode, int logitOffset)
+    private void RunChunk(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, IKvCache cache, LogitsMode mode, int logitOffset, CancellationToken cancellationToken)
     {
         var c = Model.Config;
         int n = tokens.Length;
         EnsureActivations();
         _ops.Embed(Model.TokenEmbedding, tokens, _x!);
+        CheckFinite(_x!, 0, n * c.Dim, -1, "token embedding");
         _lastAttention = null;
         var prune = mode == LogitsMode.All ? null : TokenPruning;
         int[]? prunedPositions = null;
@@ -167,6 +173,7 @@ public sealed class Transformer : IDisposable
         int stage = 0;
         for (int l = 0; l < Model.Layers.Count; l++)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             while (prune is not null && stage < prune.StageLayers.Count && prune.StageLayers[stage] <= l)
             {
                 stage++;
@@ -180,7 +187,9 @@ public sealed class Transformer : IDisposable
             var layerPositions = prunedPositions is null ? positions : prunedPositions.AsSpan(0, n);
             Observer?.OnBlockInput(l, _x!, n);
             AttentionBlock(l, layer, n, layerPositions, cache);
+            CheckFinite(_x!, 0, n * c.Dim, l, "attention");
             MlpBlock(l, layer, n, prompt: mode != LogitsMode.All && tokens.Length > 1);
+            CheckFinite(_x!, 0, n * c.Dim, l, "MLP");
             if (perLayer is not null)
             {
                 perLayer[l] = n;
@@ -200,6 +209,7 @@ public sealed class Transformer : IDisposable
             _ops.Copy(_x!, (n - 1) * c.Dim, _last!, 0, c.Dim);
             _ops.RmsNorm(_last!, Model.FinalNorm, c.NormEpsilon, 1, _xb!);
             _ops.MatMul(Model.Classifier, _xb!, 1, _logits!);
+            CheckFinite(_logits!, 0, c.VocabSize, -1, "final norm and classifier");
             return;
         }
         _ops.RmsNorm(_x!, Model.FinalNorm, c.NormEpsilon, n, _xb!);
@@ -212,6 +222,16 @@ public sealed class Transformer : IDisposable
             using var tmp = _ops.Allocate(n * c.VocabSize);
             _ops.MatMul(Model.Classifier, _xb!, n, tmp);
             _ops.Copy(tmp, 0, _logits!, logitOffset, n * c.VocabSize);
+        }
+        CheckFinite(_logits!, logitOffset, n * c.VocabSize, -1, "final norm and classifier");
+    }
+
+    /// <summary>Stops the pass at the first block whose output holds NaN or infinity (one scan of n·dim values: negligible beside the block's matmuls).</summary>
+    private void CheckFinite(DeviceTensor x, int offset, int count, int layer, string block)
+    {
+        if (!_ops.AllFinite(x, offset, count))
+        {
+            throw new NonFiniteValuesException(Model.Source, layer, block);
         }
     }
 

@@ -10,6 +10,9 @@ namespace Kernels.Runtime.Model;
 public sealed class LlamaModel : IDisposable
 {
     private readonly List<IDisposable> _owned = new();
+    private readonly object _gate = new();
+    private int _users;
+    private bool _disposed;
 
     public LlamaModel(LlamaConfig config, WeightMatrix embedding, IReadOnlyList<LlamaLayer> layers, float[] finalNorm,
         WeightMatrix classifier, string source)
@@ -71,6 +74,10 @@ public sealed class LlamaModel : IDisposable
             CheckShape(l.Gate, c.HiddenDim, c.Dim, p + "ffn_gate");
             CheckShape(l.Up, c.HiddenDim, c.Dim, p + "ffn_up");
             CheckShape(l.Down, c.Dim, c.HiddenDim, p + "ffn_down");
+            int source = l.SharesKvWith;
+            Check(source == -1 || source >= 0 && source < i && Layers[source].SharesKvWith == -1 && Layers[source].KvHeads == l.KvHeads,
+                p + "attn (kernels.kv_share_source)",
+                $"shares the KV cache of layer {source}: must be -1 or an earlier layer with its own cache and the same {l.KvHeads} kv heads");
         }
 
         void CheckShape(WeightMatrix m, int rows, int cols, string name) =>
@@ -80,8 +87,53 @@ public sealed class LlamaModel : IDisposable
     /// <summary>Re-runs the shape checks after an edit (pruning, head removal).</summary>
     public void Revalidate() => Validate();
 
+    /// <summary>
+    /// Marks the weights in use until the returned lease is disposed (each forward pass holds one):
+    /// <see cref="Dispose"/> waits for running passes instead of freeing memory under them, and a
+    /// disposed model throws <see cref="ObjectDisposedException"/>.
+    /// </summary>
+    public Lease Use()
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _users++;
+        }
+        return new Lease(this);
+    }
+
+    public bool IsDisposed => Volatile.Read(ref _disposed);
+
+    /// <summary>A forward pass's hold on the weights.</summary>
+    public readonly struct Lease(LlamaModel model) : IDisposable
+    {
+        public void Dispose()
+        {
+            lock (model._gate)
+            {
+                if (--model._users == 0)
+                {
+                    Monitor.PulseAll(model._gate);
+                }
+            }
+        }
+    }
+
+    /// <summary>Frees the weights once every running forward pass has finished (new ones are refused from now on).</summary>
     public void Dispose()
     {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            _disposed = true;
+            while (_users > 0)
+            {
+                Monitor.Wait(_gate);
+            }
+        }
         var seen = new HashSet<object>(ReferenceEqualityComparer.Instance);
         void D(IDisposable? d)
         {

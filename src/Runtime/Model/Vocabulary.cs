@@ -25,6 +25,17 @@ public sealed class Vocabulary
         {
             throw new ModelFormatException(source, $"vocabulary arrays disagree: {pieces.Length} pieces, {scores.Length} scores, {kinds?.Length} kinds");
         }
+        if (pieces.Length == 0)
+        {
+            throw new ModelFormatException(source, "the vocabulary is empty");
+        }
+        foreach (var (name, id) in new[] { ("bos", bos), ("eos", eos), ("unknown", unknown) })
+        {
+            if ((uint)id >= (uint)pieces.Length)
+            {
+                throw new ModelFormatException(source, $"{name} token id {id} is outside the {pieces.Length}-token vocabulary");
+            }
+        }
         Pieces = pieces;
         Scores = scores;
         Kinds = kinds ?? InferKinds(pieces);

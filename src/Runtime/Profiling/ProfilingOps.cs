@@ -155,6 +155,8 @@ public sealed class ProfilingOps : ITransformerOps
         t.Stop(this, ProfilePart.Other);
     }
 
+    public bool AllFinite(DeviceTensor x, int offset, int count) => Inner.AllFinite(x, offset, count);
+
     public int ArgMax(DeviceTensor source, int offset, int count)
     {
         var t = Timer.Start();

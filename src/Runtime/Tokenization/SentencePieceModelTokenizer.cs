@@ -18,18 +18,26 @@ public sealed class SentencePieceModelTokenizer : ITokenizer
     public SentencePieceModelTokenizer(string path)
     {
         _source = path;
+        FileStream stream;
         try
         {
-            using var stream = File.OpenRead(path);
-            _tokenizer = LlamaTokenizer.Create(stream, addBeginOfSentence: false, addEndOfSentence: false);
+            stream = File.OpenRead(path);
         }
         catch (FileNotFoundException e)
         {
             throw new FileNotFoundException($"{path}: tokenizer model not found", path, e);
         }
-        catch (Exception e) when (e is not ModelFormatException and not IOException)
+        using (stream)
         {
-            throw new ModelFormatException(path, "not a SentencePiece model (protobuf ModelProto) that LlamaTokenizer can read", e);
+            try
+            {
+                _tokenizer = LlamaTokenizer.Create(stream, addBeginOfSentence: false, addEndOfSentence: false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // Protobuf's own errors derive from IOException and say nothing of the file: name it.
+                throw new ModelFormatException(path, $"not a SentencePiece model (protobuf ModelProto) that LlamaTokenizer can read: {e.Message}", e);
+            }
         }
         var vocab = _tokenizer.Vocabulary;
         _pieces = new byte[vocab.Count][];

@@ -37,7 +37,7 @@ public sealed class BadInputTests
         BitConverter.GetBytes(64).CopyTo(header, 0);
         BitConverter.GetBytes(-3).CopyTo(header, 12); // negative heads
         File.WriteAllBytes(tmp.File("g.bin"), header);
-        Assert.Contains("invalid configuration", Fails(tmp.File("g.bin")).Message);
+        Assert.Contains("n_heads -3", Fails(tmp.File("g.bin")).Message);
         File.WriteAllBytes(tmp.File("e.bin"), Array.Empty<byte>());
         Assert.Contains("empty", Fails(tmp.File("e.bin")).Message);
     }
