@@ -13,6 +13,9 @@ namespace Kernels.Runtime.IO;
 /// </summary>
 public static unsafe class HfFolder
 {
+    /// <summary>JSON as the files must be: a key given twice is an error, not "last one wins".</summary>
+    internal static readonly JsonDocumentOptions StrictJson = new() { AllowDuplicateProperties = false };
+
     public static bool IsHfFolder(string path) => Directory.Exists(path) && File.Exists(System.IO.Path.Combine(path, "config.json"));
 
     public static LlamaConfig ReadConfig(string folder)
@@ -21,7 +24,7 @@ public static unsafe class HfFolder
         JsonNode root;
         try
         {
-            root = JsonNode.Parse(File.ReadAllText(path)) ?? throw new ModelFormatException(path, "empty JSON");
+            root = JsonNode.Parse(File.ReadAllText(path), documentOptions: StrictJson) ?? throw new ModelFormatException(path, "empty JSON");
         }
         catch (JsonException e)
         {
@@ -94,7 +97,7 @@ public static unsafe class HfFolder
             JsonNode? root;
             try
             {
-                root = JsonNode.Parse(File.ReadAllText(index));
+                root = JsonNode.Parse(File.ReadAllText(index), documentOptions: StrictJson);
             }
             catch (JsonException e)
             {

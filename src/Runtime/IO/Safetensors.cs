@@ -42,7 +42,7 @@ public static class Safetensors
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(json);
+            doc = JsonDocument.Parse(json, HfFolder.StrictJson);
         }
         catch (JsonException e)
         {
@@ -50,31 +50,50 @@ public static class Safetensors
         }
         using (doc)
         {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            try
             {
-                throw new ModelFormatException(path, "header must be a JSON object");
+                ReadEntries(doc, path, dataStart, tensors, meta);
             }
-            foreach (var prop in doc.RootElement.EnumerateObject())
+            catch (InvalidOperationException e)
             {
-                if (prop.Name == "__metadata__")
-                {
-                    if (prop.Value.ValueKind != JsonValueKind.Object)
-                    {
-                        throw new ModelFormatException(path, "__metadata__ must be an object of strings");
-                    }
-                    foreach (var m in prop.Value.EnumerateObject())
-                    {
-                        meta[m.Name] = m.Value.ToString();
-                    }
-                    continue;
-                }
-                if (tensors.Any(t => t.Name == prop.Name))
-                {
-                    throw new ModelFormatException(path, $"tensor {prop.Name} appears twice in the header");
-                }
-                tensors.Add(Entry(path, prop, dataStart));
+                // System.Text.Json reports invalid UTF-8 inside names and strings only when they are read.
+                throw new ModelFormatException(path, $"header is not valid JSON text: {e.Message}", e);
             }
         }
+        CheckCoverage(path, tensors, dataStart, fs.Length);
+        return (tensors, meta);
+    }
+
+    private static void ReadEntries(JsonDocument doc, string path, long dataStart, List<SafetensorsTensor> tensors, Dictionary<string, string> meta)
+    {
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+        {
+            throw new ModelFormatException(path, "header must be a JSON object");
+        }
+        foreach (var prop in doc.RootElement.EnumerateObject())
+        {
+            if (prop.Name == "__metadata__")
+            {
+                if (prop.Value.ValueKind != JsonValueKind.Object)
+                {
+                    throw new ModelFormatException(path, "__metadata__ must be an object of strings");
+                }
+                foreach (var m in prop.Value.EnumerateObject())
+                {
+                    meta[m.Name] = m.Value.ToString();
+                }
+                continue;
+            }
+            if (tensors.Any(t => t.Name == prop.Name))
+            {
+                throw new ModelFormatException(path, $"tensor {prop.Name} appears twice in the header");
+            }
+            tensors.Add(Entry(path, prop, dataStart));
+        }
+    }
+
+    private static void CheckCoverage(string path, List<SafetensorsTensor> tensors, long dataStart, long fileLength)
+    {
         // As the safetensors library: the entries cover the data section back to back, from its
         // first byte to the end of the file, so no two tensors share bytes and none is hidden.
         long next = dataStart;
@@ -86,11 +105,10 @@ public static class Safetensors
             }
             next += t.ByteLength;
         }
-        if (next != fs.Length)
+        if (next != fileLength)
         {
-            throw new ModelFormatException(path, $"the tensors end at byte {next} but the file has {fs.Length} (truncated, or data no tensor describes)");
+            throw new ModelFormatException(path, $"the tensors end at byte {next} but the file has {fileLength} (truncated, or data no tensor describes)");
         }
-        return (tensors, meta);
     }
 
     private static SafetensorsTensor Entry(string path, JsonProperty prop, long dataStart)

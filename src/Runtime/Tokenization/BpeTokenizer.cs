@@ -32,7 +32,9 @@ public sealed class BpeTokenizer : ITokenizer
         }
         for (int b = 0; b < 256; b++)
         {
-            _byteTokens[b] = _ids.TryGetValue(Key(Encoding.ASCII.GetBytes($"<0x{b:X2}>")), out int id) ? id : b + 3;
+            // llama2.c's byte fallback (id = byte + 3) where the vocabulary has those ids; otherwise <unk>.
+            _byteTokens[b] = _ids.TryGetValue(Key(Encoding.ASCII.GetBytes($"<0x{b:X2}>")), out int id) ? id
+                : b + 3 < vocabulary.Count ? b + 3 : vocabulary.Unknown;
         }
         _decoded = new byte[vocabulary.Count][];
         for (int i = 0; i < vocabulary.Count; i++)

@@ -56,7 +56,7 @@ public sealed class PeerCliTests
         Assert.Contains("13b", stderr);
         (code, _, stderr) = CliTests.Run("synth", "--layers", "0", "--out", tmp.File("x.gguf"));
         Assert.NotEqual(0, code);
-        Assert.Contains("--layers 0", stderr);
+        Assert.Contains("--layers: 0 is outside [1, 1024]", stderr);
         (code, _, stderr) = CliTests.Run("synth", "--shape", "small", "--out", tmp.File("x.gguf"), "--vocab", tmp.File("missing.model"));
         Assert.NotEqual(0, code);
         Assert.Contains("missing.model", stderr);
