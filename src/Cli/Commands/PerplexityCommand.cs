@@ -40,6 +40,10 @@ internal static class PerplexityCommand
                 var tokenizer = CommonOptions.LoadTokenizer(model, parse.GetValue(common.Tokenizer));
                 using var ops = CommonOptions.CreateOps(parse.GetValue(common.Device)!);
                 int ctx = parse.GetValue(context);
+                if (ctx > model.Config.MaxSequenceLength)
+                {
+                    throw new ArgumentException($"--context {ctx} exceeds the model's context of {model.Config.MaxSequenceLength}");
+                }
                 if (!Backends.IsHost(ops) && (dip.Get(parse) is not null || kv.Get(parse) is not null))
                 {
                     throw new NotSupportedException("--kv-policy and --dip-* run on the host backends (--device cpu or reference); the GPU backend keeps the full cache and the dense MLP");
