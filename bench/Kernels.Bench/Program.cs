@@ -5,12 +5,18 @@ namespace Kernels.Bench;
 /// <summary>
 /// BenchmarkDotNet entry point: <c>dotnet run -c Release --project bench/Kernels.Bench -- --filter '*Gemv*'</c>;
 /// <c>-- side-by-side SHAPE N</c> times dense / 2:4 / 4:8 round-robin instead (<see cref="SideBySide"/>),
-/// <c>-- side-by-side-quant SHAPE N</c> the quantized formats against dense F16 (<see cref="QuantizedSideBySide"/>).
+/// <c>-- side-by-side-quant SHAPE N</c> the quantized formats against dense F16 (<see cref="QuantizedSideBySide"/>),
+/// <c>-- cancel-latency [layers] [prompt] [rounds]</c> how fast a cancelled prefill stops (<see cref="CancelLatency"/>).
 /// </summary>
 public static class Program
 {
     public static void Main(string[] args)
     {
+        if (args.Length > 0 && args[0] == "cancel-latency")
+        {
+            CancelLatency.Run(args[1..]);
+            return;
+        }
         if (args.Length > 0 && args[0] is "side-by-side" or "side-by-side-quant")
         {
             try

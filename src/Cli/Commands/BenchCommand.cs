@@ -103,7 +103,7 @@ internal static class BenchCommand
                 if (parse.GetValue(kvPolicy) is { } policy)
                 {
                     // KV comparison: dense weights, full cache vs the policy's budget.
-                    var kvOptions = new Kernels.Runtime.Caching.KvCacheOptions { Policy = Kernels.Runtime.Caching.KvCacheOptions.ParsePolicy(policy) }.WithBudget(parse.GetValue(kvBudget)!);
+                    var kvOptions = new Kernels.Runtime.Caching.KvCacheOptions { Policy = Kernels.Runtime.Caching.KvCacheOptions.ParsePolicy(policy) }.WithBudget(parse.GetValue(kvBudget)!, "--kv-budget");
                     variants = valueTypes.SelectMany(t => new[]
                     {
                         new Variant($"dense {t}", t, null),

@@ -34,6 +34,6 @@ internal sealed class KvOptions
             RecentFraction = parse.GetValue(Recent),
             ProtectedTokens = parse.GetValue(Protect),
             SinkTokens = parse.GetValue(Sinks),
-        }.WithBudget(parse.GetValue(Budget)!);
+        }.WithBudget(parse.GetValue(Budget)!, "--kv-budget");
     }
 }

@@ -61,7 +61,8 @@ public sealed record KvCacheOptions
     };
 
     /// <summary>"0.5" → fraction of the prompt, "128" → tokens.</summary>
-    public KvCacheOptions WithBudget(string text)
+    /// <param name="source">Where the text came from (an option name), for the error message.</param>
+    public KvCacheOptions WithBudget(string text, string source = "KV budget")
     {
         if (double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v))
         {
@@ -74,6 +75,6 @@ public sealed record KvCacheOptions
                 return this with { BudgetTokens = (int)v };
             }
         }
-        throw new FormatException($"'{text}' is not a KV budget (a fraction in (0, 1] of the prompt, or a token count)");
+        throw new FormatException($"{source}: '{text}' is not a KV budget (a fraction in (0, 1] of the prompt, or a token count)");
     }
 }

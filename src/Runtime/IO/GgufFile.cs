@@ -271,6 +271,10 @@ public sealed unsafe class GgufFile : IDisposable
         // Smallest possible entries: a tensor (empty name, rank, one dim, type, offset), a key-value (empty key, type, one byte).
         long tensorCount = Count("tensor count", 8 + 4 + 8 + 4 + 8);
         long kvCount = Count("metadata count", 8 + 4 + 1);
+        if (tensorCount > MaxEntries || kvCount > MaxEntries)
+        {
+            throw new ModelFormatException(Path, $"{tensorCount} tensors and {kvCount} metadata keys: more than the {MaxEntries} this reader accepts (corrupt header?)");
+        }
         for (long i = 0; i < kvCount; i++)
         {
             string key = Str($"metadata key #{i}");
@@ -362,6 +366,9 @@ public sealed unsafe class GgufFile : IDisposable
 
     private const uint ArrayType = 9;
 
+    /// <summary>Tensors or keys a header may list (a 70B model has under 1,000 tensors).</summary>
+    private const long MaxEntries = 1 << 20;
+
     private object Value(uint type, string key) => type switch
     {
         0 => Byte(key),
@@ -418,34 +425,58 @@ public sealed unsafe class GgufFile : IDisposable
             throw new ModelFormatException(Path, $"metadata {key}: unknown array element type {elementType}");
         }
         long count = Count($"{key} array length", ElementBytes(elementType));
-        switch (elementType)
+        if (elementType == 8)
         {
-            case 8:
-                var strings = new string[count];
-                for (long i = 0; i < count; i++)
-                {
-                    strings[i] = Str($"{key}[{i}]");
-                }
-                return strings;
-            case 6:
-                Need(count * 4, key);
-                var floats = new ReadOnlySpan<float>(File.Pointer + _pos, (int)count).ToArray();
-                _pos += count * 4;
-                return floats;
-            case 5:
-                Need(count * 4, key);
-                var ints = new ReadOnlySpan<int>(File.Pointer + _pos, (int)count).ToArray();
-                _pos += count * 4;
-                return ints;
-            default:
-                var values = new object[count];
-                for (long i = 0; i < count; i++)
-                {
-                    values[i] = Value(elementType, $"{key}[{i}]");
-                }
-                return values;
+            var strings = new string[count];
+            for (long i = 0; i < count; i++)
+            {
+                strings[i] = Str($"{key}[{i}]");
+            }
+            return strings;
         }
+        // Scalars become typed arrays (never boxed one by one), so an array costs what its bytes do.
+        Need(count * ElementBytes(elementType), key);
+        var bytes = new ReadOnlySpan<byte>(File.Pointer + _pos, (int)(count * ElementBytes(elementType)));
+        _pos += bytes.Length;
+        return elementType switch
+        {
+            0 => bytes.ToArray(),
+            1 => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, sbyte>(bytes).ToArray(),
+            2 => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes).ToArray(),
+            3 => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, short>(bytes).ToArray(),
+            4 => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(bytes).ToArray(),
+            5 => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, int>(bytes).ToArray(),
+            6 => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).ToArray(),
+            7 => Bools(bytes, key),
+            10 => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(bytes).ToArray(),
+            11 => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(bytes).ToArray(),
+            _ => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, double>(bytes).ToArray(),
+        };
     }
+
+    private bool[] Bools(ReadOnlySpan<byte> bytes, string key)
+    {
+        var result = new bool[bytes.Length];
+        for (int i = 0; i < bytes.Length; i++)
+        {
+            result[i] = bytes[i] <= 1 ? bytes[i] == 1 : throw new ModelFormatException(Path, $"metadata {key}[{i}]: bool byte {bytes[i]} is neither 0 nor 1");
+        }
+        return result;
+    }
+
+    /// <summary>An integer array of any GGUF integer element type as longs, or null for anything else.</summary>
+    public static long[]? IntegerArray(object value) => value switch
+    {
+        byte[] a => a.Select(x => (long)x).ToArray(),
+        sbyte[] a => a.Select(x => (long)x).ToArray(),
+        ushort[] a => a.Select(x => (long)x).ToArray(),
+        short[] a => a.Select(x => (long)x).ToArray(),
+        uint[] a => a.Select(x => (long)x).ToArray(),
+        int[] a => a.Select(x => (long)x).ToArray(),
+        long[] a => a,
+        ulong[] a when a.All(x => x <= long.MaxValue) => a.Select(x => (long)x).ToArray(),
+        _ => null,
+    };
 
     public void Dispose() => File.Dispose();
 }

@@ -149,12 +149,7 @@ public static unsafe class GgufModelLoader
         {
             return (int)gguf.GetInt(key, 0, 1, dim);
         }
-        var counts = v switch
-        {
-            int[] a => a.Select(x => (long)x).ToArray(),
-            object[] o when o.All(x => x is byte or ushort or uint or short or sbyte) => o.Select(x => Convert.ToInt64(x, System.Globalization.CultureInfo.InvariantCulture)).ToArray(),
-            _ => throw new ModelFormatException(gguf.Path, $"metadata {key} must be an integer or an array of integers"),
-        };
+        var counts = GgufFile.IntegerArray(v) ?? throw new ModelFormatException(gguf.Path, $"metadata {key} must be an integer or an array of integers");
         if (counts.Length != layers || counts.Any(c => c < 1 || c > dim))
         {
             throw new ModelFormatException(gguf.Path, $"metadata {key} must hold {layers} counts (one per layer) in [1, {dim}]; it holds {counts.Length}: [{string.Join(", ", counts.Take(8))}{(counts.Length > 8 ? ", ..." : "")}]");
@@ -167,8 +162,7 @@ public static unsafe class GgufModelLoader
         gguf.Metadata.GetValueOrDefault(key) switch
         {
             null => fallback,
-            int[] a => a[layer],
-            object[] o => Convert.ToInt32(o[layer], System.Globalization.CultureInfo.InvariantCulture),
+            System.Array a => (int)GgufFile.IntegerArray(a)![layer], // MaxHeads checked the array
             _ => (int)gguf.Get<long>(key),
         };
 

@@ -22,9 +22,25 @@ public sealed class GgufWriter
     /// <summary>Called after each tensor's data is written with (tensors written, total).</summary>
     public Action<int, int>? TensorWritten { get; init; }
 
+    /// <summary>
+    /// Sets a metadata key (a key set twice keeps the last value: GGUF forbids duplicates).
+    /// general.alignment is the writer's own (<see cref="Alignment"/>): a copied one is dropped.
+    /// </summary>
     public GgufWriter Add(string key, object value)
     {
-        _metadata.Add((key, value));
+        if (key == "general.alignment")
+        {
+            return this;
+        }
+        int at = _metadata.FindIndex(m => m.Key == key);
+        if (at >= 0)
+        {
+            _metadata[at] = (key, value);
+        }
+        else
+        {
+            _metadata.Add((key, value));
+        }
         return this;
     }
 
@@ -138,9 +154,30 @@ public sealed class GgufWriter
                     w.Write(i);
                 }
                 break;
+            case sbyte x: w.Write(1u); w.Write(x); break;
+            case ushort x: w.Write(2u); w.Write(x); break;
+            case short x: w.Write(3u); w.Write(x); break;
+            case byte[] a: ScalarArray(w, 0, a); break;
+            case sbyte[] a: ScalarArray(w, 1, a); break;
+            case ushort[] a: ScalarArray(w, 2, a); break;
+            case short[] a: ScalarArray(w, 3, a); break;
+            case uint[] a: ScalarArray(w, 4, a); break;
+            case bool[] a: ScalarArray(w, 7, a); break;
+            case ulong[] a: ScalarArray(w, 10, a); break;
+            case long[] a: ScalarArray(w, 11, a); break;
+            case double[] a: ScalarArray(w, 12, a); break;
             default:
                 throw new ArgumentException($"unsupported GGUF metadata value type {v.GetType().Name}");
         }
+    }
+
+    /// <summary>An array of fixed-size scalars (as <see cref="GgufFile"/> reads them back: typed arrays).</summary>
+    private static void ScalarArray<T>(BinaryWriter w, uint elementType, T[] values) where T : unmanaged
+    {
+        w.Write(9u);
+        w.Write(elementType);
+        w.Write((ulong)values.Length);
+        w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
     }
 
     /// <summary>Writes a matrix row by row in <paramref name="type"/> (one row of floats in memory at a time).</summary>

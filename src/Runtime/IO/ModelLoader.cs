@@ -126,7 +126,7 @@ public static class ModelInspector
         string[] a => $"string[{a.Length}]",
         float[] a => $"float[{a.Length}]",
         int[] a => a.Length <= 16 ? "[" + string.Join(", ", a) + "]" : $"int[{a.Length}]",
-        object[] a => $"array[{a.Length}]",
+        Array a => $"{a.GetType().GetElementType()!.Name.ToLowerInvariant()}[{a.Length}]",
         IFormattable f => f.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
         _ => v.ToString() ?? "",
     };

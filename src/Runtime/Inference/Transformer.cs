@@ -79,7 +79,8 @@ public sealed class Transformer : IDisposable
     /// Runs <paramref name="tokens"/> at positions startPosition.. (appending to the cache) and
     /// leaves the requested logits in <see cref="Logits"/>.
     /// </summary>
-    /// <param name="cancellationToken">Checked between chunks and between layers, so a long prefill stops within one layer's time.</param>
+    /// <param name="cancellationToken">Checked between chunks, layers and the blocks of a layer, so a long prefill stops
+    /// within one matmul's time. A cancelled pass leaves the cache partly written: reset it before reuse.</param>
     public void Forward(ReadOnlySpan<int> tokens, int startPosition, IKvCache cache, LogitsMode mode, CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
@@ -188,7 +189,8 @@ public sealed class Transformer : IDisposable
             Observer?.OnBlockInput(l, _x!, n);
             AttentionBlock(l, layer, n, layerPositions, cache);
             CheckFinite(_x!, 0, n * c.Dim, l, "attention");
-            MlpBlock(l, layer, n, prompt: mode != LogitsMode.All && tokens.Length > 1);
+            cancellationToken.ThrowIfCancellationRequested();
+            MlpBlock(l, layer, n, prompt: mode != LogitsMode.All && tokens.Length > 1, cancellationToken);
             CheckFinite(_x!, 0, n * c.Dim, l, "MLP");
             if (perLayer is not null)
             {
@@ -341,7 +343,7 @@ public sealed class Transformer : IDisposable
     }
 
     /// <param name="prompt">The batch is a prompt whose logits are not scored (prefill before generation).</param>
-    private void MlpBlock(int l, LlamaLayer layer, int n, bool prompt)
+    private void MlpBlock(int l, LlamaLayer layer, int n, bool prompt, CancellationToken cancellationToken = default)
     {
         var c = Model.Config;
         _ops.RmsNorm(_x!, layer.FfnNorm, c.NormEpsilon, n, _xb!);
@@ -353,6 +355,7 @@ public sealed class Transformer : IDisposable
         Observer?.OnLinearInput(l, LinearKind.Gate, _xb!, n);
         _ops.MatMul([layer.Gate, layer.Up], _xb!, n, [_gate!, _up!]);
         _ops.SwiGlu(_gate!, _up!, n * c.HiddenDim, _h!);
+        cancellationToken.ThrowIfCancellationRequested(); // the MLP's two matmuls are a prefill's longest steps
         Observer?.OnLinearInput(l, LinearKind.Down, _h!, n);
         _ops.MatMul(layer.Down, _h!, n, _proj!);
         _ops.AddInPlace(_x!, _proj!, n * c.Dim);
