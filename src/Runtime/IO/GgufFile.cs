@@ -465,18 +465,20 @@ public sealed unsafe class GgufFile : IDisposable
     }
 
     /// <summary>An integer array of any GGUF integer element type as longs, or null for anything else.</summary>
-    public static long[]? IntegerArray(object value) => value switch
+    public static long[]? IntegerArray(object value)
     {
-        byte[] a => a.Select(x => (long)x).ToArray(),
-        sbyte[] a => a.Select(x => (long)x).ToArray(),
-        ushort[] a => a.Select(x => (long)x).ToArray(),
-        short[] a => a.Select(x => (long)x).ToArray(),
-        uint[] a => a.Select(x => (long)x).ToArray(),
-        int[] a => a.Select(x => (long)x).ToArray(),
-        long[] a => a,
-        ulong[] a when a.All(x => x <= long.MaxValue) => a.Select(x => (long)x).ToArray(),
-        _ => null,
-    };
+        // By exact type: the CLR lets sbyte[] match a byte[] pattern (and int[]/uint[], long[]/ulong[]).
+        var type = value.GetType();
+        return type == typeof(byte[]) ? ((byte[])value).Select(x => (long)x).ToArray()
+            : type == typeof(sbyte[]) ? ((sbyte[])value).Select(x => (long)x).ToArray()
+            : type == typeof(ushort[]) ? ((ushort[])value).Select(x => (long)x).ToArray()
+            : type == typeof(short[]) ? ((short[])value).Select(x => (long)x).ToArray()
+            : type == typeof(uint[]) ? ((uint[])value).Select(x => (long)x).ToArray()
+            : type == typeof(int[]) ? ((int[])value).Select(x => (long)x).ToArray()
+            : type == typeof(long[]) ? (long[])value
+            : type == typeof(ulong[]) && ((ulong[])value).All(x => x <= long.MaxValue) ? ((ulong[])value).Select(x => (long)x).ToArray()
+            : null;
+    }
 
     public void Dispose() => File.Dispose();
 }

@@ -172,7 +172,7 @@ public static unsafe class GgufModelLoader
         {
             return -1;
         }
-        if (v is not int[] a || a.Length != layers)
+        if (v.GetType() != typeof(int[]) || v is not int[] a || a.Length != layers)
         {
             throw new ModelFormatException(gguf.Path, $"metadata {KvShareKey} must be an i32 array with one entry per layer ({layers})");
         }

@@ -122,9 +122,13 @@ public sealed class GgufWriter
 
     private static void WriteValue(BinaryWriter w, object v)
     {
+        // Exact types: the CLR lets byte[]/sbyte[], int[]/uint[] (and the other same-size pairs) match each other's patterns.
         switch (v)
         {
             case byte b: w.Write(0u); w.Write(b); break;
+            case sbyte x: w.Write(1u); w.Write(x); break;
+            case ushort x: w.Write(2u); w.Write(x); break;
+            case short x: w.Write(3u); w.Write(x); break;
             case uint u: w.Write(4u); w.Write(u); break;
             case int i: w.Write(5u); w.Write(i); break;
             case float f: w.Write(6u); w.Write(f); break;
@@ -140,32 +144,17 @@ public sealed class GgufWriter
                     WriteString(w, s);
                 }
                 break;
-            case float[] a:
-                w.Write(9u); w.Write(6u); w.Write((ulong)a.Length);
-                foreach (float f in a)
-                {
-                    w.Write(f);
-                }
-                break;
-            case int[] a:
-                w.Write(9u); w.Write(5u); w.Write((ulong)a.Length);
-                foreach (int i in a)
-                {
-                    w.Write(i);
-                }
-                break;
-            case sbyte x: w.Write(1u); w.Write(x); break;
-            case ushort x: w.Write(2u); w.Write(x); break;
-            case short x: w.Write(3u); w.Write(x); break;
-            case byte[] a: ScalarArray(w, 0, a); break;
-            case sbyte[] a: ScalarArray(w, 1, a); break;
-            case ushort[] a: ScalarArray(w, 2, a); break;
-            case short[] a: ScalarArray(w, 3, a); break;
-            case uint[] a: ScalarArray(w, 4, a); break;
-            case bool[] a: ScalarArray(w, 7, a); break;
-            case ulong[] a: ScalarArray(w, 10, a); break;
-            case long[] a: ScalarArray(w, 11, a); break;
-            case double[] a: ScalarArray(w, 12, a); break;
+            case Array a when a.GetType() == typeof(byte[]): ScalarArray(w, 0, (byte[])a); break;
+            case Array a when a.GetType() == typeof(sbyte[]): ScalarArray(w, 1, (sbyte[])a); break;
+            case Array a when a.GetType() == typeof(ushort[]): ScalarArray(w, 2, (ushort[])a); break;
+            case Array a when a.GetType() == typeof(short[]): ScalarArray(w, 3, (short[])a); break;
+            case Array a when a.GetType() == typeof(uint[]): ScalarArray(w, 4, (uint[])a); break;
+            case Array a when a.GetType() == typeof(int[]): ScalarArray(w, 5, (int[])a); break;
+            case Array a when a.GetType() == typeof(float[]): ScalarArray(w, 6, (float[])a); break;
+            case Array a when a.GetType() == typeof(bool[]): ScalarArray(w, 7, (bool[])a); break;
+            case Array a when a.GetType() == typeof(ulong[]): ScalarArray(w, 10, (ulong[])a); break;
+            case Array a when a.GetType() == typeof(long[]): ScalarArray(w, 11, (long[])a); break;
+            case Array a when a.GetType() == typeof(double[]): ScalarArray(w, 12, (double[])a); break;
             default:
                 throw new ArgumentException($"unsupported GGUF metadata value type {v.GetType().Name}");
         }

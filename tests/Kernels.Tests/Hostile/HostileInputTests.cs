@@ -58,6 +58,38 @@ public sealed class HostileInputTests : IDisposable
     }
 
     [Fact]
+    public void Metadata_of_every_gguf_type_round_trips_as_typed_values()
+    {
+        var values = new Dictionary<string, object>
+        {
+            ["u8"] = (byte)7, ["i8"] = (sbyte)-7, ["u16"] = (ushort)700, ["i16"] = (short)-700, ["u32"] = 7u, ["i32"] = -7, ["f32"] = 0.5f,
+            ["bool"] = true, ["str"] = "x", ["u64"] = ulong.MaxValue, ["i64"] = long.MinValue, ["f64"] = 0.25,
+            ["a.u8"] = new byte[] { 1, 2 }, ["a.i8"] = new sbyte[] { -1 }, ["a.u16"] = new ushort[] { 3 }, ["a.i16"] = new short[] { -3 },
+            ["a.u32"] = new uint[] { 4, 5 }, ["a.i32"] = new[] { -4 }, ["a.f32"] = new[] { 1.5f }, ["a.bool"] = new[] { true, false },
+            ["a.str"] = new[] { "p", "q" }, ["a.u64"] = new ulong[] { 9 }, ["a.i64"] = new long[] { -9 }, ["a.f64"] = new[] { 2.5 },
+        };
+        var w = new GgufWriter();
+        foreach (var (k, v) in values)
+        {
+            w.Add(k, v);
+        }
+        w.Add("u32", 8u); // set twice: the last value, written once
+        w.Write(_tmp.File("types.gguf"));
+        using var g = GgufFile.Open(_tmp.File("types.gguf"));
+        values["u32"] = 8u;
+        foreach (var (k, v) in values)
+        {
+            Assert.Equal(v.GetType(), g.Metadata[k].GetType());
+            Assert.Equal(v, g.Metadata[k]);
+        }
+        Assert.Equal(new long[] { 4, 5 }, GgufFile.IntegerArray(g.Metadata["a.u32"]));
+        Assert.Equal(-7L, g.Get<long>("i32"));
+        Assert.Throws<ModelFormatException>(() => g.Get<int>("u64"));
+        Assert.Throws<ModelFormatException>(() => g.Get<long>("f32"));
+        Assert.Throws<ModelFormatException>(() => g.Get<long>("str"));
+    }
+
+    [Fact]
     public void D1_nested_arrays_are_rejected_without_recursion()
     {
         var nested = new List<byte>();
