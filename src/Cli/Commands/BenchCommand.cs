@@ -270,10 +270,6 @@ internal static class BenchCommand
             using var disposeModel = model;
             v = resolved;
             using var ops = Kernels.Runtime.Compute.Backends.Create(device);
-            if (v.Kv is not null && !Kernels.Runtime.Compute.Backends.IsHost(ops))
-            {
-                throw new NotSupportedException("--kv-policy runs on the host backends");
-            }
             CliConsole.Err.MarkupLine($"  [grey]{Markup.Escape(ops.Name)}[/]");
             var r = CliConsole.WithProgress($"timing {v.Name}", _ => ModelBenchmark.Run(model, ops, For(options, v), ct));
             Print(v, r);

@@ -40,9 +40,9 @@ internal static class GenerateCommand
                 var profiler = parse.GetValue(profile) ? new Kernels.Runtime.Profiling.ForwardProfiler() : null;
                 using var ops = profiler is null ? CommonOptions.CreateOps(parse.GetValue(common.Device)!)
                     : new Kernels.Runtime.Profiling.ProfilingOps(CommonOptions.CreateOps(parse.GetValue(common.Device)!), model, profiler);
-                if (!Backends.IsHost(ops) && (dip.Get(parse) is not null || kv.Get(parse) is not null))
+                if (dip.Get(parse) is not null)
                 {
-                    throw new NotSupportedException("--kv-policy and --dip-* run on the host backends (--device cpu or reference); the GPU backend keeps the full cache and the dense MLP");
+                    ops.Require(BackendFeature.DynamicInputPruning, "--dip-keep");
                 }
                 using var dipMlp = dip.Get(parse) is { } dipOptions ? new Kernels.Runtime.Dip.DipMlp(model, dipOptions) : null;
                 arch.ApplyToModel(parse, model);
@@ -58,7 +58,7 @@ internal static class GenerateCommand
                 var generator = new TextGenerator(transformer, tokenizer) { Profiler = profiler };
                 if (kv.Get(parse) is { } kvOptions)
                 {
-                    generator.Kv = new Kernels.Runtime.Caching.KvCacheController(kvOptions);
+                    generator.Kv = Kernels.Runtime.Caching.Policies.KvEvictionPolicy.Create(kvOptions);
                 }
                 var options = new GenerationOptions
                 {
@@ -75,7 +75,7 @@ internal static class GenerateCommand
                 stdout.Write('\n');
                 var s = generator.LastStats!;
                 ArchCliOptions.ReportPrefill(transformer);
-                if (generator.Kv is { } controller && generator.LastCache is Kernels.Runtime.Compute.HostKvCache hc)
+                if (generator.Kv is { } controller && generator.LastCache is IKvMemory hc)
                 {
                     Console.Error.WriteLine($"kv: {controller.Options.Policy} budget {controller.Budget} tokens/head ({controller.Heavy} heavy + {controller.Recent} recent), " +
                                             $"{controller.Evicted} evicted, K/V storage held {hc.BytesHeld} bytes (+{hc.StatisticsBytes} bytes of positions/scores)");

@@ -44,9 +44,9 @@ internal static class PerplexityCommand
                 {
                     throw new ArgumentException($"--context {ctx} exceeds the model's context of {model.Config.MaxSequenceLength}");
                 }
-                if (!Backends.IsHost(ops) && (dip.Get(parse) is not null || kv.Get(parse) is not null))
+                if (dip.Get(parse) is not null)
                 {
-                    throw new NotSupportedException("--kv-policy and --dip-* run on the host backends (--device cpu or reference); the GPU backend keeps the full cache and the dense MLP");
+                    ops.Require(BackendFeature.DynamicInputPruning, "--dip-keep");
                 }
                 using var dipMlp = dip.Get(parse) is { } dipOptions ? new Kernels.Runtime.Dip.DipMlp(model, dipOptions) : null;
                 arch.ApplyToModel(parse, model);

@@ -111,7 +111,8 @@ public sealed class ModelBenchmarkSession : IDisposable
 {
     private readonly LlamaModel _model;
     private readonly Transformer _transformer;
-    private readonly Caching.KvCacheController? _controller;
+    private readonly Caching.Policies.KvEvictionPolicy? _policy;
+    private readonly IKvMemory? _memory;
     private readonly IKvCache _cache;
     private readonly IKvCache? _prefillCache;
     private readonly int[] _prefillTokens;
@@ -133,13 +134,14 @@ public sealed class ModelBenchmarkSession : IDisposable
             ops = new Profiling.ProfilingOps(ops, model, _profiler);
         }
         _transformer = new Transformer(model, ops, maxBatch: Math.Max(Math.Min(options.DecodeContext, 512), Math.Max(1, options.PrefillTokens)));
-        _controller = options.Kv is { } kv ? new Caching.KvCacheController(kv) : null;
+        _policy = options.Kv is { } kv ? Caching.Policies.KvEvictionPolicy.Create(kv) : null;
         int capacity = options.DecodeContext + options.DecodeTokens + 1;
-        _cache = _controller is null ? _transformer.CreateCache(capacity) : _controller.Create(_transformer, capacity);
+        _memory = _policy?.CreateCache(_transformer, capacity);
+        _cache = _memory ?? _transformer.CreateCache(capacity);
         var prompt = Enumerable.Range(0, options.DecodeContext).Select(Token).ToArray();
-        _controller?.BeforePrompt((HostKvCache)_cache, prompt.Length);
+        _policy?.BeforePrompt(_memory!, prompt.Length);
         _transformer.Forward(prompt, 0, _cache, LogitsMode.Last);
-        _controller?.AfterPrompt((HostKvCache)_cache, prompt.Length);
+        _policy?.AfterPrompt(_memory!, prompt.Length);
         _position = prompt.Length;
         _next = _transformer.ArgMax(0);
         _prefillTokens = Enumerable.Range(0, options.PrefillTokens).Select(i => Token(i + 7)).ToArray();
@@ -170,7 +172,7 @@ public sealed class ModelBenchmarkSession : IDisposable
         using (_profiler?.Step(_decodeMs.Count >= 2 ? _profiler.Decode : _profiler.Discarded, 1))
         {
             _transformer.Forward(new[] { _next }, _position++, _cache, LogitsMode.Last);
-            _controller?.AfterStep((HostKvCache)_cache);
+            _policy?.AfterStep(_memory!);
             _next = _transformer.ArgMax(0);
         }
         _decodeMs.Add(sw.Elapsed.TotalMilliseconds);

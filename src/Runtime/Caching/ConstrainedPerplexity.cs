@@ -17,8 +17,8 @@ public static class ConstrainedPerplexity
     public static Result Evaluate(Transformer transformer, KvCacheOptions options, IReadOnlyList<int> tokens, int context, int bos,
         IProgress<float>? progress = null, CancellationToken cancellationToken = default)
     {
-        var controller = new KvCacheController(options);
-        using var cache = controller.Create(transformer, context);
+        var controller = Policies.KvEvictionPolicy.Create(options);
+        using var cache = controller.CreateCache(transformer, context);
         long peak = 0, peakStats = 0;
         var logits = new float[transformer.Model.Config.VocabSize];
         var evaluator = new PerplexityEvaluator(transformer)
@@ -48,7 +48,7 @@ public static class ConstrainedPerplexity
     }
 
     /// <summary>Lets the evaluator reset and "dispose" the shared cache without freeing it.</summary>
-    private sealed class NonOwningCache(HostKvCache inner) : IKvCache
+    private sealed class NonOwningCache(IKvMemory inner) : IKvCache
     {
         public int Count(int layer, int kvHead) => inner.Count(layer, kvHead);
         public long BytesHeld => inner.BytesHeld;

@@ -97,8 +97,8 @@ public static class NeedleRetrieval
         foreach (var trial in trials)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var controller = new KvCacheController(options);
-            using var cache = controller.Create(transformer, trial.Context.Length + trial.Query.Length + 1);
+            var controller = Policies.KvEvictionPolicy.Create(options);
+            using var cache = controller.CreateCache(transformer, trial.Context.Length + trial.Query.Length + 1);
             controller.BeforePrompt(cache, trial.Context.Length);
             transformer.Forward(trial.Context, 0, cache, LogitsMode.None);
             controller.AfterPrompt(cache, trial.Context.Length);

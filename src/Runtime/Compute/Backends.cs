@@ -38,7 +38,4 @@ public static class Backends
 
     private static GpuOps Gpu(GpuKind kind) =>
         GpuDevice.TryCreate(kind, out string reason) is { } device ? new GpuOps(device) : throw new InvalidOperationException($"--device {kind}: {reason}");
-
-    /// <summary>True for the host backends (SIMD and reference), also behind a <see cref="Profiling.ProfilingOps"/> decorator.</summary>
-    public static bool IsHost(ITransformerOps ops) => ops is HostOps || ops is Profiling.ProfilingOps p && IsHost(p.Inner);
 }

@@ -8,7 +8,7 @@ namespace Kernels.Runtime.Compute;
 /// value L1 norm) for eviction policies. Storage grows geometrically up to the capacity and
 /// can be compacted and trimmed, so an evicted entry really frees memory.
 /// </summary>
-public sealed class HostKvCache : IKvCache
+public sealed class HostKvCache : IKvMemory
 {
     public sealed class Head
     {
@@ -37,19 +37,18 @@ public sealed class HostKvCache : IKvCache
     public int Capacity { get; }
 
     /// <summary>Accumulate each slot's received attention (for H2O/VATP-style policies).</summary>
-    public bool TrackAttention { get; set; }
+    public bool TrackAttention => Scoring != KvScoring.None;
 
     /// <summary>Accumulate p·‖v‖₁ instead of p (VATP).</summary>
-    public bool WeightByValueNorm { get; set; }
+    public bool WeightByValueNorm => Scoring == KvScoring.AttentionTimesValueNorm;
+
+    public KvScoring Scoring { get; set; }
 
     /// <summary>Geometric growth stops here (a budgeted policy sets it to its budget, so storage is not over-allocated).</summary>
     public int GrowthCap { get; set; } = int.MaxValue;
 
-    /// <summary>Test hook: store ‖v‖₁ = 1 for every token (VATP then reduces to H2O).</summary>
-    public bool UnitValueNorms { get; set; }
-
     /// <summary>Only queries at this position or later add to the statistics (Scissorhands' window of the last W prompt queries).</summary>
-    public int TrackFromPosition { get; set; }
+    public int ScoreFromPosition { get; set; }
 
     /// <summary>Bytes of the per-slot statistics and positions (overhead beside the K/V bytes).</summary>
     public long StatisticsBytes => _heads.Sum(l => l.Sum(h => (long)(h.Positions.Length + h.Received.Length + h.ValueNorms.Length) * 4));
@@ -65,6 +64,34 @@ public sealed class HostKvCache : IKvCache
     public long BytesHeld => _heads.Sum(l => l.Sum(h => (long)(h.Keys.Length + h.Values.Length) * sizeof(float)));
 
     public long BytesUsed => _heads.Sum(l => l.Sum(h => (long)h.Count * 2 * HeadDim * sizeof(float)));
+
+    public ReadOnlySpan<int> Positions(int layer, int kvHead)
+    {
+        var h = _heads[layer][kvHead];
+        return h.Positions.AsSpan(0, h.Count);
+    }
+
+    public Span<float> Scores(int layer, int kvHead)
+    {
+        var h = _heads[layer][kvHead];
+        return h.Received.Length == 0 ? Span<float>.Empty : h.Received.AsSpan(0, h.Count);
+    }
+
+    public Span<float> Key(int layer, int kvHead, int slot)
+    {
+        var h = _heads[layer][kvHead];
+        if ((uint)slot >= (uint)h.Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(slot), $"slot {slot} of {h.Count} live slots");
+        }
+        return h.Keys.AsSpan(slot * HeadDim, HeadDim);
+    }
+
+    public void Trim(int layer, int kvHead, int slots)
+    {
+        var h = _heads[layer][kvHead];
+        Resize(h, Math.Min(h.Slots, slots));
+    }
 
     /// <summary>Makes room for <paramref name="extra"/> more slots in (layer, head).</summary>
     public void Reserve(int layer, int kvHead, int extra)
@@ -83,7 +110,7 @@ public sealed class HostKvCache : IKvCache
     }
 
     /// <summary>Reallocates a head's storage to exactly <paramref name="slots"/> slots (keeps the live entries).</summary>
-    public void Resize(Head h, int slots)
+    private void Resize(Head h, int slots)
     {
         slots = Math.Max(slots, h.Count);
         Array.Resize(ref h.Keys, slots * HeadDim);
@@ -115,7 +142,7 @@ public sealed class HostKvCache : IKvCache
     /// into the holes (O(evicted · headDim); slot order is irrelevant to attention, positions
     /// travel with their slot).
     /// </summary>
-    public void Retain(int layer, int kvHead, ReadOnlySpan<bool> keep)
+    public void Keep(int layer, int kvHead, ReadOnlySpan<bool> keep)
     {
         var h = _heads[layer][kvHead];
         int n = h.Count;

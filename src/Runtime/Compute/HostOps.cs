@@ -178,7 +178,7 @@ public unsafe class HostOps : ITransformerOps
                         h.Received[slot] = 0f;
                         fixed (float* pv = vrow)
                         {
-                            h.ValueNorms[slot] = kv.UnitValueNorms ? 1f : Kernels.Simd.Attention.L1Norm(pv, d);
+                            h.ValueNorms[slot] = Kernels.Simd.Attention.L1Norm(pv, d);
                         }
                     }
                 }
@@ -207,7 +207,7 @@ public unsafe class HostOps : ITransformerOps
             {
                 Cache = kv, Layer = cacheLayer, Q = H(q).Pointer, Out = H(output).Pointer, N = n, Heads = heads, KvHeads = kvHeads,
                 HeadDim = d, BaseCounts = bc, Track = kv.TrackAttention, Self = this,
-                Weighted = kv.WeightByValueNorm, TrackFrom = kv.TrackFromPosition, FirstPosition = positions[0],
+                Weighted = kv.WeightByValueNorm, TrackFrom = kv.ScoreFromPosition, FirstPosition = positions[0],
             };
             // With tracking, one item per KV head owns its accumulators (no races); otherwise (token, kv head) items.
             int items = kv.TrackAttention ? kvHeads : n * kvHeads;
@@ -327,6 +327,9 @@ public unsafe class HostOps : ITransformerOps
 
     public void Upload(ReadOnlySpan<float> source, DeviceTensor destination, int offset) =>
         source.CopyTo(H(destination).Slice(offset, source.Length));
+
+    /// <summary>The host backends run every feature.</summary>
+    public bool Supports(BackendFeature feature) => true;
 
     public bool AllFinite(DeviceTensor x, int offset, int count) => FiniteCheck.AllFinite(H(x).Slice(offset, count));
 

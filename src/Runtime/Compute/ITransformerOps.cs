@@ -27,6 +27,9 @@ public interface ITransformerOps : IDisposable
     /// <summary>Backend and device, for logs ("cpu-simd Vector512, 2 threads").</summary>
     string Name { get; }
 
+    /// <summary>Whether this backend runs every feature in <paramref name="feature"/> (see <see cref="BackendFeatures.Require"/>).</summary>
+    bool Supports(BackendFeature feature);
+
     DeviceTensor Allocate(int length);
 
     /// <summary>x[n, dim] = embedding rows of <paramref name="tokens"/>.</summary>

@@ -195,6 +195,9 @@ public sealed class GpuOps : ITransformerOps
     public void Upload(ReadOnlySpan<float> source, DeviceTensor destination, int offset) =>
         G(destination).View.SubView(offset, source.Length).CopyFromCPU(ref MemoryMarshal.GetReference(source), source.Length);
 
+    /// <summary>The dense forward pass with the full cache: no eviction, DIP or token pruning yet.</summary>
+    public bool Supports(BackendFeature feature) => feature == BackendFeature.None;
+
     /// <summary>Downloads and scans on the host: one small copy per layer (n·dim floats).</summary>
     public bool AllFinite(DeviceTensor x, int offset, int count)
     {

@@ -44,7 +44,7 @@ public sealed class TextGenerator
     public GenerationStats? LastStats { get; private set; }
 
     /// <summary>Optional KV-cache policy (budgeted eviction); null keeps the full cache.</summary>
-    public Caching.KvCacheController? Kv { get; set; }
+    public Caching.Policies.KvEvictionPolicy? Kv { get; set; }
 
     /// <summary>The cache of the last generation (for memory reports); disposed with the next one.</summary>
     public IKvCache? LastCache { get; private set; }
@@ -73,7 +73,8 @@ public sealed class TextGenerator
         var utf8 = Encoding.UTF8.GetDecoder();
         var chars = new char[64];
         LastCache?.Dispose();
-        var cache = Kv is { } kv ? kv.Create(_transformer, model.Config.MaxSequenceLength) : _transformer.CreateCache();
+        var memory = Kv?.CreateCache(_transformer, model.Config.MaxSequenceLength);
+        var cache = memory ?? _transformer.CreateCache();
         LastCache = cache;
 
         string Text(ReadOnlySpan<byte> bytes, bool flush = false)
@@ -101,12 +102,12 @@ public sealed class TextGenerator
 
         var clock = Stopwatch.StartNew();
         int prefillCount = Math.Min(promptTokens.Length, steps);
-        Kv?.BeforePrompt((HostKvCache)cache, prefillCount);
+        Kv?.BeforePrompt(memory!, prefillCount);
         using (Profiler?.Step(Profiler.Prefill, prefillCount))
         {
             _transformer.Forward(promptTokens.AsSpan(0, prefillCount), 0, cache, LogitsMode.Last, cancellationToken);
         }
-        Kv?.AfterPrompt((HostKvCache)cache, prefillCount);
+        Kv?.AfterPrompt(memory!, prefillCount);
         var prefillTime = clock.Elapsed;
         // Prompt pieces after BOS, as llama2.c prints them while forcing the prompt.
         int token = promptTokens[0];
@@ -146,7 +147,7 @@ public sealed class TextGenerator
             using (Profiler?.Step(Profiler.Decode, 1))
             {
                 _transformer.Forward(new[] { token }, pos, cache, LogitsMode.Last, cancellationToken);
-                Kv?.AfterStep((HostKvCache)cache);
+                Kv?.AfterStep(memory!);
             }
             await Task.Yield();
         }

@@ -167,6 +167,7 @@ public sealed class Transformer : IDisposable
         int[]? perLayer = null;
         if (prune is not null)
         {
+            _ops.Require(BackendFeature.TokenPruning, "--token-prune");
             ValidateTokenPruning(prune);
             prunedPositions = positions.ToArray();
             perLayer = new int[Model.Layers.Count];

@@ -157,6 +157,8 @@ public sealed class ProfilingOps : ITransformerOps
 
     public bool AllFinite(DeviceTensor x, int offset, int count) => Inner.AllFinite(x, offset, count);
 
+    public bool Supports(BackendFeature feature) => Inner.Supports(feature);
+
     public int ArgMax(DeviceTensor source, int offset, int count)
     {
         var t = Timer.Start();

@@ -1,4 +1,5 @@
 using Kernels.Runtime.Caching;
+using Kernels.Runtime.Caching.Policies;
 using Kernels.Runtime.Compute;
 using Kernels.Runtime.Inference;
 using Kernels.Runtime.IO;
@@ -13,12 +14,12 @@ public sealed class KvCacheTests
     private static readonly int[] Tokens = TestData.Available ? TestData.ReadInts(TestData.Reference("logits_once_tokens.txt")) : Array.Empty<int>();
 
     /// <summary>Runs prompt + decode steps under a policy; returns the cache (positions per layer/head) and controller.</summary>
-    private static (HostKvCache Cache, KvCacheController Controller, float[] Logits) Run(LlamaModel model, KvCacheOptions options, int prompt, int steps)
+    private static (HostKvCache Cache, KvEvictionPolicy Controller, float[] Logits) Run(LlamaModel model, KvCacheOptions options, int prompt, int steps)
     {
         using var ops = new HostOps();
         var transformer = new Transformer(model, ops, maxBatch: prompt);
-        var controller = new KvCacheController(options);
-        var cache = controller.Create(transformer, prompt + steps + 1);
+        var controller = KvEvictionPolicy.Create(options);
+        var cache = (HostKvCache)controller.CreateCache(transformer, prompt + steps + 1);
         controller.BeforePrompt(cache, prompt);
         transformer.Forward(Tokens.AsSpan(0, prompt), 0, cache, LogitsMode.Last);
         controller.AfterPrompt(cache, prompt);
