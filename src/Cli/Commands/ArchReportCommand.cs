@@ -63,7 +63,7 @@ internal static class ArchReportCommand
                     using var m = ModelLoader.Load(path);
                     string detail = edit(m);
                     using var ops = new HostOps();
-                    using var t = new Transformer(m, ops, maxBatch: ctx) { TokenPruning = pruning };
+                    using var t = new Transformer(m, ops, maxBatch: ctx) { Plan = new ForwardPlan { TokenPruning = pruning is { } o ? new PromptTokenPruner(o) : null } };
                     var r = new PerplexityEvaluator(t) { PromptFraction = prompt }.Evaluate(tokens, ctx, tok.Bos, null, ct);
                     // KV bytes after one full-length prompt (pruned prompts leave fewer tokens in later layers).
                     using var cache = t.CreateCache(ctx);

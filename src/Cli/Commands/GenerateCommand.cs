@@ -49,8 +49,8 @@ internal static class GenerateCommand
                 var tokenPruning = arch.TokenPruning(parse, model);
                 // Token pruning scores the whole prompt in one batch.
                 using var transformer = new Transformer(model, ops, maxBatch: tokenPruning is null ? 256 : model.Config.MaxSequenceLength);
-                transformer.Mlp = dipMlp;
-                transformer.TokenPruning = tokenPruning;
+                transformer.Plan = transformer.Plan with { Mlp = dipMlp };
+                transformer.Plan = transformer.Plan with { TokenPruning = tokenPruning is { } pruneOptions ? new PromptTokenPruner(pruneOptions) : null };
                 if (dipMlp is not null)
                 {
                     Console.Error.WriteLine($"dip: keep {dipMlp.Options.Keep:0.###} -> {dipMlp.KeepInputs} of {model.Config.Dim} inputs, {dipMlp.KeepHidden} of {model.Config.HiddenDim} intermediate per token" + (dipMlp.Options.CacheAware ? $", cache-aware gamma {dipMlp.Options.Gamma} ({dipMlp.Options.Cache}, {dipMlp.Options.CacheFraction:P0} resident)" : ""));

@@ -185,7 +185,7 @@ public sealed class ModelBenchmarkSession : IDisposable
     {
         cancellationToken.ThrowIfCancellationRequested();
         _prefillCache!.Reset();
-        _transformer.TokenPruning = Options.TokenPruning;
+        _transformer.Plan = _transformer.Plan with { TokenPruning = Options.TokenPruning is { } pruneOptions ? new PromptTokenPruner(pruneOptions) : null };
         try
         {
             var sw = Stopwatch.StartNew();
@@ -199,7 +199,7 @@ public sealed class ModelBenchmarkSession : IDisposable
         }
         finally
         {
-            _transformer.TokenPruning = null;
+            _transformer.Plan = _transformer.Plan with { TokenPruning = null };
         }
     }
 

@@ -14,7 +14,7 @@ public static class DipEvaluation
     {
         using var ops = new HostOps();
         using var dip = new DipMlp(model, options) { Masks = new List<TokenLayerMask[]>() };
-        using var transformer = new Transformer(model, ops, maxBatch: context) { Mlp = dip };
+        using var transformer = new Transformer(model, ops, maxBatch: context) { Plan = new ForwardPlan { Mlp = dip } };
         var ppl = new PerplexityEvaluator(transformer).Evaluate(tokens, context, bos, null, cancellationToken);
         return new Result(ppl, dip.Masks, dip.Reads == 0 ? double.NaN : (double)dip.Hits / dip.Reads, dip.KeepInputs, dip.KeepHidden);
     }

@@ -51,14 +51,14 @@ public static class SequentialPruner
             {
                 // (a) statistics from the dense block.
                 observer.Begin(l, model);
-                transformer.Observer = observer;
+                transformer.Plan = transformer.Plan with { Observer = observer };
                 foreach (var h in hidden)
                 {
                     cache.Reset();
                     var copy = (float[])h.Clone();
                     transformer.ForwardLayer(l, copy, 0, cache);
                 }
-                transformer.Observer = null;
+                transformer.Plan = transformer.Plan with { Observer = null };
             }
             // (b) prune.
             PruneLayer(l, layer, observer, spec, pruned);

@@ -17,8 +17,8 @@ public static class HeadImportance
     {
         var model = transformer.Model;
         var observer = new OutputNormObserver(transformer);
-        var previous = transformer.Observer;
-        transformer.Observer = observer;
+        var previous = transformer.Plan;
+        transformer.Plan = transformer.Plan with { Observer = observer };
         try
         {
             using var cache = transformer.CreateCache(data.Windows.Max(w => w.Length));
@@ -31,7 +31,7 @@ public static class HeadImportance
         }
         finally
         {
-            transformer.Observer = previous;
+            transformer.Plan = previous;
         }
         return model.Layers.Select((l, i) => observer.Sums[i].Select(s => s / Math.Max(1, observer.Tokens[i])).ToArray()).ToArray();
     }
@@ -41,10 +41,10 @@ public static class HeadImportance
         IProgress<float>? progress = null, CancellationToken cancellationToken = default)
     {
         var model = transformer.Model;
-        var previous = transformer.MaskedHeads;
+        var previous = transformer.Plan;
         try
         {
-            transformer.MaskedHeads = null;
+            transformer.Plan = previous with { HeadMask = null };
             double baseline = WindowPerplexity.Evaluate(transformer, data, cancellationToken);
             int total = model.Layers.Sum(l => l.Heads), done = 0;
             var result = new double[model.Layers.Count][];
@@ -53,7 +53,7 @@ public static class HeadImportance
                 result[l] = new double[model.Layers[l].Heads];
                 for (int h = 0; h < result[l].Length; h++)
                 {
-                    transformer.MaskedHeads = new HashSet<(int, int)> { (l, h) };
+                    transformer.Plan = transformer.Plan with { HeadMask = new HeadMask(new HashSet<(int, int)> { (l, h) }) };
                     result[l][h] = WindowPerplexity.Evaluate(transformer, data, cancellationToken) - baseline;
                     progress?.Report(++done / (float)total);
                 }
@@ -63,7 +63,7 @@ public static class HeadImportance
         }
         finally
         {
-            transformer.MaskedHeads = previous;
+            transformer.Plan = previous;
         }
     }
 

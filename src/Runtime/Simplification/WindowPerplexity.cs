@@ -42,9 +42,9 @@ public static class WindowPerplexity
             throw new ArgumentException($"calibration windows of {length} tokens exceed the transformer's batch of {transformer.MaxBatch}: boundaries are collected per whole window");
         }
         using var cache = transformer.CreateCache(length);
-        var previous = transformer.Observer;
+        var previous = transformer.Plan;
         var observer = new BoundaryObserver(transformer, layers);
-        transformer.Observer = observer;
+        transformer.Plan = transformer.Plan with { Observer = observer };
         try
         {
             for (int i = 0; i < data.Windows.Count; i++)
@@ -57,7 +57,7 @@ public static class WindowPerplexity
         }
         finally
         {
-            transformer.Observer = previous;
+            transformer.Plan = previous;
         }
     }
 

@@ -307,10 +307,10 @@ public sealed class HostileInputTests : IDisposable
         using var cts = new CancellationTokenSource();
         using var cache = transformer.CreateCache();
         int layersSeen = 0;
-        transformer.Observer = new CancelAfter(cts, 3, () => layersSeen++);
+        transformer.Plan = transformer.Plan with { Observer = new CancelAfter(cts, 3, () => layersSeen++) };
         Assert.ThrowsAny<OperationCanceledException>(() => transformer.Forward(Enumerable.Repeat(5, 60).ToArray(), 0, cache, LogitsMode.Last, cts.Token));
         Assert.InRange(layersSeen, 3, 4);
-        transformer.Observer = null;
+        transformer.Plan = transformer.Plan with { Observer = null };
     }
 
     [Fact]
@@ -322,7 +322,7 @@ public sealed class HostileInputTests : IDisposable
         using var cache = transformer.CreateCache();
         using var entered = new ManualResetEventSlim();
         using var release = new ManualResetEventSlim();
-        transformer.Observer = new Blocker(entered, release);
+        transformer.Plan = transformer.Plan with { Observer = new Blocker(entered, release) };
         var pass = Task.Run(() => transformer.Forward(new[] { 1, 2, 3 }, 0, cache, LogitsMode.Last));
         Assert.True(entered.Wait(10_000));
         var dispose = Task.Run(model.Dispose);
@@ -331,7 +331,7 @@ public sealed class HostileInputTests : IDisposable
         release.Set();
         await pass;
         await dispose.WaitAsync(TimeSpan.FromSeconds(10));
-        transformer.Observer = null;
+        transformer.Plan = transformer.Plan with { Observer = null };
         Assert.Throws<ObjectDisposedException>(() => transformer.Forward(new[] { 1 }, 3, cache, LogitsMode.Last));
         Assert.Throws<ObjectDisposedException>(() => new Transformer(model, ops));
     }

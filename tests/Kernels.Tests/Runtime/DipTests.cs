@@ -18,7 +18,7 @@ public sealed class DipTests
     private static float[] Logits(LlamaModel model, IMlpOverride? mlp, LogitsMode mode = LogitsMode.All)
     {
         using var ops = new HostOps();
-        using var t = new Transformer(model, ops) { Mlp = mlp };
+        using var t = new Transformer(model, ops) { Plan = new ForwardPlan { Mlp = mlp } };
         using var cache = t.CreateCache();
         t.Forward(Tokens, 0, cache, mode);
         var l = new float[model.Config.VocabSize];

@@ -67,7 +67,7 @@ public sealed class SimplificationTests
         var tokens = Tokens(33, Tiny.Vocab);
         using var masked = TinyModel();
         // Layer 1, KV head 2 serves query heads 4 and 5; layer 3, KV head 0 serves 0 and 1.
-        var maskedLogits = Logits(masked, tokens, configure: t => t.MaskedHeads = new HashSet<(int, int)> { (1, 4), (1, 5), (3, 0), (3, 1) });
+        var maskedLogits = Logits(masked, tokens, configure: t => t.Plan = t.Plan with { HeadMask = new HeadMask(new HashSet<(int, int)> { (1, 4), (1, 5), (3, 0), (3, 1) }) });
         using var pruned = TinyModel();
         long bytes = pruned.WeightBytes;
         HeadPruner.Remove(pruned, new[] { (1, 2), (3, 0) });
@@ -141,7 +141,7 @@ public sealed class SimplificationTests
     {
         var tokens = Tokens(30, Tiny.Vocab);
         using var skipped = TinyModel();
-        var skippedLogits = Logits(skipped, tokens, configure: t => t.SkipLayers = new HashSet<int> { 2 });
+        var skippedLogits = Logits(skipped, tokens, configure: t => t.Plan = t.Plan with { SkipLayers = new HashSet<int> { 2 } });
         using var removed = TinyModel();
         LayerRemoval.Remove(removed, new[] { 2 });
         Assert.Equal(3, removed.Config.Layers);
@@ -269,10 +269,10 @@ public sealed class SimplificationTests
         using var model = TinyModel();
         var tokens = Tokens(120, Tiny.Vocab);
         var dense = Logits(model, tokens, LogitsMode.Last);
-        Assert.Equal(dense, Logits(model, tokens, LogitsMode.Last, t => t.TokenPruning = new TokenPruneOptions { Ratio = 1, StageLayers = new[] { 1, 2, 3 } }));
-        Assert.Equal(dense, Logits(model, tokens, LogitsMode.Last, t => t.TokenPruning = new TokenPruneOptions { Ratio = 0.5, StageLayers = new[] { 1, 2, 3 }, RecentFraction = 1 }));
+        Assert.Equal(dense, Logits(model, tokens, LogitsMode.Last, t => t.Plan = t.Plan with { TokenPruning = new PromptTokenPruner(new TokenPruneOptions { Ratio = 1, StageLayers = new[] { 1, 2, 3 } }) }));
+        Assert.Equal(dense, Logits(model, tokens, LogitsMode.Last, t => t.Plan = t.Plan with { TokenPruning = new PromptTokenPruner(new TokenPruneOptions { Ratio = 0.5, StageLayers = new[] { 1, 2, 3 }, RecentFraction = 1 }) }));
         // All-logits batches (perplexity) are never pruned.
-        Assert.Equal(Logits(model, tokens), Logits(model, tokens, LogitsMode.All, t => t.TokenPruning = new TokenPruneOptions { Ratio = 0.5, StageLayers = new[] { 1 } }));
+        Assert.Equal(Logits(model, tokens), Logits(model, tokens, LogitsMode.All, t => t.Plan = t.Plan with { TokenPruning = new PromptTokenPruner(new TokenPruneOptions { Ratio = 0.5, StageLayers = new[] { 1 } }) }));
     }
 
     [Fact]
@@ -281,7 +281,7 @@ public sealed class SimplificationTests
         using var model = TinyModel();
         var tokens = Tokens(200, Tiny.Vocab);
         using var ops = new HostOps();
-        using var t = new Transformer(model, ops, maxBatch: 256) { TokenPruning = new TokenPruneOptions { Ratio = 0.8, StageLayers = new[] { 1, 3 } } };
+        using var t = new Transformer(model, ops, maxBatch: 256) { Plan = new ForwardPlan { TokenPruning = new PromptTokenPruner(new TokenPruneOptions { Ratio = 0.8, StageLayers = new[] { 1, 3 } }) } };
         using var cache = (HostKvCache)t.CreateCache(256);
         t.Forward(tokens, 0, cache, LogitsMode.Last);
         // Stage 1 keeps ⌈0.8·200⌉ = 160, stage 2 ⌈0.64·200⌉ = 128.
@@ -315,7 +315,7 @@ public sealed class SimplificationTests
         var tokens = Tokens(64, Tiny.Vocab);
         using var ops = new HostOps();
         var options = new TokenPruneOptions { Ratio = 0.5, StageLayers = new[] { 3 }, SinkTokens = 2, RecentFraction = 0.05, Window = 8 };
-        using var t = new Transformer(model, ops, maxBatch: 64) { TokenPruning = options };
+        using var t = new Transformer(model, ops, maxBatch: 64) { Plan = new ForwardPlan { TokenPruning = new PromptTokenPruner(options) } };
         using var cache = (HostKvCache)t.CreateCache(64);
         t.Forward(tokens, 0, cache, LogitsMode.Last);
         var pruned = new float[Tiny.Vocab];
@@ -445,10 +445,10 @@ public sealed class SimplificationTests
         using var model = TinyModel();
         KvSharer.Apply(model, new Dictionary<int, int> { [2] = 0 });
         using var ops = new HostOps();
-        using var t = new Transformer(model, ops, maxBatch: 16) { TokenPruning = new TokenPruneOptions { StageLayers = new[] { 1 } } };
+        using var t = new Transformer(model, ops, maxBatch: 16) { Plan = new ForwardPlan { TokenPruning = new PromptTokenPruner(new TokenPruneOptions { StageLayers = new[] { 1 } }) } };
         using var cache = t.CreateCache(16);
         Assert.Throws<InvalidOperationException>(() => t.Forward(Tokens(16, Tiny.Vocab), 0, cache, LogitsMode.Last));
-        using var small = new Transformer(model, ops, maxBatch: 8) { TokenPruning = new TokenPruneOptions { StageLayers = new[] { 3 } } };
+        using var small = new Transformer(model, ops, maxBatch: 8) { Plan = new ForwardPlan { TokenPruning = new PromptTokenPruner(new TokenPruneOptions { StageLayers = new[] { 3 } }) } };
         Assert.Throws<InvalidOperationException>(() => small.Forward(Tokens(16, Tiny.Vocab), 0, cache, LogitsMode.Last));
     }
 
@@ -521,14 +521,14 @@ public sealed class SimplificationTests
         using var ops = new HostOps();
         using var t = new Transformer(model, ops, maxBatch: 256);
         var dense = new PerplexityEvaluator(t) { PromptFraction = 0.75 }.Evaluate(tokens, 256, tok.Bos);
-        t.TokenPruning = new TokenPruneOptions { Ratio = 0.9, StageLayers = TokenPruneOptions.DefaultStages(model.Layers.Count) };
+        t.Plan = t.Plan with { TokenPruning = new PromptTokenPruner(new TokenPruneOptions { Ratio = 0.9, StageLayers = TokenPruneOptions.DefaultStages(model.Layers.Count) }) };
         var pruned = new PerplexityEvaluator(t) { PromptFraction = 0.75 }.Evaluate(tokens, 256, tok.Bos);
         Assert.True(t.LastTokenPruning!.LayerTokenFraction < 0.85);
         Assert.InRange(pruned.Perplexity / dense.Perplexity, 0.98, 1.05);
         // One random draw can get lucky (1 of 12 seeds beat attention here): compare with the median of 5.
         var random = Enumerable.Range(1, 5).Select(seed =>
         {
-            t.TokenPruning = t.TokenPruning with { Saliency = TokenSaliencyKind.Random, Seed = seed };
+            t.Plan = t.Plan with { TokenPruning = new PromptTokenPruner(t.Plan.TokenPruning!.Options with { Saliency = TokenSaliencyKind.Random, Seed = seed }) };
             return new PerplexityEvaluator(t) { PromptFraction = 0.75 }.Evaluate(tokens, 256, tok.Bos).Perplexity;
         }).Order().ToArray()[2];
         Assert.True(pruned.Perplexity < random, $"attention saliency {pruned.Perplexity} vs median random {random}");
