@@ -2,6 +2,7 @@ using Kernels.Runtime.Compute;
 using System.CommandLine;
 using System.Text;
 using Kernels.Runtime.Inference;
+using Kernels.Runtime.Session;
 
 namespace Kernels.Cli.Commands;
 
@@ -18,13 +19,9 @@ internal static class GenerateCommand
         var seed = new Option<ulong?>("--seed", "-s") { Description = "Sampling seed (default: time)" };
         var profile = new Option<bool>("--profile") { Description = "Print on stderr where each decode step and the prompt's prefill spend their time (QKV, attention, output projection, gate/up, down, norms+RoPE, LM head, sampling, thread hand-off; GB/s per matmul class)" };
         var command = new Command("generate", "Generate text from a prompt");
-        var kv = new KvOptions();
-        var dip = new DipCliOptions();
-        var arch = new ArchCliOptions();
+        var run = new SessionCliOptions();
         common.AddTo(command);
-        kv.AddTo(command);
-        dip.AddTo(command);
-        arch.AddTo(command);
+        run.AddTo(command);
         command.Options.Add(prompt);
         command.Options.Add(steps);
         command.Options.Add(temperature);
@@ -40,26 +37,10 @@ internal static class GenerateCommand
                 var profiler = parse.GetValue(profile) ? new Kernels.Runtime.Profiling.ForwardProfiler() : null;
                 using var ops = profiler is null ? CommonOptions.CreateOps(parse.GetValue(common.Device)!)
                     : new Kernels.Runtime.Profiling.ProfilingOps(CommonOptions.CreateOps(parse.GetValue(common.Device)!), model, profiler);
-                if (dip.Get(parse) is not null)
-                {
-                    ops.Require(BackendFeature.DynamicInputPruning, "--dip-keep");
-                }
-                using var dipMlp = dip.Get(parse) is { } dipOptions ? new Kernels.Runtime.Dip.DipMlp(model, dipOptions) : null;
-                arch.ApplyToModel(parse, model);
-                var tokenPruning = arch.TokenPruning(parse, model);
                 // Token pruning scores the whole prompt in one batch.
-                using var transformer = new Transformer(model, ops, maxBatch: tokenPruning is null ? 256 : model.Config.MaxSequenceLength);
-                transformer.Plan = transformer.Plan with { Mlp = dipMlp };
-                transformer.Plan = transformer.Plan with { TokenPruning = tokenPruning is { } pruneOptions ? new PromptTokenPruner(pruneOptions) : null };
-                if (dipMlp is not null)
-                {
-                    Console.Error.WriteLine($"dip: keep {dipMlp.Options.Keep:0.###} -> {dipMlp.KeepInputs} of {model.Config.Dim} inputs, {dipMlp.KeepHidden} of {model.Config.HiddenDim} intermediate per token" + (dipMlp.Options.CacheAware ? $", cache-aware gamma {dipMlp.Options.Gamma} ({dipMlp.Options.Cache}, {dipMlp.Options.CacheFraction:P0} resident)" : ""));
-                }
-                var generator = new TextGenerator(transformer, tokenizer) { Profiler = profiler };
-                if (kv.Get(parse) is { } kvOptions)
-                {
-                    generator.Kv = Kernels.Runtime.Caching.Policies.KvEvictionPolicy.Create(kvOptions);
-                }
+                using var session = InferenceSession.Create(model, ops, run.Build(parse, model, maxBatch: 256, prunedBatch: model.Config.MaxSequenceLength));
+                SessionCliOptions.Report(session);
+                var generator = new TextGenerator(session, tokenizer) { Profiler = profiler };
                 var options = new GenerationOptions
                 {
                     Steps = parse.GetValue(steps),
@@ -74,11 +55,11 @@ internal static class GenerateCommand
                 }
                 stdout.Write('\n');
                 var s = generator.LastStats!;
-                ArchCliOptions.ReportPrefill(transformer);
-                if (generator.Kv is { } controller && generator.LastCache is IKvMemory hc)
+                ArchCliOptions.ReportPrefill(session.Transformer);
+                if (session.Policy is { } policy && session.Options.Kv is not null)
                 {
-                    Console.Error.WriteLine($"kv: {controller.Options.Policy} budget {controller.Budget} tokens/head ({controller.Heavy} heavy + {controller.Recent} recent), " +
-                                            $"{controller.Evicted} evicted, K/V storage held {hc.BytesHeld} bytes (+{hc.StatisticsBytes} bytes of positions/scores)");
+                    Console.Error.WriteLine($"kv: {policy.Options.Policy} budget {policy.Budget} tokens/head ({policy.Heavy} heavy + {policy.Recent} recent), " +
+                                            $"{policy.Evicted} evicted, K/V storage held {session.CacheBytes.KvBytes} bytes (+{session.CacheBytes.StatisticsBytes} bytes of positions/scores)");
                 }
                 Console.Error.WriteLine($"prompt: {s.PromptTokens} tokens in {s.PrefillTime.TotalMilliseconds:F1} ms ({s.PrefillTokensPerSecond:F1} tok/s); " +
                                         $"generated: {s.GeneratedTokens} tokens, achieved tok/s: {s.DecodeTokensPerSecond:F2}");

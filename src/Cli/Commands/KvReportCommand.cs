@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text;
 using System.Text.Json;
 using Kernels.Runtime.Caching;
+using Kernels.Runtime.Session;
 using Kernels.Runtime.Compute;
 using Kernels.Runtime.Inference;
 using Kernels.Runtime.Text;
@@ -38,14 +39,21 @@ internal static class KvReportCommand
                 var tok = CommonOptions.LoadTokenizer(model, parse.GetValue(common.Tokenizer));
                 using var ops = new HostOps();
                 int ctx = parse.GetValue(context);
-                using var transformer = new Transformer(model, ops, maxBatch: Math.Max(ctx, parse.GetValue(needleContext)));
                 var (s, e) = TextSource.ParseRange(parse.GetValue(bytes));
                 string body = TextSource.Read(parse.GetValue(text)!, s, e, false);
                 int[] tokens = tok.Encode(body, false, false);
                 var needles = NeedleRetrieval.Build(tok, File.ReadAllText(parse.GetValue(text)!), parse.GetValue(trials), parse.GetValue(needleContext));
+                int maxBatch = Math.Max(ctx, parse.GetValue(needleContext));
+                // One session per policy and use: the perplexity cache holds a window, the needle cache a prompt and its query.
+                InferenceSession Session(KvCacheOptions kv, int? capacity) => InferenceSession.Create(model, ops, new InferenceOptions { MaxBatch = maxBatch, CacheCapacity = capacity, Kv = kv });
+                (ConstrainedPerplexity.Result, NeedleResult) Evaluate(KvCacheOptions kv)
+                {
+                    using var ppl = Session(kv, ctx);
+                    using var needle = Session(kv, null);
+                    return (ConstrainedPerplexity.Evaluate(ppl, tokens, ctx, tok.Bos, null, ct), NeedleRetrieval.Run(needle, needles, ct));
+                }
                 var rows = new List<Row>();
-                var dense = ConstrainedPerplexity.Evaluate(transformer, new KvCacheOptions { Policy = KvPolicyKind.None }, tokens, ctx, tok.Bos);
-                var denseNeedle = NeedleRetrieval.Run(transformer, needles, new KvCacheOptions { Policy = KvPolicyKind.None });
+                var (dense, denseNeedle) = Evaluate(new KvCacheOptions { Policy = KvPolicyKind.None });
                 rows.Add(new Row("none", 1.0, dense.Perplexity.Perplexity, denseNeedle.Accuracy, dense.PeakKvBytes, dense.DenseKvBytes, dense.PeakStatisticsBytes));
                 var grid = (from p in parse.GetValue(policies)!.Split(',') from b in parse.GetValue(budgets)!.Split(',')
                             select (Policy: KvCacheOptions.ParsePolicy(p.Trim()), Budget: double.Parse(b, System.Globalization.CultureInfo.InvariantCulture))).ToList();
@@ -54,8 +62,7 @@ internal static class KvReportCommand
                     for (int i = 0; i < grid.Count; i++)
                     {
                         var options = new KvCacheOptions { Policy = grid[i].Policy, BudgetFraction = grid[i].Budget };
-                        var r = ConstrainedPerplexity.Evaluate(transformer, options, tokens, ctx, tok.Bos, null, ct);
-                        var n = NeedleRetrieval.Run(transformer, needles, options, ct);
+                        var (r, n) = Evaluate(options);
                         rows.Add(new Row(grid[i].Policy.ToString(), grid[i].Budget, r.Perplexity.Perplexity, n.Accuracy, r.PeakKvBytes, r.DenseKvBytes, r.PeakStatisticsBytes));
                         progress.Report((i + 1f) / grid.Count);
                     }

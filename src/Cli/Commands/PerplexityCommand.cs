@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Kernels.Runtime.Evaluation;
 using Kernels.Runtime.Inference;
+using Kernels.Runtime.Session;
 using Spectre.Console;
 
 namespace Kernels.Cli.Commands;
@@ -19,14 +20,10 @@ internal static class PerplexityCommand
         var maxBytes = new Option<long?>("--max-bytes") { Description = "Score only the first N bytes of the file (e.g. 16178 = the llama2.c reference span)" }.InRange(1L, long.MaxValue);
         var json = new Option<string?>("--json") { Description = "Write {perplexity, mean_nll, tokens, tokens_per_s, ...} to this file" };
         var command = new Command("perplexity", "Perplexity of a model on a text file");
-        var kv = new KvOptions();
-        var dip = new DipCliOptions();
-        var arch = new ArchCliOptions();
+        var run = new SessionCliOptions();
         var promptFraction = new Option<double?>("--prompt-fraction") { Description = "Score only the continuation: each window's first fraction is a prompt (default 0.75 with --token-prune, else off)" }.InRange(0.0, 1.0, maxExclusive: true);
         common.AddTo(command);
-        kv.AddTo(command);
-        dip.AddTo(command);
-        arch.AddTo(command);
+        run.AddTo(command);
         command.Options.Add(promptFraction);
         command.Options.Add(text);
         command.Options.Add(context);
@@ -44,20 +41,8 @@ internal static class PerplexityCommand
                 {
                     throw new ArgumentException($"--context {ctx} exceeds the model's context of {model.Config.MaxSequenceLength}");
                 }
-                if (dip.Get(parse) is not null)
-                {
-                    ops.Require(BackendFeature.DynamicInputPruning, "--dip-keep");
-                }
-                using var dipMlp = dip.Get(parse) is { } dipOptions ? new Kernels.Runtime.Dip.DipMlp(model, dipOptions) : null;
-                arch.ApplyToModel(parse, model);
-                var tokenPruning = arch.TokenPruning(parse, model);
-                using var transformer = new Transformer(model, ops, maxBatch: tokenPruning is null ? Math.Min(ctx, 512) : ctx);
-                transformer.Plan = transformer.Plan with { Mlp = dipMlp };
-                transformer.Plan = transformer.Plan with { TokenPruning = tokenPruning is { } pruneOptions ? new PromptTokenPruner(pruneOptions) : null };
-                if (dipMlp is not null)
-                {
-                    Console.Error.WriteLine($"dip: keep {dipMlp.Options.Keep:0.###} -> {dipMlp.KeepInputs} of {model.Config.Dim} inputs, {dipMlp.KeepHidden} of {model.Config.HiddenDim} intermediate per token" + (dipMlp.Options.CacheAware ? $", cache-aware gamma {dipMlp.Options.Gamma} ({dipMlp.Options.Cache}, {dipMlp.Options.CacheFraction:P0} resident)" : ""));
-                }
+                using var session = InferenceSession.Create(model, ops, run.Build(parse, model, maxBatch: Math.Min(ctx, 512), prunedBatch: ctx, cacheCapacity: ctx));
+                SessionCliOptions.Report(session);
                 string body = ReadText(parse.GetValue(text)!, parse.GetValue(maxBytes));
                 int[] tokens = tokenizer.Encode(body, addBos: false, addEos: false);
                 if (tokens.Length == 0)
@@ -66,16 +51,16 @@ internal static class PerplexityCommand
                 }
                 PerplexityResult result;
                 Dictionary<string, object>? extra = null;
-                if (kv.Get(parse) is { } kvOptions)
+                if (session.Options.Kv is { } kvOptions)
                 {
                     // Constrained cache: token by token, evicting after every step.
                     var constrained = CliConsole.WithProgress($"perplexity ({kvOptions.Policy})", p =>
-                        Kernels.Runtime.Caching.ConstrainedPerplexity.Evaluate(transformer, kvOptions, tokens, ctx, tokenizer.Bos, p, cancellationToken));
+                        Kernels.Runtime.Caching.ConstrainedPerplexity.Evaluate(session, tokens, ctx, tokenizer.Bos, p, cancellationToken));
                     result = constrained.Perplexity;
                     extra = new Dictionary<string, object>
                     {
                         ["kv_policy"] = kvOptions.Policy.ToString(),
-                        ["kv_budget"] = parse.GetValue(kv.Budget)!,
+                        ["kv_budget"] = parse.GetValue(run.Kv.Budget)!,
                         ["kv_peak_bytes"] = constrained.PeakKvBytes,
                         ["kv_dense_bytes"] = constrained.DenseKvBytes,
                         ["kv_statistics_bytes"] = constrained.PeakStatisticsBytes,
@@ -85,9 +70,9 @@ internal static class PerplexityCommand
                 }
                 else
                 {
-                    var evaluator = new PerplexityEvaluator(transformer)
+                    var evaluator = new PerplexityEvaluator(session.Transformer)
                     {
-                        PromptFraction = parse.GetValue(promptFraction) ?? (tokenPruning is null ? 0 : 0.75),
+                        PromptFraction = parse.GetValue(promptFraction) ?? (session.Options.TokenPruning is null ? 0 : 0.75),
                     };
                     if (evaluator.PromptFraction > 0)
                     {
@@ -95,7 +80,7 @@ internal static class PerplexityCommand
                     }
                     result = CliConsole.WithProgress("perplexity", p => evaluator.Evaluate(tokens, ctx, tokenizer.Bos, p, cancellationToken));
                 }
-                ArchCliOptions.ReportPrefill(transformer);
+                ArchCliOptions.ReportPrefill(session.Transformer);
                 Report(result, ops.Name, ctx);
                 if (parse.GetValue(json) is { } path)
                 {

@@ -1,6 +1,7 @@
 using Kernels.Runtime.Compute;
 using Kernels.Runtime.Evaluation;
 using Kernels.Runtime.Inference;
+using Kernels.Runtime.Session;
 
 namespace Kernels.Runtime.Caching;
 
@@ -14,41 +15,38 @@ public static class ConstrainedPerplexity
 {
     public sealed record Result(PerplexityResult Perplexity, long PeakKvBytes, long PeakStatisticsBytes, long DenseKvBytes, long Evicted);
 
-    public static Result Evaluate(Transformer transformer, KvCacheOptions options, IReadOnlyList<int> tokens, int context, int bos,
+    /// <summary>Perplexity of non-overlapping windows, each run token by token through <paramref name="session"/>, whose policy evicts after every step.</summary>
+    public static Result Evaluate(InferenceSession session, IReadOnlyList<int> tokens, int context, int bos,
         IProgress<float>? progress = null, CancellationToken cancellationToken = default)
     {
-        var controller = Policies.KvEvictionPolicy.Create(options);
-        using var cache = controller.CreateCache(transformer, context);
         long peak = 0, peakStats = 0;
-        var logits = new float[transformer.Model.Config.VocabSize];
-        var evaluator = new PerplexityEvaluator(transformer)
+        var logits = new float[session.Model.Config.VocabSize];
+        var evaluator = new PerplexityEvaluator(session.Transformer)
         {
-            CacheFactory = _ => new NonOwningCache(cache),
+            CacheFactory = _ => new NonOwningCache(session.Cache),
             WindowRunner = (inputs, targets, c) =>
             {
-                controller.BeforePrompt(cache, inputs.Length);
+                session.StartSequence(inputs.Length);
                 double nll = 0;
                 for (int j = 0; j < inputs.Length; j++)
                 {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    transformer.Forward(new[] { inputs[j] }, j, cache, LogitsMode.Last);
-                    peak = Math.Max(peak, cache.BytesHeld);
-                    peakStats = Math.Max(peakStats, cache.StatisticsBytes);
-                    transformer.ReadLogits(0, logits);
+                    session.Step(inputs[j], cancellationToken);
+                    peak = Math.Max(peak, session.CacheBytes.KvBytes);
+                    peakStats = Math.Max(peakStats, session.CacheBytes.StatisticsBytes);
+                    session.ReadLogits(logits);
                     nll += PerplexityEvaluator.NegativeLogLikelihood(logits, targets[j]);
-                    controller.AfterStep(cache);
                 }
                 return nll;
             },
         };
         var result = evaluator.Evaluate(tokens, context, bos, progress, cancellationToken);
-        var c = transformer.Model.Config;
-        long dense = transformer.Model.Layers.Sum(l => (long)l.KvHeads) * context * 2L * c.HeadDim * sizeof(float);
-        return new Result(result, peak, peakStats, dense, controller.Evicted);
+        var config = session.Model.Config;
+        long dense = session.Model.Layers.Sum(l => (long)l.KvHeads) * context * 2L * config.HeadDim * sizeof(float);
+        return new Result(result, peak, peakStats, dense, session.Policy?.Evicted ?? 0);
     }
 
     /// <summary>Lets the evaluator reset and "dispose" the shared cache without freeing it.</summary>
-    private sealed class NonOwningCache(IKvMemory inner) : IKvCache
+    private sealed class NonOwningCache(IKvCache inner) : IKvCache
     {
         public int Count(int layer, int kvHead) => inner.Count(layer, kvHead);
         public long BytesHeld => inner.BytesHeld;

@@ -1,5 +1,6 @@
 using Kernels.Runtime.Compute;
 using Kernels.Runtime.Inference;
+using Kernels.Runtime.Session;
 using Kernels.Runtime.Tokenization;
 
 namespace Kernels.Runtime.Caching;
@@ -90,25 +91,21 @@ public static class NeedleRetrieval
         return result;
     }
 
-    public static NeedleResult Run(Transformer transformer, IReadOnlyList<NeedleTrial> trials, KvCacheOptions options, CancellationToken cancellationToken = default)
+    /// <summary>Runs every trial through <paramref name="session"/> (its KV policy evicts after the context and after each query token).</summary>
+    public static NeedleResult Run(InferenceSession session, IReadOnlyList<NeedleTrial> trials, CancellationToken cancellationToken = default)
     {
         int correct = 0;
-        var logits = new float[transformer.Model.Config.VocabSize];
+        var logits = new float[session.Model.Config.VocabSize];
         foreach (var trial in trials)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var controller = Policies.KvEvictionPolicy.Create(options);
-            using var cache = controller.CreateCache(transformer, trial.Context.Length + trial.Query.Length + 1);
-            controller.BeforePrompt(cache, trial.Context.Length);
-            transformer.Forward(trial.Context, 0, cache, LogitsMode.None);
-            controller.AfterPrompt(cache, trial.Context.Length);
-            int pos = trial.Context.Length;
+            session.Reset();
+            session.Prefill(trial.Context, LogitsMode.None, cancellationToken);
             foreach (int q in trial.Query)
             {
-                transformer.Forward(new[] { q }, pos++, cache, LogitsMode.Last);
-                controller.AfterStep(cache);
+                session.Step(q, cancellationToken);
             }
-            transformer.ReadLogits(0, logits);
+            session.ReadLogits(logits);
             int best = trial.CandidateTokens.MaxBy(t => logits[t]);
             correct += best == trial.AnswerToken ? 1 : 0;
         }

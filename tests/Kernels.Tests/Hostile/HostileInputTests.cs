@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using Kernels.Runtime.Compute;
 using Kernels.Runtime.Inference;
+using Kernels.Runtime.Session;
 using Kernels.Runtime.IO;
 using Kernels.Runtime.Model;
 using Kernels.Runtime.Tokenization;
@@ -289,8 +290,9 @@ public sealed class HostileInputTests : IDisposable
     {
         using var model = HostileFixtures.Model();
         using var ops = new HostOps();
-        using var transformer = new Transformer(model, ops, maxBatch: 4);
-        var generator = new TextGenerator(transformer, new BpeTokenizer(model.Vocabulary!));
+        using var session = InferenceSession.Create(model, ops, new InferenceOptions { MaxBatch = 4 });
+        var transformer = session.Transformer;
+        var generator = new TextGenerator(session, new BpeTokenizer(model.Vocabulary!));
         using var cancelled = new CancellationTokenSource();
         cancelled.Cancel();
         int pieces = 0;

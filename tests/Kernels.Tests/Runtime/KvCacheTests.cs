@@ -2,6 +2,7 @@ using Kernels.Runtime.Caching;
 using Kernels.Runtime.Caching.Policies;
 using Kernels.Runtime.Compute;
 using Kernels.Runtime.Inference;
+using Kernels.Runtime.Session;
 using Kernels.Runtime.IO;
 using Kernels.Runtime.Model;
 using Kernels.Tests.Infrastructure;
@@ -152,11 +153,16 @@ public sealed class KvCacheTests
             using var t = new Transformer(model, ops);
             int[] tokens = TestData.ReadInts(TestData.Reference("ppl_tinystories_tokens.txt"))[..1000];
             double dense = new Kernels.Runtime.Evaluation.PerplexityEvaluator(t).Evaluate(tokens, 256, 1).Perplexity;
-            var none = ConstrainedPerplexity.Evaluate(t, new KvCacheOptions { Policy = KvPolicyKind.None }, tokens, 256, 1);
-            var full = ConstrainedPerplexity.Evaluate(t, new KvCacheOptions { Policy = KvPolicyKind.H2O, BudgetFraction = 1.0 }, tokens, 256, 1);
+            ConstrainedPerplexity.Result Constrained(KvCacheOptions kv)
+            {
+                using var session = InferenceSession.Create(model, ops, new InferenceOptions { CacheCapacity = 256, Kv = kv });
+                return ConstrainedPerplexity.Evaluate(session, tokens, 256, 1);
+            }
+            var none = Constrained(new KvCacheOptions { Policy = KvPolicyKind.None });
+            var full = Constrained(new KvCacheOptions { Policy = KvPolicyKind.H2O, BudgetFraction = 1.0 });
             Assert.Equal(dense, none.Perplexity.Perplexity, 4);
             Assert.Equal(dense, full.Perplexity.Perplexity, 4);
-            var half = ConstrainedPerplexity.Evaluate(t, new KvCacheOptions { Policy = KvPolicyKind.Vatp, BudgetFraction = 0.5 }, tokens, 256, 1);
+            var half = Constrained(new KvCacheOptions { Policy = KvPolicyKind.Vatp, BudgetFraction = 0.5 });
             Assert.True(half.PeakKvBytes <= half.DenseKvBytes / 2);
             Assert.True(half.Evicted > 0);
         }

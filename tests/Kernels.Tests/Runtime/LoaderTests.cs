@@ -1,5 +1,6 @@
 using Kernels.Runtime.Compute;
 using Kernels.Runtime.Inference;
+using Kernels.Runtime.Session;
 using Kernels.Runtime.IO;
 using Kernels.Runtime.Model;
 using Kernels.Simd.Matrices;
@@ -160,8 +161,8 @@ public sealed class LoaderTests
         using (model)
         {
             using var ops = new HostOps();
-            using var transformer = new Transformer(model, ops);
-            var generator = new TextGenerator(transformer, tokenizer);
+            using var session = InferenceSession.Create(model, ops, new InferenceOptions());
+            var generator = new TextGenerator(session, tokenizer);
             using var cts = new CancellationTokenSource();
             int pieces = 0;
             await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
@@ -187,8 +188,8 @@ public sealed class LoaderTests
             string Run(ulong seed)
             {
                 using var ops = new HostOps();
-                using var transformer = new Transformer(model, ops);
-                var g = new TextGenerator(transformer, tokenizer);
+                using var session = InferenceSession.Create(model, ops, new InferenceOptions());
+                var g = new TextGenerator(session, tokenizer);
                 var sb = new System.Text.StringBuilder();
                 Task.Run(async () =>
                 {

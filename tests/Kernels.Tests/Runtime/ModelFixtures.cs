@@ -1,5 +1,6 @@
 using Kernels.Runtime.Compute;
 using Kernels.Runtime.Inference;
+using Kernels.Runtime.Session;
 using Kernels.Runtime.IO;
 using Kernels.Runtime.Model;
 using Kernels.Runtime.Tokenization;
@@ -18,8 +19,8 @@ internal static class ModelFixtures
 
     public static string Generate(LlamaModel model, ITokenizer tokenizer, ITransformerOps ops, string prompt, int steps)
     {
-        using var transformer = new Transformer(model, ops);
-        var generator = new TextGenerator(transformer, tokenizer);
+        using var session = InferenceSession.Create(model, ops, new InferenceOptions());
+        var generator = new TextGenerator(session, tokenizer);
         var sb = new System.Text.StringBuilder();
         var task = Task.Run(async () =>
         {

@@ -2,9 +2,10 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Text;
 using Kernels.Runtime.Compute;
+using Kernels.Runtime.Inference;
 using Kernels.Runtime.Tokenization;
 
-namespace Kernels.Runtime.Inference;
+namespace Kernels.Runtime.Session;
 
 /// <summary>Options of one generation, llama2.c's defaults.</summary>
 public sealed record GenerationOptions
@@ -32,22 +33,19 @@ public sealed record GenerationStats(int PromptTokens, int GeneratedTokens, Time
 /// </summary>
 public sealed class TextGenerator
 {
-    private readonly Transformer _transformer;
+    private readonly InferenceSession _session;
     private readonly ITokenizer _tokenizer;
 
-    public TextGenerator(Transformer transformer, ITokenizer tokenizer)
+    /// <summary>Generates through <paramref name="session"/>: each generation starts it afresh (position 0, empty cache).</summary>
+    public TextGenerator(InferenceSession session, ITokenizer tokenizer)
     {
-        _transformer = transformer;
+        _session = session;
         _tokenizer = tokenizer;
     }
 
     public GenerationStats? LastStats { get; private set; }
 
-    /// <summary>Optional KV-cache policy (budgeted eviction); null keeps the full cache.</summary>
-    public Caching.Policies.KvEvictionPolicy? Kv { get; set; }
-
-    /// <summary>The cache of the last generation (for memory reports); disposed with the next one.</summary>
-    public IKvCache? LastCache { get; private set; }
+    public InferenceSession Session => _session;
 
     /// <summary>
     /// Optional step profiler (<c>--profile</c>): the prompt is one prefill step, each generated
@@ -60,7 +58,7 @@ public sealed class TextGenerator
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var model = _transformer.Model;
+        var model = _session.Model;
         ObjectDisposedException.ThrowIf(model.IsDisposed, model);
         int[] promptTokens = _tokenizer.Encode(prompt, addBos: true, addEos: false);
         if (promptTokens.Length > model.Config.MaxSequenceLength)
@@ -72,10 +70,7 @@ public sealed class TextGenerator
         var logits = sampler.IsGreedy ? Array.Empty<float>() : new float[model.Config.VocabSize];
         var utf8 = Encoding.UTF8.GetDecoder();
         var chars = new char[64];
-        LastCache?.Dispose();
-        var memory = Kv?.CreateCache(_transformer, model.Config.MaxSequenceLength);
-        var cache = memory ?? _transformer.CreateCache();
-        LastCache = cache;
+        _session.Reset();
 
         string Text(ReadOnlySpan<byte> bytes, bool flush = false)
         {
@@ -93,21 +88,19 @@ public sealed class TextGenerator
             using var step = Profiler?.Step(Profiler.Decode, 0, countsAsStep: false);
             if (sampler.IsGreedy)
             {
-                return _transformer.ArgMax(0);
+                return _session.ArgMax();
             }
-            _transformer.ReadLogits(0, logits);
+            _session.ReadLogits(logits);
             using var sampling = Profiling.ForwardProfiler.Time(Profiling.ProfilePart.Sampling);
             return sampler.Sample(logits);
         }
 
         var clock = Stopwatch.StartNew();
         int prefillCount = Math.Min(promptTokens.Length, steps);
-        Kv?.BeforePrompt(memory!, prefillCount);
         using (Profiler?.Step(Profiler.Prefill, prefillCount))
         {
-            _transformer.Forward(promptTokens.AsSpan(0, prefillCount), 0, cache, LogitsMode.Last, cancellationToken);
+            _session.Prefill(promptTokens.AsSpan(0, prefillCount), LogitsMode.Last, cancellationToken);
         }
-        Kv?.AfterPrompt(memory!, prefillCount);
         var prefillTime = clock.Elapsed;
         // Prompt pieces after BOS, as llama2.c prints them while forcing the prompt.
         int token = promptTokens[0];
@@ -146,8 +139,7 @@ public sealed class TextGenerator
             }
             using (Profiler?.Step(Profiler.Decode, 1))
             {
-                _transformer.Forward(new[] { token }, pos, cache, LogitsMode.Last, cancellationToken);
-                Kv?.AfterStep(memory!);
+                _session.Step(token, cancellationToken);
             }
             await Task.Yield();
         }
