@@ -10,8 +10,8 @@ public enum BackendFeature
 {
     None = 0,
 
-    /// <summary>KV caches that implement <see cref="IKvMemory"/>: per-head eviction, scores, key rewrites (VATP, H2O, Scissorhands, StreamingLLM).</summary>
-    KvEviction = 1,
+    /// <summary>KV caches that implement <see cref="IKvMemory"/> (host-readable keys, values, positions and scores; per-head keep/trim): eviction policies, token saliency, KV-sharing analysis.</summary>
+    KvMemory = 1,
 
     /// <summary>Dynamic input pruning of the MLP (masked SwiGLU, DIP and DIP-CA).</summary>
     DynamicInputPruning = 2,

@@ -77,14 +77,16 @@ public sealed class HostKvCache : IKvMemory
         return h.Received.Length == 0 ? Span<float>.Empty : h.Received.AsSpan(0, h.Count);
     }
 
-    public Span<float> Key(int layer, int kvHead, int slot)
+    public Span<float> Keys(int layer, int kvHead)
     {
         var h = _heads[layer][kvHead];
-        if ((uint)slot >= (uint)h.Count)
-        {
-            throw new ArgumentOutOfRangeException(nameof(slot), $"slot {slot} of {h.Count} live slots");
-        }
-        return h.Keys.AsSpan(slot * HeadDim, HeadDim);
+        return h.Keys.AsSpan(0, h.Count * HeadDim);
+    }
+
+    public ReadOnlySpan<float> Values(int layer, int kvHead)
+    {
+        var h = _heads[layer][kvHead];
+        return h.Values.AsSpan(0, h.Count * HeadDim);
     }
 
     public void Trim(int layer, int kvHead, int slots)

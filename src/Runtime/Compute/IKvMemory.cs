@@ -16,7 +16,7 @@ public enum KvScoring
 /// The operations a KV cache owns, in the spirit of llama.cpp's <c>llama_memory_i</c>: read the
 /// positions and scores of a (layer, KV head)'s slots, keep a subset (removing the rest from
 /// storage), trim storage, rewrite a key (a position shift re-rotates it). Eviction policies use
-/// only these; backends whose caches implement it report <see cref="BackendFeature.KvEviction"/>.
+/// only these; backends whose caches implement it report <see cref="BackendFeature.KvMemory"/>.
 /// </summary>
 public interface IKvMemory : IKvCache
 {
@@ -32,8 +32,11 @@ public interface IKvMemory : IKvCache
     /// <summary>The accumulated score of each live slot (empty while <see cref="Scoring"/> is None); writable (Scissorhands turns sums into means).</summary>
     Span<float> Scores(int layer, int kvHead);
 
-    /// <summary>The key of a live slot, after RoPE; writable (StreamingLLM re-rotates its sinks).</summary>
-    Span<float> Key(int layer, int kvHead, int slot);
+    /// <summary>Keys of the live slots, [count, headDim], after RoPE; writable (StreamingLLM re-rotates its sinks).</summary>
+    Span<float> Keys(int layer, int kvHead);
+
+    /// <summary>Values of the live slots, [count, headDim].</summary>
+    ReadOnlySpan<float> Values(int layer, int kvHead);
 
     KvScoring Scoring { get; set; }
 

@@ -42,7 +42,7 @@ public static class SequentialPruner
         using var transformer = new Transformer(model, ops, maxBatch: maxLen);
         using var cache = transformer.CreateCache(maxLen);
         var hidden = needsData ? calibration!.Windows.Select(w => transformer.Embed(w)).ToList() : new List<float[]>();
-        var observer = new StatisticsObserver(spec.Method == PruneMethod.SparseGpt);
+        var observer = new StatisticsObserver(transformer.Ops, spec.Method == PruneMethod.SparseGpt);
         for (int l = 0; l < model.Layers.Count; l++)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -144,9 +144,10 @@ public static class SequentialPruner
     }
 
     /// <summary>Collects input statistics of one layer's linears during step (a).</summary>
-    private sealed class StatisticsObserver(bool hessian) : IForwardObserver
+    private sealed class StatisticsObserver(Compute.ITransformerOps ops, bool hessian) : IForwardObserver
     {
         private readonly Dictionary<LinearKind, InputStatistics> _stats = new();
+        private float[] _input = Array.Empty<float>();
         private int _layer = -1;
 
         public void Begin(int layer, LlamaModel model)
@@ -172,7 +173,14 @@ public static class SequentialPruner
         {
             if (layer == _layer && _stats.TryGetValue(kind, out var s))
             {
-                s.Add(((HostTensor)input).Slice(0, n * s.Dimension), n);
+                // Read through the backend (a host copy), as every observer does.
+                int count = n * s.Dimension;
+                if (_input.Length < count)
+                {
+                    _input = new float[count];
+                }
+                ops.Download(input, 0, _input.AsSpan(0, count));
+                s.Add(_input.AsSpan(0, count), n);
             }
         }
     }

@@ -28,7 +28,8 @@ public sealed class InferenceSession : IDisposable
             Plan = new ForwardPlan { Mlp = _dip, TokenPruning = options.TokenPruning is { } t ? new PromptTokenPruner(t) : null },
         };
         int capacity = options.CacheCapacity ?? model.Config.MaxSequenceLength;
-        Policy = options.Kv is { } kv ? KvEvictionPolicy.Create(kv) : null;
+        // "none" keeps every token; on a backend without IKvMemory caches it needs no policy object at all.
+        Policy = options.Kv is { } kv && (kv.Policy != KvPolicyKind.None || ops.Supports(BackendFeature.KvMemory)) ? KvEvictionPolicy.Create(kv) : null;
         _memory = Policy?.CreateCache(Transformer, capacity);
         Cache = _memory ?? Transformer.CreateCache(capacity);
     }
@@ -40,7 +41,7 @@ public sealed class InferenceSession : IDisposable
     public static InferenceSession Create(LlamaModel model, ITransformerOps ops, InferenceOptions options)
     {
         ObjectDisposedException.ThrowIf(model.IsDisposed, model);
-        var needs = (options.Kv is { Policy: not KvPolicyKind.None } ? BackendFeature.KvEviction : BackendFeature.None)
+        var needs = (options.Kv is { Policy: not KvPolicyKind.None } ? BackendFeature.KvMemory : BackendFeature.None)
                     | (options.Dip is not null ? BackendFeature.DynamicInputPruning : BackendFeature.None)
                     | (options.TokenPruning is not null ? BackendFeature.TokenPruning : BackendFeature.None);
         ops.Require(needs, "this session");

@@ -29,7 +29,8 @@ public static class KvSharer
         var meanK = model.Layers.Select(l => new double[length * l.KvHeads * d]).ToArray();
         var meanV = model.Layers.Select(l => new double[length * l.KvHeads * d]).ToArray();
         using var cache = transformer.CreateCache(data.Windows.Max(w => w.Length));
-        var host = cache as HostKvCache ?? throw new NotSupportedException("KV sharing analysis reads the host KV cache: use the cpu or reference backend");
+        transformer.Ops.Require(BackendFeature.KvMemory, "KV sharing analysis");
+        var memory = (IKvMemory)cache; // KvMemory: this backend's caches are IKvMemory
         foreach (var window in data.Windows)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -41,13 +42,14 @@ public static class KvSharer
                 int source = model.Layers[l].SharesKvWith >= 0 ? model.Layers[l].SharesKvWith : l;
                 for (int g = 0; g < kvHeads; g++)
                 {
-                    var head = host.Get(source, g);
+                    var keys = memory.Keys(source, g);
+                    var values = memory.Values(source, g);
                     for (int t = 0; t < length; t++)
                     {
                         for (int j = 0; j < d; j++)
                         {
-                            meanK[l][t * width + g * d + j] += head.Keys[t * d + j];
-                            meanV[l][t * width + g * d + j] += head.Values[t * d + j];
+                            meanK[l][t * width + g * d + j] += keys[t * d + j];
+                            meanV[l][t * width + g * d + j] += values[t * d + j];
                         }
                     }
                 }

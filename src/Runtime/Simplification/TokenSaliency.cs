@@ -15,7 +15,7 @@ public static unsafe class TokenSaliency
     /// <param name="queries">[w, heads·headDim] rotated queries of the batch's last w tokens.</param>
     /// <param name="n">Tokens in the batch.</param>
     /// <param name="saliency">[n] result.</param>
-    public static void Score(HostKvCache cache, int cacheLayer, ReadOnlySpan<float> queries, int n, int heads, int kvHeads, bool weightByValueNorm, Span<float> saliency)
+    public static void Score(IKvMemory cache, int cacheLayer, ReadOnlySpan<float> queries, int n, int heads, int kvHeads, bool weightByValueNorm, Span<float> saliency)
     {
         int d = cache.HeadDim;
         int w = queries.Length / (heads * d);
@@ -27,30 +27,32 @@ public static unsafe class TokenSaliency
         int group = heads / kvHeads;
         for (int g = 0; g < kvHeads; g++)
         {
-            var head = cache.Get(cacheLayer, g);
-            int baseCount = head.Count - n;
+            var cachedKeys = cache.Keys(cacheLayer, g);
+            var cachedValues = cache.Values(cacheLayer, g);
+            int count0 = cachedKeys.Length / d;
+            int baseCount = count0 - n;
             if (baseCount < 0)
             {
-                throw new InvalidOperationException($"layer {cacheLayer} head {g} caches {head.Count} tokens, fewer than the batch's {n}");
+                throw new InvalidOperationException($"layer {cacheLayer} head {g} caches {count0} tokens, fewer than the batch's {n}");
             }
-            var received = new float[head.Count];
-            var scores = new float[head.Count];
+            var received = new float[count0];
+            var scores = new float[count0];
             var output = new float[d];
             float[]? norms = null;
             if (weightByValueNorm)
             {
-                norms = new float[head.Count];
-                fixed (float* v = head.Values)
+                norms = new float[count0];
+                fixed (float* v = cachedValues)
                 {
-                    for (int s = 0; s < head.Count; s++)
+                    for (int s = 0; s < count0; s++)
                     {
                         norms[s] = Kernels.Simd.Attention.L1Norm(v + (long)s * d, d);
                     }
                 }
             }
             fixed (float* q = queries)
-            fixed (float* keys = head.Keys)
-            fixed (float* values = head.Values)
+            fixed (float* keys = cachedKeys)
+            fixed (float* values = cachedValues)
             fixed (float* sc = scores)
             fixed (float* o = output)
             fixed (float* r = received)

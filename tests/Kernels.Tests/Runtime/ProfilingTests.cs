@@ -64,6 +64,6 @@ public sealed class ProfilingTests
         Assert.Equal(Run(plain), Run(profiled));
         Assert.Equal(0, profiler.Decode.Steps + profiler.Prefill.Steps);
         Assert.Equal(0, profiler.Prefill.PartsMs);
-        Assert.True(profiled.Supports(BackendFeature.KvEviction | BackendFeature.DynamicInputPruning | BackendFeature.TokenPruning));
+        Assert.True(profiled.Supports(BackendFeature.KvMemory | BackendFeature.DynamicInputPruning | BackendFeature.TokenPruning));
     }
 }

@@ -46,8 +46,8 @@ public abstract class KvEvictionPolicy
     /// <summary>A cache on the transformer's backend that accumulates what this policy scores.</summary>
     public IKvMemory CreateCache(Transformer transformer, int capacity)
     {
-        transformer.Ops.Require(BackendFeature.KvEviction, $"--kv-policy {Options.Policy}");
-        var cache = (IKvMemory)transformer.CreateCache(capacity); // KvEviction: the backend's caches are IKvMemory
+        transformer.Ops.Require(BackendFeature.KvMemory, $"--kv-policy {Options.Policy}");
+        var cache = (IKvMemory)transformer.CreateCache(capacity); // KvMemory: the backend's caches are IKvMemory
         cache.Scoring = Scoring;
         Attach(transformer);
         return cache;

@@ -63,7 +63,7 @@ public sealed class StreamingLlmPolicy(KvCacheOptions options) : KvEvictionPolic
         var keys = new float[slots.Length * d];
         for (int i = 0; i < slots.Length; i++)
         {
-            cache.Key(layer, kvHead, slots[i]).CopyTo(keys.AsSpan(i * d, d));
+            cache.Keys(layer, kvHead).Slice(slots[i] * d, d).CopyTo(keys.AsSpan(i * d, d));
         }
         _sinks[(layer, kvHead)] = (keys, slots.Select(s => positions[s]).ToArray());
     }
@@ -100,7 +100,7 @@ public sealed class StreamingLlmPolicy(KvCacheOptions options) : KvEvictionPolic
             int delta = oldestWindow - sinkPositions.Length + i - sinkPositions[i];
             var cos = _rope!.Cos(Math.Abs(delta));
             var sin = _rope.Sin(Math.Abs(delta));
-            var key = cache.Key(layer, kvHead, slot);
+            var key = cache.Keys(layer, kvHead).Slice(slot * d, d);
             for (int p = 0; p < d; p += 2)
             {
                 float c = cos[p / 2], sn = delta < 0 ? -sin[p / 2] : sin[p / 2];

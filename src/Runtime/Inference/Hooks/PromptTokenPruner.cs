@@ -31,7 +31,7 @@ public sealed class PromptTokenPruner(TokenPruneOptions options)
     /// <summary>The state of one pruned prefill chunk.</summary>
     internal Run Start(Transformer transformer, ReadOnlySpan<int> positions, IKvCache cache)
     {
-        transformer.Ops.Require(BackendFeature.TokenPruning, "--token-prune");
+        transformer.Ops.Require(BackendFeature.TokenPruning | BackendFeature.KvMemory, "--token-prune");
         Validate(transformer.Model);
         return new Run(this, transformer, positions.ToArray(), cache);
     }
@@ -88,8 +88,8 @@ public sealed class PromptTokenPruner(TokenPruneOptions options)
             }
             else
             {
-                var host = (HostKvCache)cache; // TokenPruning is a host-backend feature (checked in Start)
-                TokenSaliency.Score(host, last.CacheLayer, queries, n, last.Heads, last.KvHeads, options.Saliency == TokenSaliencyKind.AttentionValueNorm, saliency);
+                var memory = (IKvMemory)cache; // Start checked TokenPruning | KvMemory: this backend's caches are IKvMemory
+                TokenSaliency.Score(memory, last.CacheLayer, queries, n, last.Heads, last.KvHeads, options.Saliency == TokenSaliencyKind.AttentionValueNorm, saliency);
             }
             var kept = TokenSaliency.SelectKept(saliency, positions.AsSpan(0, n), _promptLength, _promptEnd, target, options.SinkTokens, options.RecentFraction);
             int dim = transformer.Model.Config.Dim;
