@@ -249,16 +249,8 @@ internal static class GpuKernelBodies
 
     // ---------------------------------------------------------------- N:M sparse (input axis)
 
-    /// <summary>Where kept value k is stored (16-bit types interleave full 32-blocks pairwise).</summary>
-    public static int StorageIndex(int k, int kept, int half)
-    {
-        if (half == 0 || k >= kept / 32 * 32)
-        {
-            return k;
-        }
-        int r = k & 31;
-        return (k & ~31) + (r < 16 ? 2 * r : 2 * (r - 16) + 1);
-    }
+    /// <summary>Where kept value k is stored: <see cref="Kernels.Simd.Matrices.NmLayout"/> for 16-bit values, in order for F32.</summary>
+    public static int StorageIndex(int k, int kept, int half) => half == 0 ? k : Kernels.Simd.Matrices.NmLayout.StorageIndex(k, kept);
 
     /// <summary>In-group index of kept value k from the row's metadata words.</summary>
     public static int IndexOf(ArrayView<uint> meta, long rowWord, int m, int k)

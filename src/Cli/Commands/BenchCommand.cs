@@ -100,27 +100,23 @@ internal static class BenchCommand
                 {
                     throw new ArgumentException("--kv-policy, --token-prune and --kv-share compare variants of a synthetic model; with --model use generate/perplexity for them");
                 }
-                if (parse.GetValue(kvPolicy) is { } policy)
+                if (parse.GetValue(kvPolicy) is not null || parse.GetValue(tokenPrune) is not null || parse.GetValue(kvShare) is not null)
                 {
-                    // KV comparison: dense weights, full cache vs the policy's budget.
-                    var kvOptions = new Kernels.Runtime.Caching.KvCacheOptions { Policy = Kernels.Runtime.Caching.KvCacheOptions.ParsePolicy(policy) }.WithBudget(parse.GetValue(kvBudget)!, "--kv-budget");
-                    variants = valueTypes.SelectMany(t => new[]
-                    {
-                        new Variant($"dense {t}", t, null),
-                        new Variant($"dense {t} {policy} {parse.GetValue(kvBudget)}", t, null, kvOptions),
-                    }).ToList();
-                }
-                if (parse.GetValue(tokenPrune) is not null || parse.GetValue(kvShare) is not null)
-                {
-                    // Architecture comparison: dense weights, baseline vs each token-pruning ratio / KV sharing.
+                    // Feature comparison on dense weights: the baseline, then every variant asked for
+                    // (a KV policy at its budget, each token-pruning ratio, KV sharing), all in one run.
+                    string? policy = parse.GetValue(kvPolicy);
+                    var kvOptions = policy is null ? null
+                        : new Kernels.Runtime.Caching.KvCacheOptions { Policy = Kernels.Runtime.Caching.KvCacheOptions.ParsePolicy(policy) }.WithBudget(parse.GetValue(kvBudget)!, "--kv-budget");
                     var ratios = parse.GetValue(tokenPrune)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? Array.Empty<string>();
                     string? share = parse.GetValue(kvShare);
+                    bool architecture = ratios.Length > 0 || share is not null;
                     variants = valueTypes.SelectMany(t => new[] { new Variant($"dense {t}", t, null) }
+                        .Concat(kvOptions is null ? Array.Empty<Variant>() : new[] { new Variant($"dense {t} {policy} {parse.GetValue(kvBudget)}", t, null, kvOptions) })
                         .Concat(ratios.Select(r => TokenPruneOptions.Parse(r, parse.GetValue(tokenStages), s.Layers))
                             .Select(o => new Variant($"dense {t} sdtp r={o.Ratio:0.###} keep {o.FinalKeep:F2}", t, null, Tokens: o)))
                         .Concat(share is null ? Array.Empty<Variant>() : new[] { new Variant($"dense {t} kv-share {share}", t, null, KvShare: share) })
                         // The baseline again last: brackets drift of a shared machine (speed-ups use the first).
-                        .Append(new Variant($"dense {t} (repeat)", t, null))).ToList();
+                        .Concat(architecture ? new[] { new Variant($"dense {t} (repeat)", t, null) } : Array.Empty<Variant>())).ToList();
                 }
                 string title = files.Length > 0 ? string.Join(", ", variants.Select(v => v.Name)) : s.Name;
                 var results = Run(s, variants, options, loading, parse.GetValue(device)!, parse.GetValue(sequential), cancellationToken);

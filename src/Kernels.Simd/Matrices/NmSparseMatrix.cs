@@ -150,7 +150,7 @@ public sealed unsafe class NmSparseMatrix : WeightMatrix
     /// Where kept value k is stored within its row. 16-bit types interleave every full block of
     /// 32 kept values pairwise (k, k+16, k+1, k+17, …) so kernels widen two steps without shuffles.
     /// </summary>
-    public int StorageIndex(int k) => ValueType == ElementType.F32 ? k : Vectors.InterleavedKept.StorageIndex(k, KeptPerRow);
+    public int StorageIndex(int k) => ValueType == ElementType.F32 ? k : NmLayout.StorageIndex(k, KeptPerRow);
 
     public override float GetElement(int row, int column)
     {

@@ -96,20 +96,6 @@ internal unsafe interface ISparseValues
 }
 
 /// <summary>Where 16-bit kept values sit: every full block of 32 is stored pairwise interleaved (k, k+16, k+1, k+17, …).</summary>
-internal static class InterleavedKept
-{
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int StorageIndex(int k, int kept)
-    {
-        if (k >= kept / 32 * 32)
-        {
-            return k;
-        }
-        int r = k & 31;
-        return (k & ~31) + (r < 16 ? 2 * r : 2 * (r - 16) + 1);
-    }
-}
-
 internal readonly unsafe struct SparseF32Values : ISparseValues
 {
     public static ElementType Type => ElementType.F32;
@@ -157,7 +143,7 @@ internal readonly unsafe struct SparseF16Values : ISparseValues
 
     public static int PairedKept<TTier, TVec>(int kept) where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => kept / 32 * 32;
 
-    public static float LoadKept(byte* rowValues, int k, int kept) => HalfBits.HalfToSingle(((ushort*)rowValues)[InterleavedKept.StorageIndex(k, kept)]);
+    public static float LoadKept(byte* rowValues, int k, int kept) => HalfBits.HalfToSingle(((ushort*)rowValues)[NmLayout.StorageIndex(k, kept)]);
 
     public static long RowBytes(int valueStride) => 2L * valueStride;
 }
@@ -211,7 +197,7 @@ internal readonly unsafe struct SparseBF16Values : ISparseValues
 
     public static int PairedKept<TTier, TVec>(int kept) where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => kept / 32 * 32;
 
-    public static float LoadKept(byte* rowValues, int k, int kept) => HalfBits.BFloat16ToSingle(((ushort*)rowValues)[InterleavedKept.StorageIndex(k, kept)]);
+    public static float LoadKept(byte* rowValues, int k, int kept) => HalfBits.BFloat16ToSingle(((ushort*)rowValues)[NmLayout.StorageIndex(k, kept)]);
 
     public static long RowBytes(int valueStride) => 2L * valueStride;
 }

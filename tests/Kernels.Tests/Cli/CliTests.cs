@@ -66,6 +66,21 @@ public sealed class CliTests
 public sealed class BenchCliTests
 {
     [Fact]
+    public void Kv_policy_token_pruning_and_kv_sharing_variants_run_together()
+    {
+        using var tmp = new TempDir();
+        var (code, _, stderr) = CliTests.Run("bench", "--shape", "small", "--layers", "2", "--types", "f32", "--kv-policy", "h2o", "--kv-budget", "0.5",
+            "--token-prune", "0.9", "--token-prune-layers", "1", "--kv-share", "every:2", "--context", "32", "--decode-tokens", "2", "--prefill-tokens", "16", "--json", tmp.File("b.json"));
+        Assert.True(code == 0, stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(tmp.File("b.json")));
+        var names = doc.RootElement.GetProperty("variants").EnumerateArray().Select(v => v.GetProperty("name").GetString()!).ToList();
+        Assert.Equal(5, names.Count); // baseline, h2o, sdtp, kv-share, baseline again: none replaces another
+        Assert.Contains(names, n => n.Contains("h2o"));
+        Assert.Contains(names, n => n.Contains("sdtp"));
+        Assert.Contains(names, n => n.Contains("kv-share"));
+    }
+
+    [Fact]
     public void Bench_writes_json_and_chart_for_every_variant()
     {
         using var tmp = new TempDir();
