@@ -164,7 +164,7 @@ public sealed class GpuOps : ITransformerOps
         {
             throw new NotSupportedException("the GPU backend keeps one KV-head count for all layers (head-pruned models run on the host backends)");
         }
-        int baseCount = c.Counts[cacheLayer];
+        int baseCount = c.LayerCount(cacheLayer);
         if (appendKv)
         {
             if (baseCount + n > c.Storage.Shape.Capacity)
@@ -172,7 +172,7 @@ public sealed class GpuOps : ITransformerOps
                 throw new InvalidOperationException($"KV cache full: layer {cacheLayer} holds {baseCount} of {c.Storage.Shape.Capacity} tokens and {n} more were added");
             }
             K.AppendKv(G(k).View, G(v).View, c.Storage, cacheLayer, baseCount, n);
-            c.Counts[cacheLayer] += n;
+            c.Appended(cacheLayer, positions);
         }
         else
         {
@@ -195,8 +195,8 @@ public sealed class GpuOps : ITransformerOps
     public void Upload(ReadOnlySpan<float> source, DeviceTensor destination, int offset) =>
         G(destination).View.SubView(offset, source.Length).CopyFromCPU(ref MemoryMarshal.GetReference(source), source.Length);
 
-    /// <summary>The dense forward pass with the full cache: no eviction, DIP or token pruning yet.</summary>
-    public bool Supports(BackendFeature feature) => feature == BackendFeature.None;
+    /// <summary>KV eviction (VATP, H2O, StreamingLLM) through <see cref="GpuKvCache"/>; not yet DIP, token pruning or Scissorhands' scoring window.</summary>
+    public bool Supports(BackendFeature feature) => (feature & ~BackendFeature.KvMemory) == BackendFeature.None;
 
     /// <summary>Downloads and scans on the host: one small copy per layer (n·dim floats).</summary>
     public bool AllFinite(DeviceTensor x, int offset, int count)
@@ -243,36 +243,192 @@ public sealed class GpuOps : ITransformerOps
     }
 }
 
-/// <summary>Device KV cache with host-side counts (every KV head of a layer holds the same tokens on the GPU).</summary>
-public sealed class GpuKvCache : IKvCache
+/// <summary>
+/// Device KV cache: keys, values, ‖v‖₁ and received attention in device memory
+/// [layer, KV head, slot, headDim]; counts and token positions mirrored on the host. It implements
+/// the cache operations eviction needs (<see cref="IKvMemory"/>) by reading a head's slots to the
+/// host, compacting them exactly as the host cache does (last live slot into each hole) and writing
+/// them back: correct, but a copy per evicted head. The attention kernel keeps one count per layer,
+/// so every KV head of a layer must hold the same number of tokens when a pass runs (the policies
+/// evict every head to the same target).
+/// </summary>
+public sealed class GpuKvCache : IKvMemory
 {
+    private readonly int[][] _counts;     // [layer][head]
+    private readonly int[][][] _positions; // [layer][head][slot]
+
     public GpuKvCache(GpuKvStorage storage, int layers)
     {
         Storage = storage;
-        Counts = new int[Math.Max(1, layers)];
+        int n = Math.Max(1, layers), heads = storage.Shape.KvHeads;
+        _counts = Enumerable.Range(0, n).Select(_ => new int[heads]).ToArray();
+        _positions = Enumerable.Range(0, n).Select(_ => Enumerable.Range(0, heads).Select(_ => new int[storage.Shape.Capacity]).ToArray()).ToArray();
     }
 
     public GpuKvStorage Storage { get; }
 
-    public int[] Counts { get; }
+    public int Layers => _counts.Length;
+
+    public int HeadDim => Storage.Shape.HeadDim;
+
+    public int KvHeads(int layer) => Storage.Shape.KvHeads;
+
+    public KvScoring Scoring { get; set; }
 
     /// <summary>Accumulate received attention per slot (VATP/H2O statistics) on the device.</summary>
-    public bool TrackAttention { get; set; }
+    public bool TrackAttention => Scoring != KvScoring.None;
 
     /// <summary>Weight the accumulation by ‖v‖₁ (VATP).</summary>
-    public bool WeightByValueNorm { get; set; }
+    public bool WeightByValueNorm => Scoring == KvScoring.AttentionTimesValueNorm;
 
-    public int Count(int layer, int kvHead) => Counts[layer];
+    /// <summary>The device kernel scores every query: a window needs <see cref="BackendFeature.KvScoreWindow"/>, which this backend lacks.</summary>
+    public int ScoreFromPosition
+    {
+        get => 0;
+        set
+        {
+            if (value != 0)
+            {
+                throw new NotSupportedException("the GPU attention kernel scores every query (no Scissorhands window)");
+            }
+        }
+    }
+
+    /// <summary>Storage is allocated once at capacity on the device.</summary>
+    public int GrowthCap { get; set; } = int.MaxValue;
+
+    public int Count(int layer, int kvHead) => _counts[layer][kvHead];
+
+    /// <summary>The tokens every KV head of <paramref name="layer"/> holds (the attention kernel's count).</summary>
+    public int LayerCount(int layer)
+    {
+        int c = _counts[layer][0];
+        if (_counts[layer].Any(x => x != c))
+        {
+            throw new InvalidOperationException($"layer {layer}: the KV heads hold different token counts ({string.Join(", ", _counts[layer])}); the GPU kernel needs them equal");
+        }
+        return c;
+    }
+
+    /// <summary>Records tokens appended to every KV head of <paramref name="layer"/> at <paramref name="positions"/>.</summary>
+    public void Appended(int layer, ReadOnlySpan<int> positions)
+    {
+        for (int g = 0; g < _counts[layer].Length; g++)
+        {
+            positions.CopyTo(_positions[layer][g].AsSpan(_counts[layer][g]));
+            _counts[layer][g] += positions.Length;
+        }
+    }
 
     public long BytesHeld => Storage.Bytes;
 
-    public long BytesUsed => Counts.Sum(c => (long)c) * Storage.Shape.KvHeads * 2L * Storage.Shape.HeadDim * sizeof(float);
+    public long BytesUsed => _counts.Sum(l => l.Sum(c => (long)c)) * 2L * HeadDim * sizeof(float);
+
+    public long StatisticsBytes => (Storage.Norms.Length + Storage.Received.Length) * sizeof(float) + _positions.Sum(l => l.Sum(h => (long)h.Length)) * sizeof(int);
+
+    public ReadOnlySpan<int> Positions(int layer, int kvHead) => _positions[layer][kvHead].AsSpan(0, _counts[layer][kvHead]);
+
+    public ReadOnlySpan<float> Scores(int layer, int kvHead) =>
+        Scoring == KvScoring.None ? ReadOnlySpan<float>.Empty : Read(Storage.Received, Slot(layer, kvHead, 0), _counts[layer][kvHead]);
+
+    public void WriteScores(int layer, int kvHead, ReadOnlySpan<float> scores) => Write(Storage.Received, Slot(layer, kvHead, 0), scores);
+
+    public ReadOnlySpan<float> Keys(int layer, int kvHead) => Read(Storage.Keys, Slot(layer, kvHead, 0) * HeadDim, _counts[layer][kvHead] * HeadDim);
+
+    public ReadOnlySpan<float> Values(int layer, int kvHead) => Read(Storage.Values, Slot(layer, kvHead, 0) * HeadDim, _counts[layer][kvHead] * HeadDim);
+
+    public void WriteKey(int layer, int kvHead, int slot, ReadOnlySpan<float> key)
+    {
+        if ((uint)slot >= (uint)_counts[layer][kvHead] || key.Length != HeadDim)
+        {
+            throw new ArgumentOutOfRangeException(nameof(slot), $"slot {slot} of {_counts[layer][kvHead]} live slots, key of {key.Length} floats (head dim {HeadDim})");
+        }
+        Write(Storage.Keys, Slot(layer, kvHead, slot) * HeadDim, key);
+    }
+
+    /// <summary>Removes the slots not kept, moving the last kept slot into each hole (the host cache's order, so both backends attend in the same slot order).</summary>
+    public void Keep(int layer, int kvHead, ReadOnlySpan<bool> keep)
+    {
+        int n = _counts[layer][kvHead], d = HeadDim;
+        long first = Slot(layer, kvHead, 0);
+        var keys = Read(Storage.Keys, first * d, n * d);
+        var values = Read(Storage.Values, first * d, n * d);
+        var norms = Read(Storage.Norms, first, n);
+        var received = Read(Storage.Received, first, n);
+        var positions = _positions[layer][kvHead];
+        int last = n - 1;
+        for (int s = 0; s <= last; s++)
+        {
+            if (keep[s])
+            {
+                continue;
+            }
+            while (last > s && !keep[last])
+            {
+                last--;
+            }
+            if (last > s)
+            {
+                Array.Copy(keys, last * d, keys, s * d, d);
+                Array.Copy(values, last * d, values, s * d, d);
+                norms[s] = norms[last];
+                received[s] = received[last];
+                positions[s] = positions[last];
+            }
+            last--;
+        }
+        int count = 0;
+        foreach (bool k in keep)
+        {
+            count += k ? 1 : 0;
+        }
+        Write(Storage.Keys, first * d, keys.AsSpan(0, count * d));
+        Write(Storage.Values, first * d, values.AsSpan(0, count * d));
+        Write(Storage.Norms, first, norms.AsSpan(0, count));
+        // Slots past the live count start from zero when reused.
+        Array.Clear(received, count, n - count);
+        Write(Storage.Received, first, received);
+        _counts[layer][kvHead] = count;
+    }
+
+    /// <summary>Device storage has a fixed size: nothing to give back.</summary>
+    public void Trim(int layer, int kvHead, int slots)
+    {
+    }
 
     public void Reset()
     {
-        Array.Clear(Counts);
+        foreach (var layer in _counts)
+        {
+            Array.Clear(layer);
+        }
         Storage.Received.MemSetToZero();
     }
 
     public void Dispose() => Storage.Dispose();
+
+    private long Slot(int layer, int kvHead, int slot) => ((long)layer * Storage.Shape.KvHeads + kvHead) * Storage.Shape.Capacity + slot;
+
+    // Copies wait for the kernels queued before them and finish before returning: the host reads
+    // what the last pass wrote, and the next pass reads what eviction wrote.
+    private static float[] Read(MemoryBuffer1D<float, Stride1D.Dense> buffer, long offset, int count)
+    {
+        var host = new float[count];
+        if (count > 0)
+        {
+            buffer.Accelerator.Synchronize();
+            buffer.View.SubView(offset, count).CopyToCPU(host);
+        }
+        return host;
+    }
+
+    private static void Write(MemoryBuffer1D<float, Stride1D.Dense> buffer, long offset, ReadOnlySpan<float> data)
+    {
+        if (data.Length > 0)
+        {
+            buffer.Accelerator.Synchronize();
+            buffer.View.SubView(offset, data.Length).CopyFromCPU(ref MemoryMarshal.GetReference(data), data.Length);
+            buffer.Accelerator.Synchronize();
+        }
+    }
 }

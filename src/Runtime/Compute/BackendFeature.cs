@@ -18,6 +18,9 @@ public enum BackendFeature
 
     /// <summary>SDTP token pruning of prompts (reads attention from the cache mid-prefill).</summary>
     TokenPruning = 4,
+
+    /// <summary>Scores accumulated only from queries at or after a position (<see cref="IKvMemory.ScoreFromPosition"/>; Scissorhands' window).</summary>
+    KvScoreWindow = 8,
 }
 
 public static class BackendFeatures

@@ -71,16 +71,36 @@ public sealed class HostKvCache : IKvMemory
         return h.Positions.AsSpan(0, h.Count);
     }
 
-    public Span<float> Scores(int layer, int kvHead)
+    public ReadOnlySpan<float> Scores(int layer, int kvHead)
     {
         var h = _heads[layer][kvHead];
-        return h.Received.Length == 0 ? Span<float>.Empty : h.Received.AsSpan(0, h.Count);
+        return h.Received.Length == 0 ? ReadOnlySpan<float>.Empty : h.Received.AsSpan(0, h.Count);
     }
 
-    public Span<float> Keys(int layer, int kvHead)
+    public void WriteScores(int layer, int kvHead, ReadOnlySpan<float> scores)
+    {
+        var h = _heads[layer][kvHead];
+        if (scores.Length != h.Count || h.Received.Length == 0)
+        {
+            throw new ArgumentException($"{scores.Length} scores for {h.Count} live slots (scoring {Scoring})", nameof(scores));
+        }
+        scores.CopyTo(h.Received);
+    }
+
+    public ReadOnlySpan<float> Keys(int layer, int kvHead)
     {
         var h = _heads[layer][kvHead];
         return h.Keys.AsSpan(0, h.Count * HeadDim);
+    }
+
+    public void WriteKey(int layer, int kvHead, int slot, ReadOnlySpan<float> key)
+    {
+        var h = _heads[layer][kvHead];
+        if ((uint)slot >= (uint)h.Count || key.Length != HeadDim)
+        {
+            throw new ArgumentOutOfRangeException(nameof(slot), $"slot {slot} of {h.Count} live slots, key of {key.Length} floats (head dim {HeadDim})");
+        }
+        key.CopyTo(h.Keys.AsSpan(slot * HeadDim, HeadDim));
     }
 
     public ReadOnlySpan<float> Values(int layer, int kvHead)

@@ -29,11 +29,17 @@ public interface IKvMemory : IKvCache
     /// <summary>Positions of the live slots of (layer, KV head), in slot order.</summary>
     ReadOnlySpan<int> Positions(int layer, int kvHead);
 
-    /// <summary>The accumulated score of each live slot (empty while <see cref="Scoring"/> is None); writable (Scissorhands turns sums into means).</summary>
-    Span<float> Scores(int layer, int kvHead);
+    /// <summary>The accumulated score of each live slot (empty while <see cref="Scoring"/> is None).</summary>
+    ReadOnlySpan<float> Scores(int layer, int kvHead);
 
-    /// <summary>Keys of the live slots, [count, headDim], after RoPE; writable (StreamingLLM re-rotates its sinks).</summary>
-    Span<float> Keys(int layer, int kvHead);
+    /// <summary>Replaces the live slots' scores (Scissorhands turns sums into means).</summary>
+    void WriteScores(int layer, int kvHead, ReadOnlySpan<float> scores);
+
+    /// <summary>Keys of the live slots, [count, headDim], after RoPE.</summary>
+    ReadOnlySpan<float> Keys(int layer, int kvHead);
+
+    /// <summary>Replaces the key of a live slot (StreamingLLM re-rotates its sinks to new positions).</summary>
+    void WriteKey(int layer, int kvHead, int slot, ReadOnlySpan<float> key);
 
     /// <summary>Values of the live slots, [count, headDim].</summary>
     ReadOnlySpan<float> Values(int layer, int kvHead);

@@ -37,6 +37,9 @@ public abstract class KvEvictionPolicy
         _ => throw new ArgumentOutOfRangeException(nameof(options), $"unknown KV policy {options.Policy}"),
     };
 
+    /// <summary>Backend features beyond <see cref="BackendFeature.KvMemory"/> this policy needs.</summary>
+    protected virtual BackendFeature RequiredFeatures => BackendFeature.None;
+
     /// <summary>What the cache must accumulate for this policy.</summary>
     protected abstract KvScoring Scoring { get; }
 
@@ -46,7 +49,7 @@ public abstract class KvEvictionPolicy
     /// <summary>A cache on the transformer's backend that accumulates what this policy scores.</summary>
     public IKvMemory CreateCache(Transformer transformer, int capacity)
     {
-        transformer.Ops.Require(BackendFeature.KvMemory, $"--kv-policy {Options.Policy}");
+        transformer.Ops.Require(BackendFeature.KvMemory | RequiredFeatures, $"--kv-policy {Options.Policy}");
         var cache = (IKvMemory)transformer.CreateCache(capacity); // KvMemory: the backend's caches are IKvMemory
         cache.Scoring = Scoring;
         Attach(transformer);

@@ -10,6 +10,8 @@ public sealed class ScissorhandsPolicy(KvCacheOptions options) : H2OPolicy(optio
 {
     protected override int RecentFor(int budget) => Math.Min(Options.ScissorhandsRecent, budget - 1);
 
+    protected override BackendFeature RequiredFeatures => BackendFeature.KvScoreWindow;
+
     /// <summary>Only the last W prompt queries add to the scores.</summary>
     protected override void OnBeforePrompt(IKvMemory cache, int promptLength) =>
         cache.ScoreFromPosition = Math.Max(0, promptLength - Options.ScissorhandsWindow);
@@ -21,12 +23,13 @@ public sealed class ScissorhandsPolicy(KvCacheOptions options) : H2OPolicy(optio
         ForEachHead(cache, (l, g) =>
         {
             var positions = cache.Positions(l, g);
-            var scores = cache.Scores(l, g);
+            var scores = cache.Scores(l, g).ToArray();
             for (int s = 0; s < positions.Length; s++)
             {
                 int queries = promptLength - Math.Max(positions[s], from);
                 scores[s] = queries > 0 ? scores[s] / queries : 0f;
             }
+            cache.WriteScores(l, g, scores);
         });
         cache.ScoreFromPosition = 0;
     }

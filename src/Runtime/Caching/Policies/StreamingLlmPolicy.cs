@@ -100,7 +100,7 @@ public sealed class StreamingLlmPolicy(KvCacheOptions options) : KvEvictionPolic
             int delta = oldestWindow - sinkPositions.Length + i - sinkPositions[i];
             var cos = _rope!.Cos(Math.Abs(delta));
             var sin = _rope.Sin(Math.Abs(delta));
-            var key = cache.Keys(layer, kvHead).Slice(slot * d, d);
+            var key = new float[d];
             for (int p = 0; p < d; p += 2)
             {
                 float c = cos[p / 2], sn = delta < 0 ? -sin[p / 2] : sin[p / 2];
@@ -108,6 +108,7 @@ public sealed class StreamingLlmPolicy(KvCacheOptions options) : KvEvictionPolic
                 key[p] = k0 * c - k1 * sn;
                 key[p + 1] = k0 * sn + k1 * c;
             }
+            cache.WriteKey(layer, kvHead, slot, key);
         }
     }
 }
