@@ -356,32 +356,14 @@ public sealed class GpuKvCache : IKvMemory
         var norms = Read(Storage.Norms, first, n);
         var received = Read(Storage.Received, first, n);
         var positions = _positions[layer][kvHead];
-        int last = n - 1;
-        for (int s = 0; s <= last; s++)
+        int count = SlotCompaction.Apply(keep[..n], (from, to) =>
         {
-            if (keep[s])
-            {
-                continue;
-            }
-            while (last > s && !keep[last])
-            {
-                last--;
-            }
-            if (last > s)
-            {
-                Array.Copy(keys, last * d, keys, s * d, d);
-                Array.Copy(values, last * d, values, s * d, d);
-                norms[s] = norms[last];
-                received[s] = received[last];
-                positions[s] = positions[last];
-            }
-            last--;
-        }
-        int count = 0;
-        foreach (bool k in keep)
-        {
-            count += k ? 1 : 0;
-        }
+            Array.Copy(keys, from * d, keys, to * d, d);
+            Array.Copy(values, from * d, values, to * d, d);
+            norms[to] = norms[from];
+            received[to] = received[from];
+            positions[to] = positions[from];
+        });
         Write(Storage.Keys, first * d, keys.AsSpan(0, count * d));
         Write(Storage.Values, first * d, values.AsSpan(0, count * d));
         Write(Storage.Norms, first, norms.AsSpan(0, count));

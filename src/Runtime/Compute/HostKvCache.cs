@@ -167,31 +167,7 @@ public sealed class HostKvCache : IKvMemory
     public void Keep(int layer, int kvHead, ReadOnlySpan<bool> keep)
     {
         var h = _heads[layer][kvHead];
-        int n = h.Count;
-        // Walk holes from the front and fill each with the last kept slot.
-        int last = n - 1;
-        for (int s = 0; s <= last; s++)
-        {
-            if (keep[s])
-            {
-                continue;
-            }
-            while (last > s && !keep[last])
-            {
-                last--;
-            }
-            if (last > s)
-            {
-                MoveSlot(h, last, s);
-            }
-            last--;
-        }
-        int count = 0;
-        for (int s = 0; s < n; s++)
-        {
-            count += keep[s] ? 1 : 0;
-        }
-        h.Count = count;
+        h.Count = SlotCompaction.Apply(keep[..h.Count], (from, to) => MoveSlot(h, from, to));
     }
 
     /// <summary>Keeps only the slots listed (ascending) and moves them to the front, in order.</summary>
