@@ -35,7 +35,7 @@ internal static class BenchCommand
         var quick = new Option<bool>("--quick") { Description = "F16 variants only, 12 decode tokens, 64-token prefill (< 60 s)" };
         var types = new Option<string?>("--types") { Description = "Value types of the synthetic models: f32,f16,bf16 (default f32,f16)" };
         var decode = new Option<int?>("--decode-tokens") { Description = "Timed decode steps per variant (default 32, quick 12)" }.InRange(1, 1 << 20);
-        var prefill = new Option<int?>("--prefill-tokens") { Description = "Prompt length of the timed prefill (default 256, quick 64)" }.InRange(1, 1 << 20);
+        var prefill = new Option<int?>("--prefill-tokens") { Description = "Prompt length of the timed prefill (default 256, quick 64; 0 = decode only)" }.InRange(0, 1 << 20);
         var json = new Option<string?>("--json") { Description = "Write results as JSON" };
         var chart = new Option<string>("--chart") { Description = "PNG chart path", DefaultValueFactory = _ => "kernels-bench.png" };
         var kvPolicy = new Option<string?>("--kv-policy") { Description = "Compare decode with a full KV cache against this eviction policy (dense weights), after --context tokens" };

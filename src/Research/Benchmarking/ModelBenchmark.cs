@@ -110,16 +110,14 @@ public static class ModelBenchmark
 public sealed class ModelBenchmarkSession : IDisposable
 {
     private readonly LlamaModel _model;
+    private readonly Session.InferenceSession _session;
     private readonly Transformer _transformer;
-    private readonly Caching.Policies.KvEvictionPolicy? _policy;
-    private readonly IKvMemory? _memory;
-    private readonly IKvCache _cache;
     private readonly IKvCache? _prefillCache;
     private readonly int[] _prefillTokens;
     private readonly List<double> _decodeMs = new();
     private readonly List<double> _prefillRates = new();
     private readonly Profiling.ForwardProfiler? _profiler;
-    private int _position, _next;
+    private int _next;
     private double _layerTokens = 1;
 
     public ModelBenchmarkSession(LlamaModel model, ITransformerOps ops, ModelBenchmarkOptions options, CancellationToken cancellationToken = default)
@@ -133,17 +131,17 @@ public sealed class ModelBenchmarkSession : IDisposable
             _profiler = new Profiling.ForwardProfiler();
             ops = new Profiling.ProfilingOps(ops, model, _profiler);
         }
-        _transformer = new Transformer(model, ops, maxBatch: Math.Max(Math.Min(options.DecodeContext, 512), Math.Max(1, options.PrefillTokens)));
-        _policy = options.Kv is { } kv ? Caching.Policies.KvEvictionPolicy.Create(kv) : null;
-        int capacity = options.DecodeContext + options.DecodeTokens + 1;
-        _memory = _policy?.CreateCache(_transformer, capacity);
-        _cache = _memory ?? _transformer.CreateCache(capacity);
-        var prompt = Enumerable.Range(0, options.DecodeContext).Select(Token).ToArray();
-        _policy?.BeforePrompt(_memory!, prompt.Length);
-        _transformer.Forward(prompt, 0, _cache, LogitsMode.Last);
-        _policy?.AfterPrompt(_memory!, prompt.Length);
-        _position = prompt.Length;
-        _next = _transformer.ArgMax(0);
+        // Decode runs through a session (the context prompt, then one step per timed token, the KV
+        // policy driven by Prefill/Step); timed prefills reuse its transformer with a cache of their own.
+        _session = Session.InferenceSession.Create(model, ops, new Session.InferenceOptions
+        {
+            MaxBatch = Math.Max(Math.Min(options.DecodeContext, 512), Math.Max(1, options.PrefillTokens)),
+            CacheCapacity = options.DecodeContext + options.DecodeTokens + 1,
+            Kv = options.Kv,
+        });
+        _transformer = _session.Transformer;
+        _session.Prefill(Enumerable.Range(0, options.DecodeContext).Select(Token).ToArray());
+        _next = _session.ArgMax();
         _prefillTokens = Enumerable.Range(0, options.PrefillTokens).Select(i => Token(i + 7)).ToArray();
         if (options.PrefillTokens > 0)
         {
@@ -171,9 +169,8 @@ public sealed class ModelBenchmarkSession : IDisposable
         // Like the median, the profile leaves out the first two steps (JIT, first touch of the weights).
         using (_profiler?.Step(_decodeMs.Count >= 2 ? _profiler.Decode : _profiler.Discarded, 1))
         {
-            _transformer.Forward(new[] { _next }, _position++, _cache, LogitsMode.Last);
-            _policy?.AfterStep(_memory!);
-            _next = _transformer.ArgMax(0);
+            _session.Step(_next, cancellationToken);
+            _next = _session.ArgMax();
         }
         _decodeMs.Add(sw.Elapsed.TotalMilliseconds);
     }
@@ -221,8 +218,7 @@ public sealed class ModelBenchmarkSession : IDisposable
     public void Dispose()
     {
         _prefillCache?.Dispose();
-        _cache.Dispose();
-        _transformer.Dispose();
+        _session.Dispose();
     }
 }
 
