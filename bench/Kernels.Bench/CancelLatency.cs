@@ -16,9 +16,13 @@ public static class CancelLatency
 {
     public static void Run(string[] args)
     {
-        int layers = args.Length > 0 ? int.Parse(args[0]) : 8;
-        int promptLength = args.Length > 1 ? int.Parse(args[1]) : 1000;
-        int rounds = args.Length > 2 ? int.Parse(args[2]) : 10;
+        int Arg(int i, string name, int fallback, int min, int max) =>
+            args.Length <= i ? fallback
+            : int.TryParse(args[i], out int v) && v >= min && v <= max ? v
+            : throw new ArgumentException($"cancel-latency: {name} '{args[i]}' must be an integer in [{min}, {max}]");
+        int layers = Arg(0, "layers", 8, 1, SyntheticShape.TinyLlama.Layers);
+        int promptLength = Arg(1, "prompt", 1000, 1, SyntheticShape.TinyLlama.MaxSequence);
+        int rounds = Arg(2, "rounds", 10, 1, 1000);
         var shape = SyntheticShape.TinyLlama with { Layers = layers };
         using var model = SyntheticModel.Create(shape, ElementType.F16, null, seed: 7);
         using var ops = new HostOps();

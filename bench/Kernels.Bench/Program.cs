@@ -14,7 +14,15 @@ public static class Program
     {
         if (args.Length > 0 && args[0] == "cancel-latency")
         {
-            CancelLatency.Run(args[1..]);
+            try
+            {
+                CancelLatency.Run(args[1..]);
+            }
+            catch (ArgumentException e)
+            {
+                Console.Error.WriteLine(e.Message);
+                Environment.ExitCode = 1;
+            }
             return;
         }
         if (args.Length > 0 && args[0] is "side-by-side" or "side-by-side-quant")

@@ -356,14 +356,8 @@ public sealed class GpuKvCache : IKvMemory
         var norms = Read(Storage.Norms, first, n);
         var received = Read(Storage.Received, first, n);
         var positions = _positions[layer][kvHead];
-        int count = SlotCompaction.Apply(keep[..n], (from, to) =>
-        {
-            Array.Copy(keys, from * d, keys, to * d, d);
-            Array.Copy(values, from * d, values, to * d, d);
-            norms[to] = norms[from];
-            received[to] = received[from];
-            positions[to] = positions[from];
-        });
+        var mover = new HostCopyMover(keys, values, norms, received, positions, d);
+        int count = SlotCompaction.Apply(keep[..n], ref mover);
         Write(Storage.Keys, first * d, keys.AsSpan(0, count * d));
         Write(Storage.Values, first * d, values.AsSpan(0, count * d));
         Write(Storage.Norms, first, norms.AsSpan(0, count));
@@ -371,6 +365,19 @@ public sealed class GpuKvCache : IKvMemory
         Array.Clear(received, count, n - count);
         Write(Storage.Received, first, received);
         _counts[layer][kvHead] = count;
+    }
+
+    /// <summary>Moves a slot within the host copies of one head.</summary>
+    private readonly struct HostCopyMover(float[] keys, float[] values, float[] norms, float[] received, int[] positions, int d) : SlotCompaction.IMover
+    {
+        public void Move(int from, int to)
+        {
+            Array.Copy(keys, from * d, keys, to * d, d);
+            Array.Copy(values, from * d, values, to * d, d);
+            norms[to] = norms[from];
+            received[to] = received[from];
+            positions[to] = positions[from];
+        }
     }
 
     /// <summary>Device storage has a fixed size: nothing to give back.</summary>

@@ -41,7 +41,7 @@ internal static class BenchCommand
         var kvPolicy = new Option<string?>("--kv-policy") { Description = "Compare decode with a full KV cache against this eviction policy (dense weights), after --context tokens" };
         var kvBudget = new Option<string>("--kv-budget") { Description = "Budget for --kv-policy", DefaultValueFactory = _ => "0.5" };
         var device = new Option<string>("--device") { Description = "Backend: cpu | ilgpu-cpu | cuda | opencl | auto", DefaultValueFactory = _ => "cpu" };
-        var contextTokens = new Option<int>("--context") { Description = "Tokens in the cache before the timed decode steps", DefaultValueFactory = _ => 16 }.InRange(0, 1 << 26);
+        var contextTokens = new Option<int>("--context") { Description = "Tokens in the cache before the timed decode steps", DefaultValueFactory = _ => 16 }.InRange(1, 1 << 26);
         var tokenPrune = new Option<string?>("--token-prune") { Description = "Compare dense prefill against SDTP token pruning with these per-stage keep ratios r (comma list, e.g. 0.9,0.8)" };
         var tokenStages = new Option<string?>("--token-prune-layers") { Description = "Stage layers for --token-prune (default: every 3 layers from layer 4)" };
         var kvShare = new Option<string?>("--kv-share") { Description = "Compare against cross-layer KV sharing: every:S (CLA-style) or layer:source pairs such as 3:2,5:4" };
@@ -76,10 +76,6 @@ internal static class BenchCommand
                 }
                 var valueTypes = q ? new[] { ElementType.F16 } : ShapeOptions.ParseTypes(parse.GetValue(types) ?? "f32,f16", "--types");
                 int decodeTokens = parse.GetValue(decode) ?? (q ? 12 : 32), prefillTokens = parse.GetValue(prefill) ?? (q ? 64 : 256);
-                if (decodeTokens < 1 || prefillTokens < 0 || parse.GetValue(contextTokens) < 1)
-                {
-                    throw new ArgumentException("--decode-tokens and --context must be at least 1, --prefill-tokens at least 0");
-                }
                 var options = new ModelBenchmarkOptions
                 {
                     DecodeTokens = decodeTokens,

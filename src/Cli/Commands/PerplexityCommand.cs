@@ -106,11 +106,7 @@ internal static class PerplexityCommand
     internal static string ReadText(string path, long? maxBytes)
     {
         byte[] bytes = File.ReadAllBytes(path);
-        if (maxBytes is < 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(maxBytes), $"--max-bytes {maxBytes} must be positive");
-        }
-        int n = maxBytes is { } m && m < bytes.Length ? (int)m : bytes.Length;
+        int n = maxBytes is { } m && m < bytes.Length ? (int)m : bytes.Length; // --max-bytes is range-checked by the parser
         return Encoding.UTF8.GetString(bytes, 0, n);
     }
 

@@ -167,7 +167,13 @@ public sealed class HostKvCache : IKvMemory
     public void Keep(int layer, int kvHead, ReadOnlySpan<bool> keep)
     {
         var h = _heads[layer][kvHead];
-        h.Count = SlotCompaction.Apply(keep[..h.Count], (from, to) => MoveSlot(h, from, to));
+        var mover = new SlotMover(this, h);
+        h.Count = SlotCompaction.Apply(keep[..h.Count], ref mover);
+    }
+
+    private readonly struct SlotMover(HostKvCache cache, Head head) : SlotCompaction.IMover
+    {
+        public void Move(int from, int to) => cache.MoveSlot(head, from, to);
     }
 
     /// <summary>Keeps only the slots listed (ascending) and moves them to the front, in order.</summary>

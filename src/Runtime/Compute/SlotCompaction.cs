@@ -8,8 +8,14 @@ namespace Kernels.Runtime.Compute;
 /// </summary>
 public static class SlotCompaction
 {
-    /// <summary>Calls <paramref name="move"/>(from, to) for each slot to move and returns the live count after.</summary>
-    public static int Apply(ReadOnlySpan<bool> keep, Action<int, int> move)
+    /// <summary>Moves one slot's contents (K, V, position, statistics) over another.</summary>
+    public interface IMover
+    {
+        void Move(int from, int to);
+    }
+
+    /// <summary>Calls <paramref name="mover"/> for each slot to move and returns the live count after (a struct mover: no allocation on the decode path).</summary>
+    public static int Apply<TMover>(ReadOnlySpan<bool> keep, ref TMover mover) where TMover : struct, IMover
     {
         int n = keep.Length;
         int last = n - 1;
@@ -25,7 +31,7 @@ public static class SlotCompaction
             }
             if (last > s)
             {
-                move(last, s);
+                mover.Move(last, s);
             }
             last--;
         }

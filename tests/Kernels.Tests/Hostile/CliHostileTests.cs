@@ -45,6 +45,9 @@ public sealed class CliHostileTests
         (code, o, e) = CliTests.Run("bench", "--layers", "0");
         Assert.NotEqual(0, code);
         Assert.Contains("--layers: 0 is outside [1, 1024]", e + o);
+        (code, o, e) = CliTests.Run("bench", "--context", "0");
+        Assert.NotEqual(0, code);
+        Assert.Contains("--context: 0 is outside [1, ", e + o);
         (code, o, e) = CliTests.Run("bench", "--quick", "--types", "f64");
         Assert.NotEqual(0, code);
         Assert.Contains("--quick", e);
