@@ -25,7 +25,7 @@ public sealed class GpuTensor : DeviceTensor
 /// The ILGPU backend (CUDA, OpenCL, or ILGPU's CPU accelerator): every operation of the forward
 /// pass runs as a kernel on device tensors. Weights are uploaded once, on first use, and reused;
 /// per step only token ids and positions go up and, for greedy decoding, one token id comes back.
-/// KV eviction policies and dynamic input pruning run on the host backends (documented).
+/// KV eviction policies and DIP's masked SwiGLU run here too; SDTP token pruning runs on the host backends.
 /// </summary>
 public sealed class GpuOps : ITransformerOps
 {
@@ -36,11 +36,13 @@ public sealed class GpuOps : ITransformerOps
     private MemoryBuffer1D<int, Stride1D.Dense>? _ints;
     private MemoryBuffer1D<float, Stride1D.Dense>? _scratch, _scores;
     private readonly MemoryBuffer1D<int, Stride1D.Dense> _result;
+    private readonly MaskedMlpCopies<GpuMaskedMlp> _maskedMlps;
 
     public GpuOps(GpuDevice device)
     {
         _device = device;
         _result = device.Accelerator.Allocate1D<int>(1);
+        _maskedMlps = new MaskedMlpCopies<GpuMaskedMlp>(host => new GpuMaskedMlp(device.Accelerator, host));
     }
 
     public GpuDevice Device => _device;
@@ -195,8 +197,24 @@ public sealed class GpuOps : ITransformerOps
     public void Upload(ReadOnlySpan<float> source, DeviceTensor destination, int offset) =>
         G(destination).View.SubView(offset, source.Length).CopyFromCPU(ref MemoryMarshal.GetReference(source), source.Length);
 
-    /// <summary>KV eviction (VATP, H2O, StreamingLLM) through <see cref="GpuKvCache"/>; not yet DIP, token pruning or Scissorhands' scoring window.</summary>
-    public bool Supports(BackendFeature feature) => (feature & ~BackendFeature.KvMemory) == BackendFeature.None;
+    /// <summary>KV eviction (VATP, H2O, StreamingLLM) through <see cref="GpuKvCache"/> and DIP's masked SwiGLU; not yet SDTP token pruning or Scissorhands' scoring window.</summary>
+    public bool Supports(BackendFeature feature) =>
+        (feature & ~(BackendFeature.KvMemory | BackendFeature.DynamicInputPruning)) == BackendFeature.None;
+
+    public void PrepareMaskedMlp(LlamaLayer layer) => _maskedMlps.Get(layer);
+
+    /// <summary>One thread per intermediate feature sums the selected rows of gateᵀ and upᵀ; the indices go up with the call.</summary>
+    public void MaskedGateUp(LlamaLayer layer, DeviceTensor x, int offset, ReadOnlySpan<int> inputs, DeviceTensor h)
+    {
+        var mlp = _maskedMlps.Get(layer);
+        K.MaskedGateUp(mlp.GateT, mlp.UpT, G(x).View.SubView(offset, mlp.GateT.Rows), Ints(inputs), inputs.Length, G(h).View);
+    }
+
+    public void MaskedDown(LlamaLayer layer, DeviceTensor h, ReadOnlySpan<int> columns, DeviceTensor y, int offset)
+    {
+        var mlp = _maskedMlps.Get(layer);
+        K.MaskedDown(mlp.DownT, G(h).View, Ints(columns), columns.Length, G(y).View.SubView(offset, mlp.DownT.Columns));
+    }
 
     /// <summary>Downloads and scans on the host: one small copy per layer (n·dim floats).</summary>
     public bool AllFinite(DeviceTensor x, int offset, int count)
@@ -236,6 +254,7 @@ public sealed class GpuOps : ITransformerOps
             c.Dispose();
             s.Dispose();
         }
+        _maskedMlps.Dispose();
         _ints?.Dispose();
         _scratch?.Dispose();
         _scores?.Dispose();

@@ -13,7 +13,7 @@ public static class DipEvaluation
     public static Result Run(LlamaModel model, DipOptions options, IReadOnlyList<int> tokens, int context, int bos, CancellationToken cancellationToken = default)
     {
         using var ops = new HostOps();
-        using var dip = new DipMlp(model, options) { Masks = new List<TokenLayerMask[]>() };
+        using var dip = new DipMlp(model, ops, options) { Masks = new List<TokenLayerMask[]>() };
         using var transformer = new Transformer(model, ops, maxBatch: context) { Plan = new ForwardPlan { Mlp = dip } };
         var ppl = new PerplexityEvaluator(transformer).Evaluate(tokens, context, bos, null, cancellationToken);
         return new Result(ppl, dip.Masks, dip.Reads == 0 ? double.NaN : (double)dip.Hits / dip.Reads, dip.KeepInputs, dip.KeepHidden);

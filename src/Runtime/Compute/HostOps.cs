@@ -28,6 +28,8 @@ public sealed unsafe class HostTensor : DeviceTensor
 /// </summary>
 public unsafe class HostOps : ITransformerOps
 {
+    private readonly MaskedMlpCopies<ColumnMajorMlp> _maskedMlps = new(copy => copy);
+
     public virtual string Name => $"cpu-simd {SimdInfo.Tier}, {WorkerPool.Shared.ThreadCount} threads";
 
     public DeviceTensor Allocate(int length) => new HostTensor(length);
@@ -316,6 +318,20 @@ public unsafe class HostOps : ITransformerOps
     public virtual void SwiGlu(DeviceTensor gate, DeviceTensor up, int count, DeviceTensor h) =>
         Kernels.Simd.SwiGlu.Apply(H(gate).Pointer, H(up).Pointer, H(h).Pointer, count);
 
+    public void PrepareMaskedMlp(LlamaLayer layer) => _maskedMlps.Get(layer);
+
+    public void MaskedGateUp(LlamaLayer layer, DeviceTensor x, int offset, ReadOnlySpan<int> inputs, DeviceTensor h)
+    {
+        var mlp = _maskedMlps.Get(layer);
+        MaskedSwiGlu.GateUp(mlp, H(x).Slice(offset, mlp.Dim), inputs, H(h).Slice(0, mlp.Hidden));
+    }
+
+    public void MaskedDown(LlamaLayer layer, DeviceTensor h, ReadOnlySpan<int> columns, DeviceTensor y, int offset)
+    {
+        var mlp = _maskedMlps.Get(layer);
+        MaskedSwiGlu.Down(mlp, H(h).Slice(0, mlp.Hidden), columns, H(y).Slice(offset, mlp.Dim));
+    }
+
     public void AddInPlace(DeviceTensor x, DeviceTensor delta, int count) =>
         VectorMath.Add(H(x).Pointer, H(delta).Pointer, H(x).Pointer, count);
 
@@ -337,7 +353,11 @@ public unsafe class HostOps : ITransformerOps
 
     public IKvCache CreateKvCache(LlamaModel model, int capacity) => new HostKvCache(model, capacity);
 
-    public virtual void Dispose() => GC.SuppressFinalize(this);
+    public virtual void Dispose()
+    {
+        _maskedMlps.Dispose();
+        GC.SuppressFinalize(this);
+    }
 }
 
 /// <summary>

@@ -68,6 +68,25 @@ public interface ITransformerOps : IDisposable
     void Attention(IKvCache cache, int layer, int cacheLayer, bool appendKv, DeviceTensor q, DeviceTensor k, DeviceTensor v,
         int n, int heads, int kvHeads, ReadOnlySpan<int> positions, DeviceTensor output);
 
+    /// <summary>
+    /// Builds, unless it exists, this backend's column-major copy of <paramref name="layer"/>'s MLP
+    /// for <see cref="MaskedGateUp"/> and <see cref="MaskedDown"/>; the backend owns it until disposed.
+    /// Dynamic input pruning prepares every layer before its first step, so no step pays for a copy.
+    /// </summary>
+    void PrepareMaskedMlp(LlamaLayer layer) => throw MaskedSwiGluUnsupported();
+
+    /// <summary>
+    /// h[hidden] = silu(Σ_{j∈inputs} x_j·W_gate[:, j]) ⊙ Σ_{j∈inputs} x_j·W_up[:, j] for the one
+    /// token row x[offset .. offset + dim): only the selected input columns are read (DIP).
+    /// </summary>
+    void MaskedGateUp(LlamaLayer layer, DeviceTensor x, int offset, ReadOnlySpan<int> inputs, DeviceTensor h) => throw MaskedSwiGluUnsupported();
+
+    /// <summary>y[offset .. offset + dim) = Σ_{i∈columns} h_i·W_down[:, i]: only the selected intermediate columns are read.</summary>
+    void MaskedDown(LlamaLayer layer, DeviceTensor h, ReadOnlySpan<int> columns, DeviceTensor y, int offset) => throw MaskedSwiGluUnsupported();
+
+    private NotSupportedException MaskedSwiGluUnsupported() =>
+        new($"the {Name} backend does not run masked SwiGLU ({nameof(BackendFeature.DynamicInputPruning)})");
+
     /// <summary>h[count] = silu(gate) ⊙ up.</summary>
     void SwiGlu(DeviceTensor gate, DeviceTensor up, int count, DeviceTensor h);
 

@@ -19,33 +19,40 @@ public sealed record TokenLayerMask(int[] InputColumns, int[] HiddenColumns);
 public sealed class DipMlp : IMlpOverride, IDisposable
 {
     private readonly LlamaModel _model;
+    private readonly ITransformerOps _ops;
     private readonly DipOptions _options;
-    private readonly ColumnMajorMlp?[] _layers;
     private readonly ColumnCache?[] _inputCaches, _hiddenCaches;
-    private float[]? _scores, _hidden;
-    private int[]? _scratch, _inputs, _hiddenColumns;
+    private readonly float[] _scores;
+    private readonly int[] _scratch;
+    private DeviceTensor? _hidden;
+    private int[]? _inputs, _hiddenColumns;
 
-    public DipMlp(LlamaModel model, DipOptions options)
+    /// <param name="ops">The backend the forward pass runs on: it holds the column-major weights and runs the masked kernels.</param>
+    public DipMlp(LlamaModel model, ITransformerOps ops, DipOptions options)
     {
         _model = model;
+        _ops = ops;
         _options = options;
-        _layers = new ColumnMajorMlp?[model.Layers.Count];
         _inputCaches = new ColumnCache?[model.Layers.Count];
         _hiddenCaches = new ColumnCache?[model.Layers.Count];
         var (up, down) = options.Densities;
         KeepInputs = Math.Max(1, (int)Math.Floor(up * model.Config.Dim));
         KeepHidden = Math.Max(1, (int)Math.Floor(down * model.Config.HiddenDim));
+        // Scratch reused across calls (decode runs this once per layer and token).
+        _scores = new float[Math.Max(model.Config.Dim, model.Config.HiddenDim)];
+        _scratch = new int[_scores.Length];
         if (!options.IsDense)
         {
+            ops.Require(BackendFeature.DynamicInputPruning, "dynamic input pruning");
             // Column-major copies built up front: building one lazily put seconds into the first decode step.
-            for (int l = 0; l < _layers.Length; l++)
+            foreach (var layer in model.Layers)
             {
-                _layers[l] = ColumnMajor(model.Layers[l]);
+                ops.PrepareMaskedMlp(layer);
             }
         }
         if (options.CacheAware)
         {
-            for (int l = 0; l < _layers.Length; l++)
+            for (int l = 0; l < _inputCaches.Length; l++)
             {
                 _inputCaches[l] = new ColumnCache(model.Config.Dim, options.InputCacheColumns ?? (int)(options.CacheFraction * model.Config.Dim), options.Cache);
                 _hiddenCaches[l] = new ColumnCache(model.Config.HiddenDim, options.HiddenCacheColumns ?? (int)(options.CacheFraction * model.Config.HiddenDim), options.Cache);
@@ -74,6 +81,9 @@ public sealed class DipMlp : IMlpOverride, IDisposable
     /// of generated tokens (the paper's setting), and the per-token masked kernels would turn
     /// the prompt's one batched GEMM into a GEMV per token (7-8x slower prompts were measured).
     /// Decode steps and scored batches (perplexity) are pruned token by token.
+    /// The masks are chosen on the host from a copy of x and h (the cache-aware scores need the
+    /// host-side column caches), so every backend prunes exactly the same columns; a device
+    /// backend pays two small downloads per token and layer for it.
     /// </remarks>
     public bool TryRun(Transformer transformer, int layer, LlamaLayer weights, DeviceTensor x, int n, bool prompt, DeviceTensor y)
     {
@@ -81,27 +91,29 @@ public sealed class DipMlp : IMlpOverride, IDisposable
         {
             return false;
         }
-        if (x is not HostTensor hx || y is not HostTensor hy)
+        if (!ReferenceEquals(transformer.Ops, _ops))
         {
-            throw new NotSupportedException("dynamic input pruning runs on host backends (cpu, reference)");
+            throw new ArgumentException($"this DIP MLP was built for the {_ops.Name} backend, not {transformer.Ops.Name}", nameof(transformer));
         }
-        var mlp = _layers[layer] ??= ColumnMajor(weights);
         int dim = _model.Config.Dim, hidden = _model.Config.HiddenDim;
-        // Scratch reused across calls (decode runs this once per layer and token; it allocated ~70 KB each time).
-        var scores = _scores ??= new float[Math.Max(dim, hidden)];
-        var scratch = _scratch ??= new int[Math.Max(dim, hidden)];
-        var h = _hidden ??= new float[hidden];
-        using var timed = Profiling.ForwardProfiler.Time(Profiling.ProfilePart.GateUp);
+        var h = _hidden ??= _ops.Allocate(hidden);
         for (int t = 0; t < n; t++)
         {
-            var xs = hx.Slice(t * dim, dim);
             // Recorded masks keep their arrays; otherwise the selections are reused too.
             var inputs = Masks is null ? _inputs ??= new int[KeepInputs] : new int[KeepInputs];
-            Select(xs, _inputCaches[layer], inputs, scores, scratch);
-            MaskedSwiGlu.GateUp(mlp, xs, inputs, h);
+            _ops.Download(x, t * dim, _scores.AsSpan(0, dim));
+            using (Profiling.ForwardProfiler.Time(Profiling.ProfilePart.GateUp))
+            {
+                Select(_scores.AsSpan(0, dim), _inputCaches[layer], inputs);
+            }
+            _ops.MaskedGateUp(weights, x, t * dim, inputs, h);
             var hiddenColumns = Masks is null ? _hiddenColumns ??= new int[KeepHidden] : new int[KeepHidden];
-            Select(h, _hiddenCaches[layer], hiddenColumns, scores, scratch);
-            MaskedSwiGlu.Down(mlp, h, hiddenColumns, hy.Slice(t * dim, dim));
+            _ops.Download(h, 0, _scores.AsSpan(0, hidden));
+            using (Profiling.ForwardProfiler.Time(Profiling.ProfilePart.Down))
+            {
+                Select(_scores.AsSpan(0, hidden), _hiddenCaches[layer], hiddenColumns);
+            }
+            _ops.MaskedDown(weights, h, hiddenColumns, y, t * dim);
             if (_options.CacheAware)
             {
                 Hits += _inputCaches[layer]!.Hits(inputs) * 2L + _hiddenCaches[layer]!.Hits(hiddenColumns);
@@ -122,16 +134,15 @@ public sealed class DipMlp : IMlpOverride, IDisposable
         return true;
     }
 
-    private static ColumnMajorMlp ColumnMajor(LlamaLayer weights) =>
-        new(weights.Gate, weights.Up, weights.Down, weights.Gate is DenseMatrix d ? d.ElementType : ElementType.F32);
-
-    /// <summary>Top-k of |v|, with non-resident columns' scores multiplied by γ (except the fixed top-n).</summary>
-    private void Select(ReadOnlySpan<float> v, ColumnCache? cache, int[] chosen, float[] scores, int[] scratch)
+    /// <summary>
+    /// Top-k of |v| (v is overwritten with the scores), with non-resident columns' scores
+    /// multiplied by γ (except the fixed top-n).
+    /// </summary>
+    private void Select(Span<float> v, ColumnCache? cache, int[] chosen)
     {
-        var s = scores.AsSpan(0, v.Length);
         for (int i = 0; i < v.Length; i++)
         {
-            s[i] = MathF.Abs(v[i]);
+            v[i] = MathF.Abs(v[i]);
         }
         if (cache is not null)
         {
@@ -139,25 +150,19 @@ public sealed class DipMlp : IMlpOverride, IDisposable
             var top = exempt > 0 ? new int[exempt] : Array.Empty<int>();
             if (exempt > 0)
             {
-                TopK.Select(s, Math.Min(exempt, v.Length), top, scratch);
+                TopK.Select(v, Math.Min(exempt, v.Length), top, _scratch);
             }
             float gamma = (float)_options.Gamma;
             for (int i = 0; i < v.Length; i++)
             {
                 if (!cache.IsResident(i) && (exempt == 0 || Array.BinarySearch(top, i) < 0))
                 {
-                    s[i] *= gamma;
+                    v[i] *= gamma;
                 }
             }
         }
-        TopK.Select(s, chosen.Length, chosen, scratch);
+        TopK.Select(v, chosen.Length, chosen, _scratch);
     }
 
-    public void Dispose()
-    {
-        foreach (var l in _layers)
-        {
-            l?.Dispose();
-        }
-    }
+    public void Dispose() => _hidden?.Dispose();
 }

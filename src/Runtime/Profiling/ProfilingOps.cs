@@ -126,6 +126,25 @@ public sealed class ProfilingOps : ITransformerOps
         t.Stop(this, ProfilePart.GateUp);
     }
 
+    public void PrepareMaskedMlp(LlamaLayer layer) => Inner.PrepareMaskedMlp(layer);
+
+    public void MaskedGateUp(LlamaLayer layer, DeviceTensor x, int offset, ReadOnlySpan<int> inputs, DeviceTensor h)
+    {
+        var t = Timer.Start();
+        Inner.MaskedGateUp(layer, x, offset, inputs, h);
+        // Bytes of the selected columns of gate and up (the copies keep the model's element size).
+        t.Stop(this, ProfilePart.GateUp, 2 * ColumnBytes(layer.Gate) * inputs.Length);
+    }
+
+    public void MaskedDown(LlamaLayer layer, DeviceTensor h, ReadOnlySpan<int> columns, DeviceTensor y, int offset)
+    {
+        var t = Timer.Start();
+        Inner.MaskedDown(layer, h, columns, y, offset);
+        t.Stop(this, ProfilePart.Down, ColumnBytes(layer.Down) * columns.Length);
+    }
+
+    private static long ColumnBytes(WeightMatrix w) => w.Columns == 0 ? 0 : w.ByteSize / w.Columns;
+
     public void AddInPlace(DeviceTensor x, DeviceTensor delta, int count)
     {
         var t = Timer.Start();

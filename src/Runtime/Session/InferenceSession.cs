@@ -22,7 +22,7 @@ public sealed class InferenceSession : IDisposable
     {
         Model = model;
         Options = options;
-        _dip = options.Dip is { } dip ? new DipMlp(model, dip) : null;
+        _dip = options.Dip is { } dip ? new DipMlp(model, ops, dip) : null;
         Transformer = new Transformer(model, ops, options.MaxBatch)
         {
             Plan = new ForwardPlan { Mlp = _dip, TokenPruning = options.TokenPruning is { } t ? new PromptTokenPruner(t) : null },

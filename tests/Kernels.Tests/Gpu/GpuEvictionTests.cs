@@ -92,8 +92,8 @@ public sealed class GpuEvictionTests
             using var gpu = new GpuOps(device);
             var e = Assert.Throws<NotSupportedException>(() => InferenceSession.Create(model, gpu, new InferenceOptions { Kv = new KvCacheOptions { Policy = KvPolicyKind.Scissorhands } }));
             Assert.Contains("KvScoreWindow", e.Message);
-            e = Assert.Throws<NotSupportedException>(() => InferenceSession.Create(model, gpu, new InferenceOptions { Dip = new Kernels.Runtime.Dip.DipOptions { Keep = 0.5 } }));
-            Assert.Contains("DynamicInputPruning", e.Message);
+            e = Assert.Throws<NotSupportedException>(() => InferenceSession.Create(model, gpu, new InferenceOptions { TokenPruning = new Kernels.Runtime.Simplification.TokenPruneOptions { StageLayers = new[] { 1 } } }));
+            Assert.Contains("TokenPruning", e.Message);
         }
     }
 }

@@ -15,9 +15,8 @@ public sealed class DipTests
     private static readonly int[] Tokens = { 1, 403, 407, 261, 378, 260, 412, 271, 300, 289, 309, 272, 280, 400 };
 
     /// <summary>Last-token logits of <see cref="Tokens"/> run as a scored batch (every token pruned, as perplexity runs them) or as a prompt.</summary>
-    private static float[] Logits(LlamaModel model, IMlpOverride? mlp, LogitsMode mode = LogitsMode.All)
+    private static float[] Logits(LlamaModel model, ITransformerOps ops, IMlpOverride? mlp, LogitsMode mode = LogitsMode.All)
     {
-        using var ops = new HostOps();
         using var t = new Transformer(model, ops) { Plan = new ForwardPlan { Mlp = mlp } };
         using var cache = t.CreateCache();
         t.Forward(Tokens, 0, cache, mode);
@@ -34,37 +33,40 @@ public sealed class DipTests
     public void Prompts_run_dense_unless_asked_and_scored_batches_are_pruned()
     {
         using var model = ModelLoader.Load(TestData.Stories260KBin);
-        var dense = Logits(model, null, LogitsMode.Last);
-        using (var dip = new DipMlp(model, new DipOptions { Keep = 0.5 }) { Masks = new() })
+        using var ops = new HostOps();
+        var dense = Logits(model, ops, null, LogitsMode.Last);
+        using (var dip = new DipMlp(model, ops, new DipOptions { Keep = 0.5 }) { Masks = new() })
         {
-            Assert.Equal(dense, Logits(model, dip, LogitsMode.Last));
+            Assert.Equal(dense, Logits(model, ops, dip, LogitsMode.Last));
             Assert.Empty(dip.Masks);
         }
-        using var scored = new DipMlp(model, new DipOptions { Keep = 0.5 });
-        var pruned = Logits(model, scored, LogitsMode.All);
+        using var scored = new DipMlp(model, ops, new DipOptions { Keep = 0.5 });
+        var pruned = Logits(model, ops, scored, LogitsMode.All);
         Assert.NotEqual(dense, pruned);
-        using var prompt = new DipMlp(model, new DipOptions { Keep = 0.5, PrunePrompt = true });
-        Tolerance.AllClose(pruned, Logits(model, prompt, LogitsMode.Last), 0, 1e-5f, "pruned prompt = pruned scored batch");
+        using var prompt = new DipMlp(model, ops, new DipOptions { Keep = 0.5, PrunePrompt = true });
+        Tolerance.AllClose(pruned, Logits(model, ops, prompt, LogitsMode.Last), 0, 1e-5f, "pruned prompt = pruned scored batch");
     }
 
     [DataFact]
     public void Keep_one_reproduces_dense_logits()
     {
         using var model = ModelLoader.Load(TestData.Stories260KBin);
-        var dense = Logits(model, null);
-        using var keepOne = new DipMlp(model, new DipOptions { Keep = 1.0 });
-        Assert.Equal(dense, Logits(model, keepOne));
+        using var ops = new HostOps();
+        var dense = Logits(model, ops, null);
+        using var keepOne = new DipMlp(model, ops, new DipOptions { Keep = 1.0 });
+        Assert.Equal(dense, Logits(model, ops, keepOne));
         // The masked kernels themselves, forced at keep 1 (every column selected): same function, other summation order.
-        using var forced = new DipMlp(model, new DipOptions { Keep = 1.0, ForceMasked = true });
-        Tolerance.AllClose(dense, Logits(model, forced), 0, 1e-4f, "forced keep-1 logits");
+        using var forced = new DipMlp(model, ops, new DipOptions { Keep = 1.0, ForceMasked = true });
+        Tolerance.AllClose(dense, Logits(model, ops, forced), 0, 1e-4f, "forced keep-1 logits");
     }
 
     [DataFact]
     public void Exactly_k_columns_are_selected_per_token_and_layer()
     {
         using var model = ModelLoader.Load(TestData.Stories260KBin);
-        using var dip = new DipMlp(model, new DipOptions { Keep = 0.5 }) { Masks = new() };
-        Logits(model, dip);
+        using var ops = new HostOps();
+        using var dip = new DipMlp(model, ops, new DipOptions { Keep = 0.5 }) { Masks = new() };
+        Logits(model, ops, dip);
         Assert.Equal((36, 60), (dip.KeepInputs, dip.KeepHidden)); // floor(0.574·64), floor(0.351·172)
         Assert.Equal(Tokens.Length, dip.Masks.Count);
         foreach (var token in dip.Masks)
