@@ -42,31 +42,14 @@ public static unsafe class Attention
     /// <summary>received[t] += p[t] · (weights?[t] ?? 1): the value-norm-weighted attention reduction.</summary>
     public static void Accumulate(float* p, float* weights, float* received, int count)
     {
-        int t = 0;
-        if (SimdInfo.Use512)
+        if (weights == null)
         {
-            t = Accumulate<Vec512, Vector512<float>>(p, weights, received, count);
+            ElementWise.Binary(new AddOperator(), p, received, received, count);
         }
-        else if (SimdInfo.Use256)
+        else
         {
-            t = Accumulate<Vec256, Vector256<float>>(p, weights, received, count);
+            ElementWise.Ternary(new MultiplyAddOperator(), p, weights, received, received, count);
         }
-        for (; t < count; t++)
-        {
-            received[t] += weights == null ? p[t] : p[t] * weights[t];
-        }
-    }
-
-    private static int Accumulate<TTier, TVec>(float* p, float* weights, float* received, int count)
-        where TTier : struct, IFloatVector<TVec> where TVec : unmanaged
-    {
-        int c = TTier.Count, t = 0;
-        for (; t <= count - c; t += c)
-        {
-            TVec v = TTier.Load(p + t);
-            TTier.Store(received + t, weights == null ? TTier.Add(TTier.Load(received + t), v) : TTier.MultiplyAdd(v, TTier.Load(weights + t), TTier.Load(received + t)));
-        }
-        return t;
     }
 
     /// <summary>‖v‖₁ of <paramref name="length"/> floats.</summary>

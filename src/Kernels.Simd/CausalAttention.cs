@@ -26,13 +26,7 @@ public static unsafe class CausalAttention
     public const int BlockTokens = 16;
 
     /// <summary>True when the batched kernel handles <paramref name="headDim"/> at the dispatched tier.</summary>
-    public static bool Supports(int headDim) => SimdInfo.Tier switch
-    {
-        SimdTier.Vector512 => headDim % 16 == 0,
-        SimdTier.Vector256 => headDim % 8 == 0,
-        SimdTier.Vector128 => headDim % 4 == 0,
-        _ => false,
-    } && headDim > 0;
+    public static bool Supports(int headDim) => SimdInfo.Tier != SimdTier.Scalar && headDim > 0 && headDim % SimdDispatch.Lanes == 0;
 
     /// <summary>
     /// Attends tokens [t0, t1) of the batch for <paramref name="heads"/> query heads that share
@@ -54,18 +48,24 @@ public static unsafe class CausalAttention
         {
             return;
         }
-        if (SimdInfo.Use512)
+        var width = new ByWidth
         {
-            Run<Vec512, Vector512<float>>(q, tokenStride, heads, headDim, keys, values, first, t0, t1, output);
-        }
-        else if (SimdInfo.Use256)
-        {
-            Run<Vec256, Vector256<float>>(q, tokenStride, heads, headDim, keys, values, first, t0, t1, output);
-        }
-        else
-        {
-            Run<Vec128, Vector128<float>>(q, tokenStride, heads, headDim, keys, values, first, t0, t1, output);
-        }
+            Q = q, TokenStride = tokenStride, Heads = heads, HeadDim = headDim, Keys = keys, Values = values, First = first, T0 = t0, T1 = t1, Output = output,
+        };
+        SimdDispatch.Run(ref width);
+    }
+
+    private struct ByWidth : IWidthKernel
+    {
+        public float* Q, Keys, Values, Output;
+        public long TokenStride;
+        public int Heads, HeadDim, First, T0, T1;
+
+        public readonly void Vector<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged =>
+            Run<TTier, TVec>(Q, TokenStride, Heads, HeadDim, Keys, Values, First, T0, T1, Output);
+
+        /// <summary>Unreachable: <see cref="Supports"/> is false on the scalar tier (the per-token host path runs instead).</summary>
+        public readonly void Scalar() => ThrowHelper.NotSupported("batched attention has no scalar kernel");
     }
 
     [ThreadStatic] private static NativeBuffer? t_scratch;

@@ -14,22 +14,21 @@ public static unsafe class Conversion
             Buffer.MemoryCopy(source, destination, (long)count * 4, (long)count * 4);
             return;
         }
-        if (SimdInfo.Use512)
-        {
-            Widen<Vec512, System.Runtime.Intrinsics.Vector512<float>>(type, (ushort*)source, destination, count);
-        }
-        else if (SimdInfo.Use256)
-        {
-            Widen<Vec256, System.Runtime.Intrinsics.Vector256<float>>(type, (ushort*)source, destination, count);
-        }
-        else if (SimdInfo.Use128)
-        {
-            Widen<Vec128, System.Runtime.Intrinsics.Vector128<float>>(type, (ushort*)source, destination, count);
-        }
-        else
-        {
-            WidenScalar(type, (ushort*)source, destination, 0, count);
-        }
+        var kernel = new WidenKernel { Type = type, Source = (ushort*)source, Destination = destination, Count = count };
+        SimdDispatch.Run(ref kernel);
+    }
+
+    private struct WidenKernel : IWidthKernel
+    {
+        public ElementType Type;
+        public ushort* Source;
+        public float* Destination;
+        public int Count;
+
+        public readonly void Vector<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged =>
+            Widen<TTier, TVec>(Type, Source, Destination, Count);
+
+        public readonly void Scalar() => WidenScalar(Type, Source, Destination, 0, Count);
     }
 
     /// <summary>Span overload of <see cref="ToSingle(ElementType, void*, float*, int)"/> for F16.</summary>

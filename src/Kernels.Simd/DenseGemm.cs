@@ -54,22 +54,24 @@ public static unsafe class DenseGemm
 
     private static void Dispatch<TLoad>(DenseMatrix w, float* x, float* y, int n, GemmKernel kernel) where TLoad : struct, IWeightLoader
     {
-        if (SimdInfo.Use512)
+        var width = new ByWidth<TLoad> { W = w, X = x, Y = y, N = n, Kernel = kernel };
+        SimdDispatch.Run(ref width);
+    }
+
+    private struct ByWidth<TLoad> : IWidthKernel where TLoad : struct, IWeightLoader
+    {
+        public DenseMatrix W;
+        public float* X, Y;
+        public int N;
+        public GemmKernel Kernel;
+
+        public readonly void Vector<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged =>
+            Run<TTier, TVec, TLoad>(W, X, Y, N, Kernel);
+
+        public readonly void Scalar()
         {
-            Run<Vec512, Vector512<float>, TLoad>(w, x, y, n, kernel);
-        }
-        else if (SimdInfo.Use256)
-        {
-            Run<Vec256, Vector256<float>, TLoad>(w, x, y, n, kernel);
-        }
-        else if (SimdInfo.Use128)
-        {
-            Run<Vec128, Vector128<float>, TLoad>(w, x, y, n, kernel);
-        }
-        else
-        {
-            var job = new ScalarJob<TLoad> { W = w.Data, X = x, Y = y, K = w.Columns, M = w.Rows, N = n };
-            WorkerPool.Shared.For(w.Rows, Math.Max(1, w.Rows / (4 * WorkerPool.Shared.ThreadCount)), ref job);
+            var job = new ScalarJob<TLoad> { W = W.Data, X = X, Y = Y, K = W.Columns, M = W.Rows, N = N };
+            WorkerPool.Shared.For(W.Rows, Math.Max(1, W.Rows / (4 * WorkerPool.Shared.ThreadCount)), ref job);
         }
     }
 

@@ -100,7 +100,7 @@ public static unsafe class DenseGemv
     }
 
     /// <summary>Elements per even/odd pair of vectors at the dispatched tier.</summary>
-    private static int PairWidth => 2 * (SimdInfo.Use512 ? 16 : SimdInfo.Use256 ? 8 : 4);
+    private static int PairWidth => 2 * Math.Max(4, SimdDispatch.Lanes);
 
     /// <summary>The rows of up to four matrices with the same columns, numbered one after another, with their outputs.</summary>
     internal struct RowSet
@@ -152,25 +152,25 @@ public static unsafe class DenseGemv
 
     private static void Natural<TLoad>(ref RowSet rows, float* x) where TLoad : struct, IWeightLoader
     {
-        if (SimdInfo.Use512)
+        var width = new NaturalByWidth<TLoad> { Rows = rows, X = x };
+        SimdDispatch.Run(ref width);
+    }
+
+    private struct NaturalByWidth<TLoad> : IWidthKernel where TLoad : struct, IWeightLoader
+    {
+        public RowSet Rows;
+        public float* X;
+
+        public readonly void Vector<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged
         {
-            var job = new NaturalJob<Vec512, Vector512<float>, TLoad> { Rows = rows, X = x };
-            Schedule(rows, ref job);
+            var job = new NaturalJob<TTier, TVec, TLoad> { Rows = Rows, X = X };
+            Schedule(Rows, ref job);
         }
-        else if (SimdInfo.Use256)
+
+        public readonly void Scalar()
         {
-            var job = new NaturalJob<Vec256, Vector256<float>, TLoad> { Rows = rows, X = x };
-            Schedule(rows, ref job);
-        }
-        else if (SimdInfo.Use128)
-        {
-            var job = new NaturalJob<Vec128, Vector128<float>, TLoad> { Rows = rows, X = x };
-            Schedule(rows, ref job);
-        }
-        else
-        {
-            var job = new ScalarJob<TLoad> { Rows = rows, X = x };
-            Schedule(rows, ref job);
+            var job = new ScalarJob<TLoad> { Rows = Rows, X = X };
+            Schedule(Rows, ref job);
         }
     }
 
@@ -178,21 +178,23 @@ public static unsafe class DenseGemv
     private static void Paired<TValues, TLoad>(ref RowSet rows, float* x, float* paired)
         where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
     {
-        if (SimdInfo.Use512)
+        var width = new PairedByWidth<TValues, TLoad> { Rows = rows, X = x, PairedX = paired };
+        SimdDispatch.Run(ref width);
+    }
+
+    private struct PairedByWidth<TValues, TLoad> : IWidthKernel where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
+    {
+        public RowSet Rows;
+        public float* X, PairedX;
+
+        public readonly void Vector<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged
         {
-            var job = new PairedJob<Vec512, Vector512<float>, TValues, TLoad> { Rows = rows, X = x, Paired = paired };
-            Schedule(rows, ref job);
+            var job = new PairedJob<TTier, TVec, TValues, TLoad> { Rows = Rows, X = X, Paired = PairedX };
+            Schedule(Rows, ref job);
         }
-        else if (SimdInfo.Use256)
-        {
-            var job = new PairedJob<Vec256, Vector256<float>, TValues, TLoad> { Rows = rows, X = x, Paired = paired };
-            Schedule(rows, ref job);
-        }
-        else
-        {
-            var job = new PairedJob<Vec128, Vector128<float>, TValues, TLoad> { Rows = rows, X = x, Paired = paired };
-            Schedule(rows, ref job);
-        }
+
+        /// <summary>The paired layout is built for vectors: the scalar tier runs the 128-bit instantiation (software-emulated lanes).</summary>
+        public readonly void Scalar() => Vector<Vec128, System.Runtime.Intrinsics.Vector128<float>>();
     }
 
     private static void Schedule<TJob>(in RowSet rows, ref TJob job) where TJob : struct, IRangeJob

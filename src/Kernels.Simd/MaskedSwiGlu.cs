@@ -260,23 +260,32 @@ public static unsafe class MaskedSwiGlu
     /// <summary>y[0..n) += Σ_k xs[k] · rows[k][0..n) for g ≤ 16 rows in any storage type.</summary>
     private static void AxpyGroupTyped<TLoad>(float* xs, byte** rows, int g, float* y, int n) where TLoad : struct, IWeightLoader
     {
-        int i = 0;
-        if (SimdInfo.Use512)
+        var width = new AxpyGroupByWidth<TLoad> { Xs = xs, Rows = rows, G = g, Y = y, N = n };
+        SimdDispatch.Run(ref width, n);
+    }
+
+    private struct AxpyGroupByWidth<TLoad> : IWidthKernel where TLoad : struct, IWeightLoader
+    {
+        public float* Xs, Y;
+        public byte** Rows;
+        public int G, N;
+
+        public readonly void Vector<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged =>
+            Tail(AxpyGroupTier<TTier, TVec, TLoad>(Xs, Rows, G, Y, N));
+
+        public readonly void Scalar() => Tail(0);
+
+        private readonly void Tail(int i)
         {
-            i = AxpyGroupTier<Vec512, Vector512<float>, TLoad>(xs, rows, g, y, n);
-        }
-        else if (SimdInfo.Use256)
-        {
-            i = AxpyGroupTier<Vec256, Vector256<float>, TLoad>(xs, rows, g, y, n);
-        }
-        for (; i < n; i++)
-        {
-            float acc = y[i];
-            for (int k = 0; k < g; k++)
+            for (; i < N; i++)
             {
-                acc += xs[k] * TLoad.LoadScalar(rows[k], i);
+                float acc = Y[i];
+                for (int k = 0; k < G; k++)
+                {
+                    acc += Xs[k] * TLoad.LoadScalar(Rows[k], i);
+                }
+                Y[i] = acc;
             }
-            y[i] = acc;
         }
     }
 

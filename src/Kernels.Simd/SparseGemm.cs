@@ -45,7 +45,7 @@ public static unsafe class SparseGemm
             case ElementType.F32: ByPattern<SparseF32Values, F32Loader>(w, Rows.Of(w), x, x, y, n, broadcast); break;
             case ElementType.F16 when w.HalfValuesFinite:
                 // The permute kernels take the rebias from pre-scaled activations (the broadcast kernel and the scalar tier rebias themselves).
-                float* scaled = !broadcast && (SimdInfo.Use512 || SimdInfo.Use256)
+                float* scaled = !broadcast && HasPermuteKernels
                     ? ScaledInput.TryScale(x, (long)n * w.Columns, SparseF16ScaledInputValues.InputScale)
                     : null;
                 if (scaled != null)
@@ -79,7 +79,7 @@ public static unsafe class SparseGemm
         // panel prefill ran 30 % slower (TinyLlama 2:4 Q4_0 in `kernels bench`: 27 against 40
         // tok/s; not the buffers, not the float product; cause not found), which outweighs their
         // prefill gain (docs/reports/quantized).
-        if (n >= QuantizedMatMul.PanelTokens && w.ValueType == QuantType.Q8_0 && (SimdInfo.Use512 || SimdInfo.Use256))
+        if (n >= QuantizedMatMul.PanelTokens && w.ValueType == QuantType.Q8_0 && HasPermuteKernels)
         {
             SparseQuantizedPanels.Multiply(w, x, y, n);
             return;
@@ -133,34 +133,54 @@ public static unsafe class SparseGemm
     private static void ByPattern<TValues, TLoad>(WeightMatrix w, Rows rows, float* x, float* windows, float* y, int n, bool broadcast)
         where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
     {
-        bool fourEight = rows.M == 8;
-        if (SimdInfo.Use512)
+        var width = new ByWidth<TValues, TLoad> { W = w, Rows = rows, X = x, Windows = windows, Y = y, N = n, Broadcast = broadcast };
+        SimdDispatch.Run(ref width);
+    }
+
+    /// <summary>Permute (gather) kernels exist for 512- and 256-bit vectors; the 128-bit and scalar tiers run the scalar definition (permutes over 4 lanes do not pay).</summary>
+    private static bool HasPermuteKernels => SimdInfo.Tier >= SimdTier.Vector256;
+
+    private struct ByWidth<TValues, TLoad> : IWidthKernel where TValues : struct, ISparseValues where TLoad : struct, IWeightLoader
+    {
+        public WeightMatrix W;
+        public Rows Rows;
+        public float* X, Windows, Y;
+        public int N;
+        public bool Broadcast;
+
+        /// <remarks>The type tests are JIT-time constants: each instantiation keeps one branch.</remarks>
+        public readonly void Vector<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged
         {
-            if (fourEight)
+            bool fourEight = Rows.M == 8;
+            if (typeof(TTier) == typeof(Vec512))
             {
-                Run<Vec512, Vector512<float>, Vector512<int>, Gather512FourEight, TValues, TLoad>(w, rows, x, windows, y, n, broadcast);
+                if (fourEight)
+                {
+                    Run<Vec512, Vector512<float>, Vector512<int>, Gather512FourEight, TValues, TLoad>(W, Rows, X, Windows, Y, N, Broadcast);
+                }
+                else
+                {
+                    Run<Vec512, Vector512<float>, Vector512<int>, Gather512TwoFour, TValues, TLoad>(W, Rows, X, Windows, Y, N, Broadcast);
+                }
+            }
+            else if (typeof(TTier) == typeof(Vec256))
+            {
+                if (fourEight)
+                {
+                    Run<Vec256, Vector256<float>, Vector256<int>, Gather256FourEight, TValues, TLoad>(W, Rows, X, Windows, Y, N, Broadcast);
+                }
+                else
+                {
+                    Run<Vec256, Vector256<float>, Vector256<int>, Gather256TwoFour, TValues, TLoad>(W, Rows, X, Windows, Y, N, Broadcast);
+                }
             }
             else
             {
-                Run<Vec512, Vector512<float>, Vector512<int>, Gather512TwoFour, TValues, TLoad>(w, rows, x, windows, y, n, broadcast);
+                Scalar();
             }
         }
-        else if (SimdInfo.Use256)
-        {
-            if (fourEight)
-            {
-                Run<Vec256, Vector256<float>, Vector256<int>, Gather256FourEight, TValues, TLoad>(w, rows, x, windows, y, n, broadcast);
-            }
-            else
-            {
-                Run<Vec256, Vector256<float>, Vector256<int>, Gather256TwoFour, TValues, TLoad>(w, rows, x, windows, y, n, broadcast);
-            }
-        }
-        else
-        {
-            // 128-bit and scalar tiers: the scalar definition (permutes over 4 lanes do not pay).
-            Scalar<TValues, TLoad>(w, rows, x, y, n);
-        }
+
+        public readonly void Scalar() => Scalar<TValues, TLoad>(W, Rows, X, Y, N);
     }
 
     /// <summary>

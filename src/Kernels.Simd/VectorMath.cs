@@ -6,7 +6,7 @@ namespace Kernels.Simd;
 
 /// <summary>
 /// Float vector primitives used by the transformer kernels (dot, axpy, scale, sum of squares),
-/// each dispatched once on <see cref="SimdInfo.Tier"/>.
+/// each dispatched once by <see cref="SimdDispatch"/>; the element-wise ones are operators of <see cref="ElementWise"/>.
 /// </summary>
 /// <remarks>Reductions accumulate lane-wise and reduce at the end; tails use an overlapping masked vector.</remarks>
 public static unsafe class VectorMath
@@ -27,24 +27,28 @@ public static unsafe class VectorMath
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Dot(float* a, float* b, int n)
     {
-        if (SimdInfo.Use512 && n >= 16)
+        var kernel = new DotKernel { A = a, B = b, N = n };
+        SimdDispatch.Run(ref kernel, n);
+        return kernel.Result;
+    }
+
+    private struct DotKernel : IWidthKernel
+    {
+        public float* A, B;
+        public int N;
+        public float Result;
+
+        public void Vector<TTier, TVec>() where TTier : struct, IFloatVector<TVec> where TVec : unmanaged => Result = Dot<TTier, TVec>(A, B, N);
+
+        public void Scalar()
         {
-            return Dot<Vec512, Vector512<float>>(a, b, n);
+            float s = 0f;
+            for (int i = 0; i < N; i++)
+            {
+                s += A[i] * B[i];
+            }
+            Result = s;
         }
-        if ((SimdInfo.Use512 || SimdInfo.Use256) && n >= 8)
-        {
-            return Dot<Vec256, Vector256<float>>(a, b, n);
-        }
-        if (SimdInfo.Tier != SimdTier.Scalar && n >= 4)
-        {
-            return Dot<Vec128, Vector128<float>>(a, b, n);
-        }
-        float s = 0f;
-        for (int i = 0; i < n; i++)
-        {
-            s += a[i] * b[i];
-        }
-        return s;
     }
 
     private static float Dot<TTier, TVec>(float* a, float* b, int n)
@@ -96,45 +100,7 @@ public static unsafe class VectorMath
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Axpy(float a, float* x, float* y, int n)
-    {
-        if (SimdInfo.Use512 && n >= 16)
-        {
-            Axpy<Vec512, Vector512<float>>(a, x, y, n);
-        }
-        else if ((SimdInfo.Use512 || SimdInfo.Use256) && n >= 8)
-        {
-            Axpy<Vec256, Vector256<float>>(a, x, y, n);
-        }
-        else if (SimdInfo.Tier != SimdTier.Scalar && n >= 4)
-        {
-            Axpy<Vec128, Vector128<float>>(a, x, y, n);
-        }
-        else
-        {
-            for (int i = 0; i < n; i++)
-            {
-                y[i] += a * x[i];
-            }
-        }
-    }
-
-    private static void Axpy<TTier, TVec>(float a, float* x, float* y, int n)
-        where TTier : struct, IFloatVector<TVec> where TVec : unmanaged
-    {
-        int c = TTier.Count;
-        TVec av = TTier.Broadcast(a);
-        int i = 0;
-        for (; i <= n - c; i += c)
-        {
-            TTier.Store(y + i, TTier.MultiplyAdd(av, TTier.Load(x + i), TTier.Load(y + i)));
-        }
-        // Not idempotent, so the tail is scalar rather than an overlapping vector.
-        for (; i < n; i++)
-        {
-            y[i] += a * x[i];
-        }
-    }
+    public static void Axpy(float a, float* x, float* y, int n) => ElementWise.Binary(new AxpyOperator(a), x, y, y, n);
 
     /// <summary>destination = a + b (element-wise; exact aliasing allowed).</summary>
     public static void Add(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> destination)
@@ -158,44 +124,7 @@ public static unsafe class VectorMath
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Add(float* a, float* b, float* d, int n)
-    {
-        if (SimdInfo.Use512 && n >= 16)
-        {
-            Add<Vec512, Vector512<float>>(a, b, d, n);
-        }
-        else if ((SimdInfo.Use512 || SimdInfo.Use256) && n >= 8)
-        {
-            Add<Vec256, Vector256<float>>(a, b, d, n);
-        }
-        else if (SimdInfo.Tier != SimdTier.Scalar && n >= 4)
-        {
-            Add<Vec128, Vector128<float>>(a, b, d, n);
-        }
-        else
-        {
-            for (int i = 0; i < n; i++)
-            {
-                d[i] = a[i] + b[i];
-            }
-        }
-    }
-
-    private static void Add<TTier, TVec>(float* a, float* b, float* d, int n)
-        where TTier : struct, IFloatVector<TVec> where TVec : unmanaged
-    {
-        int c = TTier.Count;
-        int i = 0;
-        for (; i <= n - c; i += c)
-        {
-            TTier.Store(d + i, TTier.Add(TTier.Load(a + i), TTier.Load(b + i)));
-        }
-        // Overlapping tail is wrong when d aliases a or b (lanes would be added twice): scalar tail.
-        for (; i < n; i++)
-        {
-            d[i] = a[i] + b[i];
-        }
-    }
+    public static void Add(float* a, float* b, float* d, int n) => ElementWise.Binary(new AddOperator(), a, b, d, n);
 
     /// <summary>Index of the largest element (first one on ties), -1 for an empty span. NaN is never chosen.</summary>
     public static int ArgMax(ReadOnlySpan<float> x)

@@ -89,6 +89,9 @@ internal unsafe interface IFloatVector<TVec> where TVec : unmanaged
     /// <summary>Keeps the last <paramref name="count"/> lanes of <paramref name="value"/> and zeroes the others.</summary>
     /// <remarks>Used for overlapping tails of reductions: the overlap must add the identity.</remarks>
     static abstract TVec KeepLast(TVec value, int count);
+
+    /// <summary>True when a lane holds NaN or ±infinity (all eight exponent bits set).</summary>
+    static abstract bool AnyNonFinite(TVec value);
 }
 
 /// <summary>Scalar helpers shared by all tiers and the scalar references.</summary>

@@ -110,4 +110,11 @@ internal readonly unsafe struct Vec128 : IFloatVector<Vector128<float>>
         Vector128<int> keep = Vector128.GreaterThanOrEqual(Vector128<int>.Indices, Vector128.Create(4 - count));
         return value & keep.AsSingle();
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool AnyNonFinite(Vector128<float> value)
+    {
+        var exponent = Vector128.Create(0x7F80_0000u);
+        return Vector128.EqualsAny(value.AsUInt32() & exponent, exponent);
+    }
 }

@@ -111,4 +111,11 @@ internal readonly unsafe struct Vec256 : IFloatVector<Vector256<float>>
         Vector256<int> keep = Vector256.GreaterThanOrEqual(Vector256<int>.Indices, Vector256.Create(8 - count));
         return value & keep.AsSingle();
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool AnyNonFinite(Vector256<float> value)
+    {
+        var exponent = Vector256.Create(0x7F80_0000u);
+        return Vector256.EqualsAny(value.AsUInt32() & exponent, exponent);
+    }
 }

@@ -113,4 +113,11 @@ internal readonly unsafe struct Vec512 : IFloatVector<Vector512<float>>
         Vector512<int> keep = Vector512.GreaterThanOrEqual(Vector512<int>.Indices, Vector512.Create(16 - count));
         return value & keep.AsSingle();
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool AnyNonFinite(Vector512<float> value)
+    {
+        var exponent = Vector512.Create(0x7F80_0000u);
+        return Vector512.EqualsAny(value.AsUInt32() & exponent, exponent);
+    }
 }

@@ -60,6 +60,35 @@ public sealed class VectorMathTests
         }
     }
 
+    /// <summary>The attention-statistics reduction (received += p, or += p·‖v‖) in place, through the element-wise driver's binary and ternary paths.</summary>
+    [Fact]
+    public unsafe void Accumulate_matches_scalar_for_all_lengths_with_and_without_weights()
+    {
+        for (int n = 0; n <= 256; n++)
+        {
+            float[] p = Random(n, 5 * n), w = Random(n, 5 * n + 1), r = Random(n, 5 * n + 2);
+            using var gp = new GuardedBuffer(n);
+            using var gw = new GuardedBuffer(n);
+            using var received = new GuardedBuffer(n);
+            p.CopyTo(gp.Span);
+            w.CopyTo(gw.Span);
+            foreach (bool weighted in new[] { false, true })
+            {
+                r.CopyTo(received.Span);
+                fixed (float* pp = gp.Span, pw = gw.Span, pr = received.Span)
+                {
+                    Attention.Accumulate(pp, weighted ? pw : null, pr, n);
+                }
+                for (int i = 0; i < n; i++)
+                {
+                    float expected = weighted ? r[i] + p[i] * w[i] : r[i] + p[i];
+                    Tolerance.Close(expected, received.Span[i], 1e-6f, 2f, 1e-7f, $"accumulate n={n} weighted={weighted}");
+                }
+            }
+            Assert.True(gp.CanariesIntact() && gw.CanariesIntact() && received.CanariesIntact());
+        }
+    }
+
     [Fact]
     public void Partial_overlap_is_rejected()
     {
