@@ -1,12 +1,14 @@
 using ILGPU;
 using ILGPU.Algorithms;
+using ILGPU.Algorithms.ScanReduceOperations;
 
 namespace Kernels.Gpu;
 
 /// <summary>
 /// The kernel bodies (ILGPU C#, compiled to PTX / OpenCL C / the CPU accelerator). Conventions:
-/// warps of 32 lanes cooperate on a row or a (token, head); reductions use warp shuffles; weights
-/// come as an F32 view and an F16 (raw bits) view of which exactly one is used (flag half).
+/// warps of 32 lanes cooperate on a row or a (token, head); warp and group reductions are
+/// ILGPU.Algorithms' (<c>AllReduce</c> over its scan-reduce operations); weights come as readonly
+/// struct views, one per format (<see cref="DenseView"/>, <see cref="SparseView"/>).
 /// </summary>
 internal static class GpuKernelBodies
 {
@@ -25,26 +27,8 @@ internal static class GpuKernelBodies
         return Interop.IntAsFloat(bits | sign);
     }
 
-    public static float Weight(ArrayView<float> w32, ArrayView<ushort> w16, int half, long index) =>
-        half != 0 ? HalfToFloat(w16[index]) : w32[index];
-
-    public static float WarpSum(float v)
-    {
-        for (int offset = Warp / 2; offset > 0; offset /= 2)
-        {
-            v += ILGPU.Warp.ShuffleDown(v, offset);
-        }
-        return v;
-    }
-
-    public static float WarpMax(float v)
-    {
-        for (int offset = Warp / 2; offset > 0; offset /= 2)
-        {
-            v = XMath.Max(v, ILGPU.Warp.ShuffleDown(v, offset));
-        }
-        return v;
-    }
+    /// <summary>Σ over the warp, in every lane.</summary>
+    private static float WarpSum(float v) => WarpExtensions.AllReduce<float, AddFloat>(v);
 
     // ---------------------------------------------------------------- dense
 
@@ -57,9 +41,9 @@ internal static class GpuKernelBodies
     /// y[t, r] = Σ_c W[r, c]·x[t, c]: one warp per (row, token) work item, grid-stride over all n·rows
     /// items (the launch sizes the grid for the device: many groups on a GPU, a few on the CPU accelerator).
     /// </summary>
-    public static void DenseRows(ArrayView<float> w32, ArrayView<ushort> w16, int half, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int n)
+    public static void DenseRows(DenseView w, ArrayView<float> x, ArrayView<float> y, int n)
     {
-        int lane = ILGPU.Warp.LaneIdx;
+        int lane = ILGPU.Warp.LaneIdx, rows = w.Rows, cols = w.Columns;
         for (int item = GlobalWarp; item < rows * n; item += WarpCount)
         {
             int r = item % rows, t = item / rows;
@@ -67,7 +51,7 @@ internal static class GpuKernelBodies
             float acc = 0f;
             for (int c = lane; c < cols; c += Warp)
             {
-                acc += Weight(w32, w16, half, wBase + c) * x[xBase + c];
+                acc += w.Elements[wBase + c] * x[xBase + c];
             }
             acc = WarpSum(acc);
             if (lane == 0)
@@ -82,9 +66,10 @@ internal static class GpuKernelBodies
     /// 128 B per warp access instead of 64). A separate kernel because a uniform branch between the
     /// two loops inside one kernel cost the F32 path 30-40% on an H100.
     /// </summary>
-    public static void DenseRowsF16Pairs(ArrayView<uint> pairs, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int n)
+    public static void DenseRowsF16Pairs(DenseView w, ArrayView<float> x, ArrayView<float> y, int n)
     {
-        int lane = ILGPU.Warp.LaneIdx;
+        int lane = ILGPU.Warp.LaneIdx, rows = w.Rows, cols = w.Columns;
+        var pairs = w.Elements.F16.Cast<uint>();
         int half = cols / 2;
         for (int item = GlobalWarp; item < rows * n; item += WarpCount)
         {
@@ -109,8 +94,9 @@ internal static class GpuKernelBodies
     /// but on ILGPU's CPU accelerator (where every warp shuffle is a barrier across OS threads)
     /// an order of magnitude faster than <see cref="DenseRows"/>.
     /// </summary>
-    public static void DenseLanes(ArrayView<float> w32, ArrayView<ushort> w16, int half, ArrayView<float> x, ArrayView<float> y, int rows, int cols, int n)
+    public static void DenseLanes(DenseView w, ArrayView<float> x, ArrayView<float> y, int n)
     {
+        int rows = w.Rows, cols = w.Columns;
         for (int item = GlobalThread; item < rows * n; item += ThreadCount)
         {
             int r = item % rows, t = item / rows;
@@ -118,30 +104,28 @@ internal static class GpuKernelBodies
             float acc = 0f;
             for (int c = 0; c < cols; c++)
             {
-                acc += Weight(w32, w16, half, wBase + c) * x[xBase + c];
+                acc += w.Elements[wBase + c] * x[xBase + c];
             }
             y[(long)t * rows + r] = acc;
         }
     }
 
     /// <summary>Sparse counterpart of <see cref="DenseLanes"/>: one lane per (row, token) item.</summary>
-    public static void SparseLanes(ArrayView<float> v32, ArrayView<ushort> v16, int half, ArrayView<uint> meta, ArrayView<float> tail32, ArrayView<ushort> tail16,
-        ArrayView<float> x, ArrayView<float> y, SparseShape s, int n)
+    public static void SparseLanes(SparseView w, ArrayView<float> x, ArrayView<float> y, int n)
     {
-        int n2 = s.M / 2;
+        var s = w.Shape;
         for (int item = GlobalThread; item < s.Rows * n; item += ThreadCount)
         {
             int r = item % s.Rows, t = item / s.Rows;
-            long vBase = (long)r * s.ValueStride, xBase = (long)t * s.Columns, metaWord = (long)r * (s.MetaStride / 4);
+            long xBase = (long)t * s.Columns;
             float acc = 0f;
             for (int k = 0; k < s.Kept; k++)
             {
-                int col = k / n2 * s.M + IndexOf(meta, metaWord, s.M, k);
-                acc += Weight(v32, v16, half, vBase + StorageIndex(k, s.Kept, half)) * x[xBase + col];
+                acc += w.Kept(r, k) * x[xBase + w.Column(r, k)];
             }
             for (int c = 0; c < s.TailColumns; c++)
             {
-                acc += Weight(tail32, tail16, half, (long)r * s.TailColumns + c) * x[xBase + s.Grouped + c];
+                acc += w.TailAt(r, c) * x[xBase + s.Grouped + c];
             }
             y[(long)t * s.Rows + r] = acc;
         }
@@ -154,8 +138,7 @@ internal static class GpuKernelBodies
     /// in shared memory, each of the 256 threads accumulating a 4x4 register block.
     /// Grid (⌈M/64⌉, ⌈n/64⌉), groups of 256.
     /// </summary>
-    public static void DenseTiled(ArrayView<float> w32, ArrayView<ushort> w16, int half, ArrayView<float> x, ArrayView<float> y, int m, int k, int n) =>
-        Tiled(new DenseTileWeights { W32 = w32, W16 = w16, Half = half, Columns = k }, x, y, m, k, n);
+    public static void DenseTiled(DenseView w, ArrayView<float> x, ArrayView<float> y, int n) => Tiled(w, x, y, w.Rows, w.Columns, n);
 
     /// <summary>
     /// The tiled GEMM shared by dense and sparse weights: 64x64 output tiles (rows x tokens),
@@ -203,36 +186,13 @@ internal static class GpuKernelBodies
         Store(y, m, n, row0 + tr * 4, tok0 + tt * 4, c30, c31, c32, c33, 3);
     }
 
-    /// <summary>W[r, c] of an input-axis N:M matrix (0 for pruned positions), decoded from values, index bits and tail.</summary>
-    public static float SparseElement(ArrayView<float> v32, ArrayView<ushort> v16, int half, ArrayView<uint> meta, ArrayView<float> tail32, ArrayView<ushort> tail16,
-        SparseShape s, int r, int c)
-    {
-        if (c >= s.Grouped)
-        {
-            return Weight(tail32, tail16, half, (long)r * s.TailColumns + (c - s.Grouped));
-        }
-        int n2 = s.M / 2, g = c / s.M, i = c % s.M;
-        long metaWord = (long)r * (s.MetaStride / 4);
-        for (int j = 0; j < n2; j++)
-        {
-            int k = g * n2 + j;
-            if (IndexOf(meta, metaWord, s.M, k) == i)
-            {
-                return Weight(v32, v16, half, (long)r * s.ValueStride + StorageIndex(k, s.Kept, half));
-            }
-        }
-        return 0f;
-    }
-
     /// <summary>
     /// Tiled product with an input-axis N:M matrix: the 64x16 weight tile is decompressed from the
     /// compressed format into shared memory (each element decoded once per 64 tokens), then the
     /// same register-blocked inner loop as <see cref="DenseTiled"/>. Reads half the weight bytes of
     /// the dense kernel; computes the same FLOPs (CUDA cores have no sparse FMA; mma.sp would).
     /// </summary>
-    public static void SparseTiled(ArrayView<float> v32, ArrayView<ushort> v16, int half, ArrayView<uint> meta, ArrayView<float> tail32, ArrayView<ushort> tail16,
-        ArrayView<float> x, ArrayView<float> y, SparseShape s, int n) =>
-        Tiled(new SparseTileWeights { V32 = v32, V16 = v16, Half = half, Meta = meta, Tail32 = tail32, Tail16 = tail16, Shape = s }, x, y, s.Rows, s.Columns, n);
+    public static void SparseTiled(SparseView w, ArrayView<float> x, ArrayView<float> y, int n) => Tiled(w, x, y, w.Shape.Rows, w.Shape.Columns, n);
 
     private static void Store(ArrayView<float> y, int m, int n, int r0, int t0, float v0, float v1, float v2, float v3, int i)
     {
@@ -249,51 +209,31 @@ internal static class GpuKernelBodies
 
     // ---------------------------------------------------------------- N:M sparse (input axis)
 
-    /// <summary>Where kept value k is stored: <see cref="Kernels.Simd.Matrices.NmLayout"/> for 16-bit values, in order for F32.</summary>
-    public static int StorageIndex(int k, int kept, int half) => half == 0 ? k : Kernels.Simd.Matrices.NmLayout.StorageIndex(k, kept);
-
-    /// <summary>In-group index of kept value k from the row's metadata words.</summary>
-    public static int IndexOf(ArrayView<uint> meta, long rowWord, int m, int k)
-    {
-        if (m == 4)
-        {
-            return (int)((meta[rowWord + (k >> 4)] >> (2 * (k & 15))) & 3u);
-        }
-        // 4:8: 3-bit fields, 48 bits per block of 16; a field may straddle two words.
-        int bit = 48 * (k >> 4) + 3 * (k & 15), offset = bit & 31;
-        uint low = meta[rowWord + (bit >> 5)] >> offset;
-        uint high = offset > 29 ? meta[rowWord + (bit >> 5) + 1] << (32 - offset) : 0u;
-        return (int)((low | high) & 7u);
-    }
-
     /// <summary>
     /// y[t, r] for an input-axis N:M matrix: one warp per (row, token) item (grid-stride); lanes walk
     /// the kept values, gather x[group·M + index], and add the dense tail.
     /// </summary>
-    public static void SparseRows(ArrayView<float> v32, ArrayView<ushort> v16, int half, ArrayView<uint> meta, ArrayView<float> tail32, ArrayView<ushort> tail16,
-        ArrayView<float> x, ArrayView<float> y, SparseShape s, int n)
+    public static void SparseRows(SparseView w, ArrayView<float> x, ArrayView<float> y, int n)
     {
-        for (int item = GlobalWarp; item < s.Rows * n; item += WarpCount)
+        for (int item = GlobalWarp; item < w.Shape.Rows * n; item += WarpCount)
         {
-            SparseRow(v32, v16, half, meta, tail32, tail16, x, y, s, item % s.Rows, item / s.Rows);
+            SparseRow(w, x, y, n, item % w.Shape.Rows, item / w.Shape.Rows);
         }
     }
 
-    private static void SparseRow(ArrayView<float> v32, ArrayView<ushort> v16, int half, ArrayView<uint> meta, ArrayView<float> tail32, ArrayView<ushort> tail16,
-        ArrayView<float> x, ArrayView<float> y, SparseShape s, int r, int t)
+    private static void SparseRow(SparseView w, ArrayView<float> x, ArrayView<float> y, int n, int r, int t)
     {
+        var s = w.Shape;
         int lane = ILGPU.Warp.LaneIdx;
-        long vBase = (long)r * s.ValueStride, xBase = (long)t * s.Columns, metaWord = (long)r * (s.MetaStride / 4);
+        long xBase = (long)t * s.Columns;
         float acc = 0f;
-        int n2 = s.M / 2;
         for (int k = lane; k < s.Kept; k += Warp)
         {
-            int col = k / n2 * s.M + IndexOf(meta, metaWord, s.M, k);
-            acc += Weight(v32, v16, half, vBase + StorageIndex(k, s.Kept, half)) * x[xBase + col];
+            acc += w.Kept(r, k) * x[xBase + w.Column(r, k)];
         }
         for (int c = lane; c < s.TailColumns; c += Warp)
         {
-            acc += Weight(tail32, tail16, half, (long)r * s.TailColumns + c) * x[xBase + s.Grouped + c];
+            acc += w.TailAt(r, c) * x[xBase + s.Grouped + c];
         }
         acc = WarpSum(acc);
         if (lane == 0)
@@ -322,31 +262,27 @@ internal static class GpuKernelBodies
     /// lanes = tokens; every lane reads the same kept value and column (broadcast), then a
     /// coalesced Xt row. Grid-stride over items.
     /// </summary>
-    public static void SparseTokens(ArrayView<float> v32, ArrayView<ushort> v16, int half, ArrayView<uint> meta, ArrayView<float> tail32, ArrayView<ushort> tail16,
-        ArrayView<float> xt, ArrayView<float> y, SparseShape s, int n)
+    public static void SparseTokens(SparseView w, ArrayView<float> xt, ArrayView<float> y, int n)
     {
         int tiles = (n + Warp - 1) / Warp;
-        for (int item = GlobalWarp; item < s.Rows * tiles; item += WarpCount)
+        for (int item = GlobalWarp; item < w.Shape.Rows * tiles; item += WarpCount)
         {
-            SparseTokenTile(v32, v16, half, meta, tail32, tail16, xt, y, s, n, item % s.Rows, item / s.Rows * Warp + ILGPU.Warp.LaneIdx);
+            SparseTokenTile(w, xt, y, n, item % w.Shape.Rows, item / w.Shape.Rows * Warp + ILGPU.Warp.LaneIdx);
         }
     }
 
-    private static void SparseTokenTile(ArrayView<float> v32, ArrayView<ushort> v16, int half, ArrayView<uint> meta, ArrayView<float> tail32, ArrayView<ushort> tail16,
-        ArrayView<float> xt, ArrayView<float> y, SparseShape s, int n, int r, int t)
+    private static void SparseTokenTile(SparseView w, ArrayView<float> xt, ArrayView<float> y, int n, int r, int t)
     {
-        long vBase = (long)r * s.ValueStride, metaWord = (long)r * (s.MetaStride / 4);
-        int n2 = s.M / 2;
+        var s = w.Shape;
         int tc = t < n ? t : n - 1;
         float acc = 0f;
         for (int k = 0; k < s.Kept; k++)
         {
-            int col = k / n2 * s.M + IndexOf(meta, metaWord, s.M, k);
-            acc += Weight(v32, v16, half, vBase + StorageIndex(k, s.Kept, half)) * xt[(long)col * n + tc];
+            acc += w.Kept(r, k) * xt[(long)w.Column(r, k) * n + tc];
         }
         for (int c = 0; c < s.TailColumns; c++)
         {
-            acc += Weight(tail32, tail16, half, (long)r * s.TailColumns + c) * xt[(long)(s.Grouped + c) * n + tc];
+            acc += w.TailAt(r, c) * xt[(long)(s.Grouped + c) * n + tc];
         }
         if (t < n)
         {
@@ -357,38 +293,19 @@ internal static class GpuKernelBodies
     // ---------------------------------------------------------------- transformer pieces
 
     /// <summary>x[t, i] = embedding[token_t, i]. Auto-grouped over n·dim.</summary>
-    public static void Embed(ArrayView<float> e32, ArrayView<ushort> e16, int half, ArrayView<int> tokens, ArrayView<float> x, int dim, int count)
+    public static void Embed(DenseView e, ArrayView<int> tokens, ArrayView<float> x, int count)
     {
+        int dim = e.Columns;
         for (int i = GlobalThread; i < count; i += ThreadCount)
         {
             int t = i / dim, c = i % dim;
-            x[i] = Weight(e32, e16, half, (long)tokens[t] * dim + c);
+            x[i] = e.At(tokens[t], c);
         }
-    }
-
-    /// <summary>Sum over the group (power-of-two size ≤ 1024) through shared memory; every thread gets the total.</summary>
-    private static float GroupSum(ArrayView<float> shared, float v)
-    {
-        int tid = Group.IdxX;
-        shared[tid] = v;
-        Group.Barrier();
-        for (int stride = Group.DimX / 2; stride > 0; stride /= 2)
-        {
-            if (tid < stride)
-            {
-                shared[tid] += shared[tid + stride];
-            }
-            Group.Barrier();
-        }
-        float total = shared[0];
-        Group.Barrier();
-        return total;
     }
 
     /// <summary>RMSNorm, one row per group (grid-stride): y = w ⊙ x / sqrt(mean(x²) + eps).</summary>
     public static void RmsNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, int dim, float eps, int n)
     {
-        var partial = SharedMemory.Allocate<float>(1024);
         int tid = Group.IdxX, size = Group.DimX;
         for (int row = Grid.IdxX; row < n; row += Grid.DimX)
         {
@@ -399,7 +316,7 @@ internal static class GpuKernelBodies
                 float v = x[b + i];
                 ss += v * v;
             }
-            float scale = 1f / XMath.Sqrt(GroupSum(partial, ss) / dim + eps);
+            float scale = 1f / XMath.Sqrt(GroupExtensions.AllReduce<float, AddFloat>(ss) / dim + eps);
             for (int i = tid; i < dim; i += size)
             {
                 y[b + i] = w[i] * (scale * x[b + i]);
@@ -496,8 +413,7 @@ internal static class GpuKernelBodies
             scores[sBase + j] = sc;
             max = XMath.Max(max, sc);
         }
-        max = WarpMax(max);
-        max = ILGPU.Warp.Shuffle(max, 0);
+        max = WarpExtensions.AllReduce<float, MaxFloat>(max);
         float sum = 0f;
         for (int j = lane; j < count; j += Warp)
         {
@@ -506,7 +422,6 @@ internal static class GpuKernelBodies
             sum += e;
         }
         sum = WarpSum(sum);
-        sum = ILGPU.Warp.Shuffle(sum, 0);
         for (int j = lane; j < count; j += Warp)
         {
             float p = scores[sBase + j] / sum;
@@ -538,6 +453,16 @@ internal static class GpuKernelBodies
         }
     }
 
+    /// <summary>x[t, masked[j], :] = 0 for every token t and listed head j; thread per element (grid-stride).</summary>
+    public static void ZeroHeads(ArrayView<float> x, ArrayView<int> masked, int count, int heads, int headDim, int total)
+    {
+        for (int i = GlobalThread; i < total; i += ThreadCount)
+        {
+            int d = i % headDim, j = i / headDim % count, t = i / (headDim * count);
+            x[((long)t * heads + masked[j]) * headDim + d] = 0f;
+        }
+    }
+
     /// <summary>x += d.</summary>
     public static void AddInPlace(ArrayView<float> x, ArrayView<float> d, int count)
     {
@@ -556,68 +481,49 @@ internal static class GpuKernelBodies
         }
     }
 
-    /// <summary>Index of the largest value (ties: lowest index, NaN never wins), one group of 1024.</summary>
+    /// <summary>
+    /// Index of the largest value (ties: lowest index, NaN never wins), one group: each thread
+    /// packs its best (value, index) into one key — the float's bits made monotonic in the high
+    /// half, the complemented index in the low half — and a group max-reduction picks the winner.
+    /// Key 0 means "no value" (empty or all NaN): every real key is larger.
+    /// </summary>
     public static void ArgMax(ArrayView<float> x, int offset, int count, ArrayView<int> result)
     {
-        var bestValue = SharedMemory.Allocate<float>(1024);
-        var bestIndex = SharedMemory.Allocate<int>(1024);
         int tid = Group.IdxX, size = Group.DimX;
-        float bv = float.NegativeInfinity;
-        int bi = int.MaxValue;
+        ulong best = 0;
         for (int i = tid; i < count; i += size)
         {
             float v = x[offset + i];
-            if (v > bv || bi == int.MaxValue && !float.IsNaN(v))
+            if (!float.IsNaN(v))
             {
-                bv = v;
-                bi = i;
+                ulong key = ((ulong)OrderedBits(v) << 32) | (uint)~i;
+                best = key > best ? key : best;
             }
         }
-        bestValue[tid] = bv;
-        bestIndex[tid] = bi;
-        Group.Barrier();
-        for (int stride = size / 2; stride > 0; stride /= 2)
-        {
-            if (tid < stride)
-            {
-                float ov = bestValue[tid + stride];
-                int oi = bestIndex[tid + stride];
-                if (ov > bestValue[tid] || ov == bestValue[tid] && oi < bestIndex[tid])
-                {
-                    bestValue[tid] = ov;
-                    bestIndex[tid] = oi;
-                }
-            }
-            Group.Barrier();
-        }
+        best = GroupExtensions.AllReduce<ulong, MaxUInt64>(best);
         if (tid == 0)
         {
-            result[0] = bestIndex[0] == int.MaxValue ? -1 : bestIndex[0];
+            result[0] = best == 0 ? -1 : ~(int)(uint)best;
         }
+    }
+
+    /// <summary>Float bits mapped so that unsigned order is numeric order (-inf lowest); -0 maps as +0 (they compare equal: the lower index wins).</summary>
+    private static uint OrderedBits(float v)
+    {
+        uint bits = Interop.FloatAsInt(v == 0f ? 0f : v);
+        return (bits & 0x8000_0000u) != 0 ? ~bits : bits | 0x8000_0000u;
     }
 
     /// <summary>Softmax of one row in place (max-subtracted), one group.</summary>
     public static void Softmax(ArrayView<float> x, int offset, int count)
     {
-        var shared = SharedMemory.Allocate<float>(1024);
         int tid = Group.IdxX, size = Group.DimX;
         float m = float.NegativeInfinity;
         for (int i = tid; i < count; i += size)
         {
             m = XMath.Max(m, x[offset + i]);
         }
-        shared[tid] = m;
-        Group.Barrier();
-        for (int s = size / 2; s > 0; s /= 2)
-        {
-            if (tid < s)
-            {
-                shared[tid] = XMath.Max(shared[tid], shared[tid + s]);
-            }
-            Group.Barrier();
-        }
-        m = shared[0];
-        Group.Barrier();
+        m = GroupExtensions.AllReduce<float, MaxFloat>(m);
         float sum = 0f;
         for (int i = tid; i < count; i += size)
         {
@@ -625,7 +531,7 @@ internal static class GpuKernelBodies
             x[offset + i] = e;
             sum += e;
         }
-        sum = GroupSum(shared, sum);
+        sum = GroupExtensions.AllReduce<float, AddFloat>(sum);
         for (int i = tid; i < count; i += size)
         {
             x[offset + i] /= sum;
@@ -641,7 +547,6 @@ internal static class GpuKernelBodies
     /// </summary>
     public static void TopKAbs(ArrayView<float> x, int length, int k, ArrayView<int> selected, ArrayView<int> counter)
     {
-        var counts = SharedMemory.Allocate<int>(1024);
         int tid = Group.IdxX, size = Group.DimX;
         uint prefix = 0;
         for (int bit = 30; bit >= 0; bit--)
@@ -652,21 +557,10 @@ internal static class GpuKernelBodies
             {
                 c += (Interop.FloatAsInt(x[i]) & 0x7FFFFFFFu) >= candidate ? 1 : 0;
             }
-            counts[tid] = c;
-            Group.Barrier();
-            for (int s = size / 2; s > 0; s /= 2)
-            {
-                if (tid < s)
-                {
-                    counts[tid] += counts[tid + s];
-                }
-                Group.Barrier();
-            }
-            if (counts[0] >= k)
+            if (GroupExtensions.AllReduce<int, AddInt32>(c) >= k)
             {
                 prefix = candidate;
             }
-            Group.Barrier();
         }
         // prefix = bits of the k-th largest |x|. Strictly larger ones first (any order), then ties in index order.
         if (tid == 0)
@@ -697,41 +591,32 @@ internal static class GpuKernelBodies
     }
 
     /// <summary>h[i] = silu(Σ_{j∈sel} x_j·Gᵀ[j, i]) · Σ_{j∈sel} x_j·Uᵀ[j, i] over the selected input columns only; thread per i.</summary>
-    public static void MaskedGateUp(ArrayView<float> gt32, ArrayView<ushort> gt16, ArrayView<float> ut32, ArrayView<ushort> ut16, int half,
-        ArrayView<float> x, ArrayView<int> selected, int count, ArrayView<float> h, int hidden)
+    public static void MaskedGateUp(DenseView gateT, DenseView upT, ArrayView<float> x, ArrayView<int> selected, int count, ArrayView<float> h)
     {
-        for (int i = GlobalThread; i < hidden; i += ThreadCount)
+        for (int i = GlobalThread; i < gateT.Columns; i += ThreadCount)
         {
-            GateUpOne(gt32, gt16, ut32, ut16, half, x, selected, count, h, hidden, i);
+            float g = 0f, u = 0f;
+            for (int s = 0; s < count; s++)
+            {
+                int j = selected[s];
+                float xv = x[j];
+                g += xv * gateT.At(j, i);
+                u += xv * upT.At(j, i);
+            }
+            h[i] = g * (1f / (1f + XMath.Exp(-g))) * u;
         }
-    }
-
-    private static void GateUpOne(ArrayView<float> gt32, ArrayView<ushort> gt16, ArrayView<float> ut32, ArrayView<ushort> ut16, int half,
-        ArrayView<float> x, ArrayView<int> selected, int count, ArrayView<float> h, int hidden, int i)
-    {
-        float g = 0f, u = 0f;
-        for (int s = 0; s < count; s++)
-        {
-            int j = selected[s];
-            float xv = x[j];
-            long idx = (long)j * hidden + i;
-            g += xv * Weight(gt32, gt16, half, idx);
-            u += xv * Weight(ut32, ut16, half, idx);
-        }
-        h[i] = g * (1f / (1f + XMath.Exp(-g))) * u;
     }
 
     /// <summary>y[o] = Σ_{i∈sel} h_i·Dᵀ[i, o]; thread per output o.</summary>
-    public static void MaskedDown(ArrayView<float> dt32, ArrayView<ushort> dt16, int half, ArrayView<float> h, ArrayView<int> selected, int count,
-        ArrayView<float> y, int dim)
+    public static void MaskedDown(DenseView downT, ArrayView<float> h, ArrayView<int> selected, int count, ArrayView<float> y)
     {
-        for (int o = GlobalThread; o < dim; o += ThreadCount)
+        for (int o = GlobalThread; o < downT.Columns; o += ThreadCount)
         {
             float acc = 0f;
             for (int s = 0; s < count; s++)
             {
                 int i = selected[s];
-                acc += h[i] * Weight(dt32, dt16, half, (long)i * dim + o);
+                acc += h[i] * downT.At(i, o);
             }
             y[o] = acc;
         }
@@ -754,24 +639,4 @@ public struct KvShape
 internal interface ITileWeights
 {
     float At(int r, int c);
-}
-
-internal struct DenseTileWeights : ITileWeights
-{
-    public ArrayView<float> W32;
-    public ArrayView<ushort> W16;
-    public int Half, Columns;
-
-    public readonly float At(int r, int c) => GpuKernelBodies.Weight(W32, W16, Half, (long)r * Columns + c);
-}
-
-internal struct SparseTileWeights : ITileWeights
-{
-    public ArrayView<float> V32, Tail32;
-    public ArrayView<ushort> V16, Tail16;
-    public ArrayView<uint> Meta;
-    public int Half;
-    public SparseShape Shape;
-
-    public readonly float At(int r, int c) => GpuKernelBodies.SparseElement(V32, V16, Half, Meta, Tail32, Tail16, Shape, r, c);
 }

@@ -12,42 +12,43 @@ public sealed class GpuKernels
 {
     private readonly Accelerator _a;
 
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int> _denseRows;
-    private readonly Action<KernelConfig, ArrayView<uint>, ArrayView<float>, ArrayView<float>, int, int, int> _denseRowsF16Pairs;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int> _denseTiled;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int> _denseLanes;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int> _sparseTiled;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int> _sparseLanes;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int> _sparseRows;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int> _sparseTokens;
+    private readonly Action<KernelConfig, DenseView, ArrayView<float>, ArrayView<float>, int> _denseRows;
+    private readonly Action<KernelConfig, DenseView, ArrayView<float>, ArrayView<float>, int> _denseRowsF16Pairs;
+    private readonly Action<KernelConfig, DenseView, ArrayView<float>, ArrayView<float>, int> _denseTiled;
+    private readonly Action<KernelConfig, DenseView, ArrayView<float>, ArrayView<float>, int> _denseLanes;
+    private readonly Action<KernelConfig, SparseView, ArrayView<float>, ArrayView<float>, int> _sparseTiled;
+    private readonly Action<KernelConfig, SparseView, ArrayView<float>, ArrayView<float>, int> _sparseLanes;
+    private readonly Action<KernelConfig, SparseView, ArrayView<float>, ArrayView<float>, int> _sparseRows;
+    private readonly Action<KernelConfig, SparseView, ArrayView<float>, ArrayView<float>, int> _sparseTokens;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _transpose;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<int>, ArrayView<float>, int, int> _embed;
+    private readonly Action<KernelConfig, DenseView, ArrayView<int>, ArrayView<float>, int> _embed;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int> _rmsNorm;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int> _rope;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvShape, int, int, int> _appendKv;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvShape, int, int, int, int, int, int> _attention;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _swiGlu;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _add;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, int, int, int, int> _zeroHeads;
     private readonly Action<KernelConfig, ArrayView<float>, int, ArrayView<float>, int, int> _copy;
     private readonly Action<KernelConfig, ArrayView<float>, int, int, ArrayView<int>> _argMax;
     private readonly Action<KernelConfig, ArrayView<float>, int, int> _softmax;
     private readonly Action<KernelConfig, ArrayView<float>, int, int, ArrayView<int>, ArrayView<int>> _topK;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<int>, int, ArrayView<float>, int> _maskedGateUp;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<int>, int, ArrayView<float>, int> _maskedDown;
+    private readonly Action<KernelConfig, DenseView, DenseView, ArrayView<float>, ArrayView<int>, int, ArrayView<float>> _maskedGateUp;
+    private readonly Action<KernelConfig, DenseView, ArrayView<float>, ArrayView<int>, int, ArrayView<float>> _maskedDown;
 
     public GpuKernels(Accelerator accelerator)
     {
         _a = accelerator;
-        _denseRows = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int>(GpuKernelBodies.DenseRows);
-        _denseRowsF16Pairs = accelerator.LoadStreamKernel<ArrayView<uint>, ArrayView<float>, ArrayView<float>, int, int, int>(GpuKernelBodies.DenseRowsF16Pairs);
-        _denseTiled = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int>(GpuKernelBodies.DenseTiled);
-        _denseLanes = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<float>, int, int, int>(GpuKernelBodies.DenseLanes);
-        _sparseLanes = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int>(GpuKernelBodies.SparseLanes);
-        _sparseTiled = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int>(GpuKernelBodies.SparseTiled);
-        _sparseRows = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int>(GpuKernelBodies.SparseRows);
-        _sparseTokens = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<uint>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>, SparseShape, int>(GpuKernelBodies.SparseTokens);
+        _denseRows = accelerator.LoadStreamKernel<DenseView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.DenseRows);
+        _denseRowsF16Pairs = accelerator.LoadStreamKernel<DenseView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.DenseRowsF16Pairs);
+        _denseTiled = accelerator.LoadStreamKernel<DenseView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.DenseTiled);
+        _denseLanes = accelerator.LoadStreamKernel<DenseView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.DenseLanes);
+        _sparseLanes = accelerator.LoadStreamKernel<SparseView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.SparseLanes);
+        _sparseTiled = accelerator.LoadStreamKernel<SparseView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.SparseTiled);
+        _sparseRows = accelerator.LoadStreamKernel<SparseView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.SparseRows);
+        _sparseTokens = accelerator.LoadStreamKernel<SparseView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.SparseTokens);
         _transpose = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(GpuKernelBodies.Transpose);
-        _embed = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<int>, ArrayView<float>, int, int>(GpuKernelBodies.Embed);
+        _embed = accelerator.LoadStreamKernel<DenseView, ArrayView<int>, ArrayView<float>, int>(GpuKernelBodies.Embed);
         _rmsNorm = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int>(GpuKernelBodies.RmsNorm);
         _rope = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int>(GpuKernelBodies.Rope);
         _appendKv = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvShape, int, int, int>(GpuKernelBodies.AppendKv);
@@ -61,12 +62,13 @@ public sealed class GpuKernels
         LanePerRow = cpu;
         _swiGlu = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.SwiGlu);
         _add = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.AddInPlace);
+        _zeroHeads = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<int>, int, int, int, int>(GpuKernelBodies.ZeroHeads);
         _copy = accelerator.LoadStreamKernel<ArrayView<float>, int, ArrayView<float>, int, int>(GpuKernelBodies.Copy);
         _argMax = accelerator.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<int>>(GpuKernelBodies.ArgMax);
         _softmax = accelerator.LoadStreamKernel<ArrayView<float>, int, int>(GpuKernelBodies.Softmax);
         _topK = accelerator.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<int>, ArrayView<int>>(GpuKernelBodies.TopKAbs);
-        _maskedGateUp = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<int>, int, ArrayView<float>, int>(GpuKernelBodies.MaskedGateUp);
-        _maskedDown = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, ArrayView<float>, ArrayView<int>, int, ArrayView<float>, int>(GpuKernelBodies.MaskedDown);
+        _maskedGateUp = accelerator.LoadStreamKernel<DenseView, DenseView, ArrayView<float>, ArrayView<int>, int, ArrayView<float>>(GpuKernelBodies.MaskedGateUp);
+        _maskedDown = accelerator.LoadStreamKernel<DenseView, ArrayView<float>, ArrayView<int>, int, ArrayView<float>>(GpuKernelBodies.MaskedDown);
     }
 
     /// <summary>Batches at least this large use the tiled dense kernel (weights reused from shared memory).</summary>
@@ -101,49 +103,48 @@ public sealed class GpuKernels
 
     public void Dense(GpuMatrix w, ArrayView<float> x, ArrayView<float> y, int n)
     {
+        var v = w.View;
         if (n >= TiledMinTokens && !LanePerRow)
         {
-            _denseTiled(new KernelConfig(new Index2D((w.Rows + 63) / 64, (n + 63) / 64), new Index2D(256, 1)), w.F32, w.F16, w.Half, x, y, w.Rows, w.Columns, n);
+            _denseTiled(new KernelConfig(new Index2D((w.Rows + 63) / 64, (n + 63) / 64), new Index2D(256, 1)), v, x, y, n);
         }
         else if (LanePerRow)
         {
-            _denseLanes(Flat((long)w.Rows * n), w.F32, w.F16, w.Half, x, y, w.Rows, w.Columns, n);
+            _denseLanes(Flat((long)w.Rows * n), v, x, y, n);
         }
         else if (w.Half != 0 && (w.Columns & 1) == 0)
         {
-            _denseRowsF16Pairs(WarpItems((long)w.Rows * n), w.F16.Cast<uint>(), x, y, w.Rows, w.Columns, n);
+            _denseRowsF16Pairs(WarpItems((long)w.Rows * n), v, x, y, n);
         }
         else
         {
-            _denseRows(WarpItems((long)w.Rows * n), w.F32, w.F16, w.Half, x, y, w.Rows, w.Columns, n);
+            _denseRows(WarpItems((long)w.Rows * n), v, x, y, n);
         }
     }
 
     public void Sparse(GpuSparseMatrix w, ArrayView<float> x, ArrayView<float> y, int n, ArrayView<float> transposeScratch)
     {
+        var v = w.View;
         if (LanePerRow)
         {
-            _sparseLanes(Flat((long)w.Shape.Rows * n), w.F32, w.F16, w.Half, w.Meta, w.Tail32, w.Tail16, x, y, w.Shape, n);
+            _sparseLanes(Flat((long)w.Shape.Rows * n), v, x, y, n);
         }
         else if (n >= TiledMinTokens)
         {
-            _sparseTiled(new KernelConfig(new Index2D((w.Shape.Rows + 63) / 64, (n + 63) / 64), new Index2D(256, 1)),
-                w.F32, w.F16, w.Half, w.Meta, w.Tail32, w.Tail16, x, y, w.Shape, n);
+            _sparseTiled(new KernelConfig(new Index2D((w.Shape.Rows + 63) / 64, (n + 63) / 64), new Index2D(256, 1)), v, x, y, n);
         }
         else if (n >= SparseTokensMinTokens)
         {
             _transpose(Flat((long)w.Shape.Columns * n), x, transposeScratch, w.Shape.Columns, n);
-            _sparseTokens(WarpItems((long)w.Shape.Rows * ((n + 31) / 32)),
-                w.F32, w.F16, w.Half, w.Meta, w.Tail32, w.Tail16, transposeScratch, y, w.Shape, n);
+            _sparseTokens(WarpItems((long)w.Shape.Rows * ((n + 31) / 32)), v, transposeScratch, y, n);
         }
         else
         {
-            _sparseRows(WarpItems((long)w.Shape.Rows * n),
-                w.F32, w.F16, w.Half, w.Meta, w.Tail32, w.Tail16, x, y, w.Shape, n);
+            _sparseRows(WarpItems((long)w.Shape.Rows * n), v, x, y, n);
         }
     }
 
-    public void Embed(GpuMatrix e, ArrayView<int> tokens, int n, ArrayView<float> x) => _embed(Flat((long)n * e.Columns), e.F32, e.F16, e.Half, tokens, x, e.Columns, n * e.Columns);
+    public void Embed(GpuMatrix e, ArrayView<int> tokens, int n, ArrayView<float> x) => _embed(Flat((long)n * e.Columns), e.View, tokens, x, n * e.Columns);
 
     public void RmsNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, int n, int dim, float eps) =>
         _rmsNorm(new KernelConfig(Math.Min(n, MaxGroups), ReductionGroupSize), x, w, y, dim, eps, n);
@@ -162,6 +163,13 @@ public sealed class GpuKernels
 
     public void Add(ArrayView<float> x, ArrayView<float> d, int count) => _add(Flat(count), x, d, count);
 
+    /// <summary>Zeroes the listed heads of every token row of x[n, heads·headDim].</summary>
+    public void ZeroHeads(ArrayView<float> x, ArrayView<int> masked, int count, int n, int heads, int headDim)
+    {
+        int total = checked(n * count * headDim);
+        _zeroHeads(Flat(total), x, masked, count, heads, headDim, total);
+    }
+
     public void Copy(ArrayView<float> src, int srcOffset, ArrayView<float> dst, int dstOffset, int count) => _copy(Flat(count), src, srcOffset, dst, dstOffset, count);
 
     public void ArgMax(ArrayView<float> x, int offset, int count, ArrayView<int> result) => _argMax(new KernelConfig(1, ReductionGroupSize), x, offset, count, result);
@@ -172,10 +180,10 @@ public sealed class GpuKernels
         _topK(new KernelConfig(1, ReductionGroupSize), x, length, k, selected, counter);
 
     public void MaskedGateUp(GpuMatrix gateT, GpuMatrix upT, ArrayView<float> x, ArrayView<int> selected, int count, ArrayView<float> h) =>
-        _maskedGateUp(Flat(gateT.Columns), gateT.F32, gateT.F16, upT.F32, upT.F16, gateT.Half, x, selected, count, h, gateT.Columns);
+        _maskedGateUp(Flat(gateT.Columns), gateT.View, upT.View, x, selected, count, h);
 
     public void MaskedDown(GpuMatrix downT, ArrayView<float> h, ArrayView<int> selected, int count, ArrayView<float> y) =>
-        _maskedDown(Flat(downT.Columns), downT.F32, downT.F16, downT.Half, h, selected, count, y, downT.Columns);
+        _maskedDown(Flat(downT.Columns), downT.View, h, selected, count, y);
 
     public void Synchronize() => _a.Synchronize();
 }

@@ -55,6 +55,9 @@ public sealed unsafe class GpuMatrix : IDisposable
     public ArrayView<ushort> F16 => (_f16 ?? _empty16).View;
     public long Bytes => (long)Rows * Columns * (Half != 0 ? 2 : 4);
 
+    /// <summary>What kernels take.</summary>
+    public DenseView View => new(new ElementsView(F32, F16, Half != 0), Rows, Columns);
+
     public void Dispose()
     {
         _f32?.Dispose();
@@ -132,6 +135,9 @@ public sealed unsafe class GpuSparseMatrix : IDisposable
     public ArrayView<uint> Meta => _meta.View;
     public ArrayView<float> Tail32 => _tail32.View;
     public ArrayView<ushort> Tail16 => _tail16.View;
+
+    /// <summary>What kernels take.</summary>
+    public SparseView View => new(new ElementsView(F32, F16, Half != 0), Meta, new ElementsView(Tail32, Tail16, Half != 0), Shape);
 
     public void Dispose()
     {

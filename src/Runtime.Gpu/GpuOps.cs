@@ -191,6 +191,21 @@ public sealed class GpuOps : ITransformerOps
     public void Copy(DeviceTensor source, int sourceOffset, DeviceTensor destination, int destinationOffset, int count) =>
         K.Copy(G(source).View, sourceOffset, G(destination).View, destinationOffset, count);
 
+    public void ZeroHeads(DeviceTensor x, int n, int heads, int headDim, ReadOnlySpan<int> maskedHeads)
+    {
+        foreach (int h in maskedHeads)
+        {
+            if ((uint)h >= (uint)heads)
+            {
+                throw new ArgumentOutOfRangeException(nameof(maskedHeads), $"head {h} of {heads}");
+            }
+        }
+        if (maskedHeads.Length > 0 && n > 0)
+        {
+            K.ZeroHeads(G(x).View, Ints(maskedHeads), maskedHeads.Length, n, heads, headDim);
+        }
+    }
+
     public void Download(DeviceTensor source, int offset, Span<float> destination) =>
         G(source).View.SubView(offset, destination.Length).CopyToCPU(ref MemoryMarshal.GetReference(destination), destination.Length);
 

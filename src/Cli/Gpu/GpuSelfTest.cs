@@ -214,12 +214,26 @@ public static class GpuSelfTest
             d.Kernels.Softmax(xb.View, 0, n);
             cases.Add(Compare($"softmax {n}", expected, xb.GetAsArray1D(), 1e-6));
         }
-        var ties = new float[] { float.NaN, 1, 3, 3, -2, 3 };
-        using var tb = a.Allocate1D(ties);
         using var rb = a.Allocate1D<int>(1);
-        d.Kernels.ArgMax(tb.View, 0, ties.Length, rb.View);
-        int got = rb.GetAsArray1D()[0];
-        cases.Add(new GpuCheck("argmax ties/NaN", got == VectorMath.ArgMax(ties), Math.Abs(got - VectorMath.ArgMax(ties)), $"got {got}"));
+        int got;
+        // Ties (first wins), NaN (never wins), ±0 (equal), -inf alone, all NaN and empty (-1).
+        foreach (var (name, values) in new[]
+        {
+            ("ties/NaN", new float[] { float.NaN, 1, 3, 3, -2, 3 }),
+            ("negative ties", new float[] { -5, -1, -3, -1 }),
+            ("signed zeros", new float[] { -0f, 0f, -0f }),
+            ("-inf", new float[] { float.NaN, float.NegativeInfinity, float.NaN }),
+            ("all NaN", new float[] { float.NaN, float.NaN }),
+            ("empty", new float[] { 7f }),
+        })
+        {
+            int count = name == "empty" ? 0 : values.Length;
+            using var tb = a.Allocate1D(values);
+            d.Kernels.ArgMax(tb.View, 0, count, rb.View);
+            got = rb.GetAsArray1D()[0];
+            int want = VectorMath.ArgMax(values.AsSpan(0, count));
+            cases.Add(new GpuCheck($"argmax {name}", got == want, Math.Abs(got - want), $"got {got}, want {want}"));
+        }
         var big = Random(32000, 9);
         using var bb = a.Allocate1D(big);
         d.Kernels.ArgMax(bb.View, 0, big.Length, rb.View);

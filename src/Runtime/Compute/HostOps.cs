@@ -332,6 +332,18 @@ public unsafe class HostOps : ITransformerOps
         MaskedSwiGlu.Down(mlp, H(h).Slice(0, mlp.Hidden), columns, H(y).Slice(offset, mlp.Dim));
     }
 
+    public void ZeroHeads(DeviceTensor x, int n, int heads, int headDim, ReadOnlySpan<int> maskedHeads)
+    {
+        var xs = H(x).Span;
+        for (int t = 0; t < n; t++)
+        {
+            foreach (int h in maskedHeads)
+            {
+                xs.Slice((t * heads + h) * headDim, headDim).Clear();
+            }
+        }
+    }
+
     public void AddInPlace(DeviceTensor x, DeviceTensor delta, int count) =>
         VectorMath.Add(H(x).Pointer, H(delta).Pointer, H(x).Pointer, count);
 

@@ -90,6 +90,9 @@ public interface ITransformerOps : IDisposable
     /// <summary>h[count] = silu(gate) ⊙ up.</summary>
     void SwiGlu(DeviceTensor gate, DeviceTensor up, int count, DeviceTensor h);
 
+    /// <summary>Zeroes heads <paramref name="maskedHeads"/> of every token row of x[n, heads·headDim] (head masking: one call per layer, not one copy per token and head).</summary>
+    void ZeroHeads(DeviceTensor x, int n, int heads, int headDim, ReadOnlySpan<int> maskedHeads);
+
     /// <summary>x[count] += delta[count].</summary>
     void AddInPlace(DeviceTensor x, DeviceTensor delta, int count);
 

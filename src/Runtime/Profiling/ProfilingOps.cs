@@ -145,6 +145,13 @@ public sealed class ProfilingOps : ITransformerOps
 
     private static long ColumnBytes(WeightMatrix w) => w.Columns == 0 ? 0 : w.ByteSize / w.Columns;
 
+    public void ZeroHeads(DeviceTensor x, int n, int heads, int headDim, ReadOnlySpan<int> maskedHeads)
+    {
+        var t = Timer.Start();
+        Inner.ZeroHeads(x, n, heads, headDim, maskedHeads);
+        t.Stop(this, ProfilePart.Attention);
+    }
+
     public void AddInPlace(DeviceTensor x, DeviceTensor delta, int count)
     {
         var t = Timer.Start();

@@ -15,14 +15,6 @@ public sealed class HeadMask(IReadOnlySet<(int Layer, int Head)> heads)
         {
             return;
         }
-        using var zero = ops.Allocate(headDim);
-        ops.Upload(new float[headDim], zero, 0);
-        for (int t = 0; t < n; t++)
-        {
-            foreach (int h in masked)
-            {
-                ops.Copy(zero, 0, attention, (t * heads + h) * headDim, headDim);
-            }
-        }
+        ops.ZeroHeads(attention, n, heads, headDim, masked);
     }
 }
