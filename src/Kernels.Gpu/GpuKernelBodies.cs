@@ -463,6 +463,29 @@ internal static class GpuKernelBodies
         }
     }
 
+    /// <summary>
+    /// KV compaction: for each (from, to) pair of <paramref name="moves"/>, slot from of one head
+    /// (slots at <paramref name="first"/>) overwrites slot to — key, value, ‖v‖₁ and received
+    /// attention. Sources are kept slots and targets evicted ones, so the moves are independent;
+    /// thread per (move, dimension), grid-stride.
+    /// </summary>
+    public static void MoveSlots(ArrayView<float> keys, ArrayView<float> values, ArrayView<float> norms, ArrayView<float> received,
+        ArrayView<int> moves, int count, long first, int headDim)
+    {
+        for (int i = GlobalThread; i < count * headDim; i += ThreadCount)
+        {
+            int m = i / headDim, d = i % headDim;
+            long from = first + moves[2 * m], to = first + moves[2 * m + 1];
+            keys[to * headDim + d] = keys[from * headDim + d];
+            values[to * headDim + d] = values[from * headDim + d];
+            if (d == 0)
+            {
+                norms[to] = norms[from];
+                received[to] = received[from];
+            }
+        }
+    }
+
     /// <summary>x += d.</summary>
     public static void AddInPlace(ArrayView<float> x, ArrayView<float> d, int count)
     {

@@ -28,6 +28,7 @@ public sealed class GpuKernels
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvShape, int, int, int, int, int, int> _attention;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _swiGlu;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _add;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, long, int> _moveSlots;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, int, int, int, int> _zeroHeads;
     private readonly Action<KernelConfig, ArrayView<float>, int, ArrayView<float>, int, int> _copy;
     private readonly Action<KernelConfig, ArrayView<float>, int, int, ArrayView<int>> _argMax;
@@ -62,6 +63,7 @@ public sealed class GpuKernels
         LanePerRow = cpu;
         _swiGlu = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.SwiGlu);
         _add = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.AddInPlace);
+        _moveSlots = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, long, int>(GpuKernelBodies.MoveSlots);
         _zeroHeads = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<int>, int, int, int, int>(GpuKernelBodies.ZeroHeads);
         _copy = accelerator.LoadStreamKernel<ArrayView<float>, int, ArrayView<float>, int, int>(GpuKernelBodies.Copy);
         _argMax = accelerator.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<int>>(GpuKernelBodies.ArgMax);
@@ -162,6 +164,10 @@ public sealed class GpuKernels
     public void SwiGlu(ArrayView<float> g, ArrayView<float> u, ArrayView<float> h, int count) => _swiGlu(Flat(count), g, u, h, count);
 
     public void Add(ArrayView<float> x, ArrayView<float> d, int count) => _add(Flat(count), x, d, count);
+
+    /// <summary>Applies planned KV slot moves (from, to pairs) within one head whose slots start at <paramref name="first"/>.</summary>
+    public void MoveSlots(GpuKvStorage cache, long first, ArrayView<int> moves, int count) =>
+        _moveSlots(Flat((long)count * cache.Shape.HeadDim), cache.Keys.View, cache.Values.View, cache.Norms.View, cache.Received.View, moves, count, first, cache.Shape.HeadDim);
 
     /// <summary>Zeroes the listed heads of every token row of x[n, heads·headDim].</summary>
     public void ZeroHeads(ArrayView<float> x, ArrayView<int> masked, int count, int n, int heads, int headDim)

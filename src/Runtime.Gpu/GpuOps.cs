@@ -251,7 +251,7 @@ public sealed class GpuOps : ITransformerOps
     public IKvCache CreateKvCache(LlamaModel model, int capacity)
     {
         int kvHeads = model.Layers.Count == 0 ? model.Config.KvHeads : model.Layers.Max(l => l.KvHeads);
-        return new GpuKvCache(new GpuKvStorage(A, Math.Max(1, model.Layers.Count), kvHeads, capacity, model.Config.HeadDim), model.Layers.Count);
+        return new GpuKvCache(new GpuKvStorage(A, Math.Max(1, model.Layers.Count), kvHeads, capacity, model.Config.HeadDim), model.Layers.Count, K);
     }
 
     public void Dispose()
@@ -290,10 +290,17 @@ public sealed class GpuKvCache : IKvMemory
 {
     private readonly int[][] _counts;     // [layer][head]
     private readonly int[][][] _positions; // [layer][head][slot]
+    private readonly GpuKernels _kernels;
+    private readonly MemoryBuffer1D<int, Stride1D.Dense> _moves;
+    private readonly int[] _hostMoves;
 
-    public GpuKvCache(GpuKvStorage storage, int layers)
+    public GpuKvCache(GpuKvStorage storage, int layers, GpuKernels kernels)
     {
         Storage = storage;
+        _kernels = kernels;
+        // At most capacity / 2 moves per compaction (each fills a hole below the live count from a kept slot above it).
+        _hostMoves = new int[2 * Math.Max(1, storage.Shape.Capacity / 2)];
+        _moves = storage.Keys.Accelerator.Allocate1D<int>(_hostMoves.Length);
         int n = Math.Max(1, layers), heads = storage.Shape.KvHeads;
         _counts = Enumerable.Range(0, n).Select(_ => new int[heads]).ToArray();
         _positions = Enumerable.Range(0, n).Select(_ => Enumerable.Range(0, heads).Select(_ => new int[storage.Shape.Capacity]).ToArray()).ToArray();
@@ -380,37 +387,42 @@ public sealed class GpuKvCache : IKvMemory
         Write(Storage.Keys, Slot(layer, kvHead, slot) * HeadDim, key);
     }
 
-    /// <summary>Removes the slots not kept, moving the last kept slot into each hole (the host cache's order, so both backends attend in the same slot order).</summary>
+    /// <summary>
+    /// Removes the slots not kept, moving the last kept slot into each hole (the host cache's order,
+    /// so both backends attend in the same slot order). The moves are planned on the host (positions
+    /// live there) and applied on the device by one kernel: no K/V data crosses the bus.
+    /// </summary>
     public void Keep(int layer, int kvHead, ReadOnlySpan<bool> keep)
     {
-        int n = _counts[layer][kvHead], d = HeadDim;
+        int n = _counts[layer][kvHead];
+        var planner = new MovePlanner(_positions[layer][kvHead], _hostMoves);
+        int count = SlotCompaction.Apply(keep[..n], ref planner);
         long first = Slot(layer, kvHead, 0);
-        var keys = Read(Storage.Keys, first * d, n * d);
-        var values = Read(Storage.Values, first * d, n * d);
-        var norms = Read(Storage.Norms, first, n);
-        var received = Read(Storage.Received, first, n);
-        var positions = _positions[layer][kvHead];
-        var mover = new HostCopyMover(keys, values, norms, received, positions, d);
-        int count = SlotCompaction.Apply(keep[..n], ref mover);
-        Write(Storage.Keys, first * d, keys.AsSpan(0, count * d));
-        Write(Storage.Values, first * d, values.AsSpan(0, count * d));
-        Write(Storage.Norms, first, norms.AsSpan(0, count));
-        // Slots past the live count start from zero when reused.
-        Array.Clear(received, count, n - count);
-        Write(Storage.Received, first, received);
+        if (planner.Count > 0)
+        {
+            var moves = _moves.View.SubView(0, 2 * planner.Count);
+            moves.CopyFromCPU(ref _hostMoves[0], moves.Length);
+            _kernels.MoveSlots(Storage, first, moves, planner.Count);
+        }
+        if (count < n)
+        {
+            // Slots past the live count start from zero when reused (after the moves read them: same stream).
+            Storage.Received.View.SubView(first + count, n - count).MemSetToZero();
+        }
         _counts[layer][kvHead] = count;
     }
 
-    /// <summary>Moves a slot within the host copies of one head.</summary>
-    private readonly struct HostCopyMover(float[] keys, float[] values, float[] norms, float[] received, int[] positions, int d) : SlotCompaction.IMover
+    /// <summary>Moves positions on the host and records each (from, to) pair for the device kernel.</summary>
+    private struct MovePlanner(int[] positions, int[] moves) : SlotCompaction.IMover
     {
+        public int Count;
+
         public void Move(int from, int to)
         {
-            Array.Copy(keys, from * d, keys, to * d, d);
-            Array.Copy(values, from * d, values, to * d, d);
-            norms[to] = norms[from];
-            received[to] = received[from];
             positions[to] = positions[from];
+            moves[2 * Count] = from;
+            moves[2 * Count + 1] = to;
+            Count++;
         }
     }
 
@@ -428,7 +440,11 @@ public sealed class GpuKvCache : IKvMemory
         Storage.Received.MemSetToZero();
     }
 
-    public void Dispose() => Storage.Dispose();
+    public void Dispose()
+    {
+        _moves.Dispose();
+        Storage.Dispose();
+    }
 
     private long Slot(int layer, int kvHead, int slot) => ((long)layer * Storage.Shape.KvHeads + kvHead) * Storage.Shape.Capacity + slot;
 

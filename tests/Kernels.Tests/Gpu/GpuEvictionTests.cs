@@ -46,15 +46,20 @@ public sealed class GpuEvictionTests
         }
     }
 
-    [DataFact]
-    public void The_device_cache_holds_the_host_caches_tokens_and_keys_step_by_step()
+    /// <summary>
+    /// StreamingLLM exercises every cache operation (keep and key rewrites); VATP the statistics that
+    /// travel with a slot when the device compacts it (‖v‖₁-weighted received attention).
+    /// </summary>
+    [DataTheory]
+    [InlineData(KvPolicyKind.Streaming)]
+    [InlineData(KvPolicyKind.Vatp)]
+    public void The_device_cache_holds_the_host_caches_tokens_keys_values_and_scores_step_by_step(KvPolicyKind policy)
     {
         using var device = GpuDevice.TryCreate(GpuKind.IlgpuCpu, out string reason) ?? throw new InvalidOperationException(reason);
         var (model, tokenizer) = ModelFixtures.LoadStoriesBin();
         using (model)
         {
-            // StreamingLLM exercises every cache operation: keep (general and one-slot paths) and key rewrites.
-            var kv = new KvCacheOptions { Policy = KvPolicyKind.Streaming, BudgetFraction = 0.75 };
+            var kv = new KvCacheOptions { Policy = policy, BudgetFraction = 0.75 };
             using var host = new HostOps();
             using var gpu = new GpuOps(device);
             using var a = InferenceSession.Create(model, host, new InferenceOptions { Kv = kv, CacheCapacity = 48 });
@@ -72,6 +77,8 @@ public sealed class GpuEvictionTests
                     {
                         Assert.Equal(ma.Positions(l, g).ToArray(), mb.Positions(l, g).ToArray());
                         Tolerance.AllClose(ma.Keys(l, g).ToArray(), mb.Keys(l, g).ToArray(), 0, 1e-3f, $"step {step} layer {l} head {g} keys");
+                        Tolerance.AllClose(ma.Values(l, g).ToArray(), mb.Values(l, g).ToArray(), 0, 1e-3f, $"step {step} layer {l} head {g} values");
+                        Tolerance.AllClose(ma.Scores(l, g).ToArray(), mb.Scores(l, g).ToArray(), 1e-3f, 1e-4f, $"step {step} layer {l} head {g} scores");
                     }
                 }
                 int token = a.ArgMax();
