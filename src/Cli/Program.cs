@@ -12,6 +12,7 @@ public static class Program
             GenerateCommand.Create(),
             PerplexityCommand.Create(),
             InspectCommand.Create(),
+            TokenizeCommand.Create(),
             BenchCommand.Create(),
             SynthCommand.Create(),
             QuantizeCommand.Create(),

@@ -69,6 +69,7 @@ public static unsafe class GgufModelLoader
             var model = new LlamaModel(config, embedding, layers, finalNorm, classifier, path);
             model.Own(gguf);
             model.Vocabulary = ReadVocabulary(gguf);
+            model.ByteLevelVocabulary = ReadByteLevelVocabulary(gguf);
             foreach (var (key, value) in gguf.Metadata)
             {
                 if (value is not Array)
@@ -233,43 +234,92 @@ public static unsafe class GgufModelLoader
         return result;
     }
 
-    /// <summary>The embedded SentencePiece vocabulary (tokenizer.ggml.model = llama), or null when absent.</summary>
-    public static Vocabulary? ReadVocabulary(GgufFile gguf)
+    /// <summary>tokenizer.ggml.model, checked to be one this project runs ("llama": SentencePiece, "gpt2": byte-level BPE), or null when absent.</summary>
+    private static string? TokenizerModel(GgufFile gguf)
     {
-        if (gguf.Get<string>("tokenizer.ggml.model") is not { } kind)
-        {
-            return null;
-        }
-        if (kind != "llama")
-        {
-            throw new ModelFormatException(gguf.Path, $"tokenizer.ggml.model '{kind}' is not supported (only SentencePiece 'llama')");
-        }
-        if (gguf.Metadata.GetValueOrDefault("tokenizer.ggml.tokens") is not string[] { Length: > 0 } tokens)
-        {
-            throw new ModelFormatException(gguf.Path, "metadata tokenizer.ggml.tokens is missing, empty or not a string array");
-        }
-        float[] scores = gguf.Metadata.GetValueOrDefault("tokenizer.ggml.scores") switch
-        {
-            null => new float[tokens.Length],
-            float[] f => f,
-            _ => throw new ModelFormatException(gguf.Path, "metadata tokenizer.ggml.scores must be an f32 array"),
-        };
+        string? kind = gguf.Get<string>("tokenizer.ggml.model");
+        return kind is null or "llama" or "gpt2" ? kind
+            : throw new ModelFormatException(gguf.Path, $"tokenizer.ggml.model '{kind}' is not supported (llama: SentencePiece, gpt2: byte-level BPE)");
+    }
+
+    private static string[] TokenStrings(GgufFile gguf) =>
+        gguf.Metadata.GetValueOrDefault("tokenizer.ggml.tokens") as string[] is { Length: > 0 } tokens ? tokens
+            : throw new ModelFormatException(gguf.Path, "metadata tokenizer.ggml.tokens is missing, empty or not a string array");
+
+    private static int[]? TokenTypes(GgufFile gguf, int count)
+    {
         int[]? types = gguf.Metadata.GetValueOrDefault("tokenizer.ggml.token_type") switch
         {
             null => null,
             int[] t => t,
             _ => throw new ModelFormatException(gguf.Path, "metadata tokenizer.ggml.token_type must be an i32 array"),
         };
-        if (scores.Length != tokens.Length || types is not null && types.Length != tokens.Length)
+        if (types is not null && types.Length != count)
         {
-            throw new ModelFormatException(gguf.Path, $"tokenizer arrays have different lengths: {tokens.Length} tokens, {scores.Length} scores, {types?.Length} token types");
+            throw new ModelFormatException(gguf.Path, $"tokenizer arrays have different lengths: {count} tokens, {types.Length} token types");
+        }
+        return types;
+    }
+
+    private static TokenKind Kind(int type) => Enum.IsDefined(typeof(TokenKind), type) ? (TokenKind)type : TokenKind.Normal;
+
+    /// <summary>
+    /// The embedded byte-level BPE vocabulary (tokenizer.ggml.model = gpt2: tokens, merges, token
+    /// types, tokenizer.ggml.pre, special ids), or null when the file embeds none or a SentencePiece one.
+    /// </summary>
+    public static ByteLevelVocabulary? ReadByteLevelVocabulary(GgufFile gguf)
+    {
+        if (TokenizerModel(gguf) != "gpt2")
+        {
+            return null;
+        }
+        var tokens = TokenStrings(gguf);
+        var merges = gguf.Metadata.GetValueOrDefault("tokenizer.ggml.merges") as string[]
+            ?? throw new ModelFormatException(gguf.Path, "metadata tokenizer.ggml.merges is missing or not a string array (a gpt2 tokenizer needs its merges)");
+        var kinds = TokenTypes(gguf, tokens.Length)?.Select(Kind).ToArray() ?? Enumerable.Repeat(TokenKind.Normal, tokens.Length).ToArray();
+        // As llama.cpp: a missing key means "default" (with a warning there); an unknown name is an error.
+        string preName = gguf.Get<string>("tokenizer.ggml.pre") ?? "default";
+        var pre = Tokenization.PreTokenizers.Find(preName)
+            ?? throw new ModelFormatException(gguf.Path, $"tokenizer.ggml.pre '{preName}' is not a pre-tokenizer this project implements ({string.Join(", ", Tokenization.PreTokenizers.Names)})");
+        int? Id(string key) => gguf.Metadata.ContainsKey(key) ? (int)gguf.GetInt(key, 0, 0, tokens.Length - 1) : null;
+        // llama.cpp finds EOT by name when the key is absent (Llama 3's <|eot_id|>, ChatML's <|im_end|>, ...).
+        int? eot = Id("tokenizer.ggml.eot_token_id");
+        if (eot is null)
+        {
+            int found = Array.FindIndex(tokens, t => t is "<|eot_id|>" or "<|im_end|>" or "<|end|>" or "<end_of_turn>" or "<|endoftext|>" or "<EOT>");
+            eot = found >= 0 ? found : null;
+        }
+        bool addBos = gguf.Metadata.ContainsKey("tokenizer.ggml.add_bos_token") ? gguf.Get<bool>("tokenizer.ggml.add_bos_token") : pre.IgnoreMerges;
+        bool addEos = gguf.Metadata.ContainsKey("tokenizer.ggml.add_eos_token") && gguf.Get<bool>("tokenizer.ggml.add_eos_token");
+        var special = new SpecialTokens(Id("tokenizer.ggml.bos_token_id"), Id("tokenizer.ggml.eos_token_id"), eot, Id("tokenizer.ggml.unknown_token_id"), addBos, addEos);
+        return new ByteLevelVocabulary(tokens, merges, kinds, pre, special, gguf.Path, "tokenizer.ggml.merges");
+    }
+
+    /// <summary>The embedded SentencePiece vocabulary (tokenizer.ggml.model = llama), or null when the file embeds none or a byte-level one.</summary>
+    public static Vocabulary? ReadVocabulary(GgufFile gguf)
+    {
+        if (TokenizerModel(gguf) != "llama")
+        {
+            return null;
+        }
+        var tokens = TokenStrings(gguf);
+        float[] scores = gguf.Metadata.GetValueOrDefault("tokenizer.ggml.scores") switch
+        {
+            null => new float[tokens.Length],
+            float[] f => f,
+            _ => throw new ModelFormatException(gguf.Path, "metadata tokenizer.ggml.scores must be an f32 array"),
+        };
+        int[]? types = TokenTypes(gguf, tokens.Length);
+        if (scores.Length != tokens.Length)
+        {
+            throw new ModelFormatException(gguf.Path, $"tokenizer arrays have different lengths: {tokens.Length} tokens, {scores.Length} scores");
         }
         if (scores.Any(x => !float.IsFinite(x)))
         {
             throw new ModelFormatException(gguf.Path, "metadata tokenizer.ggml.scores holds NaN or infinite values");
         }
         var pieces = tokens.Select(t => Encoding.UTF8.GetBytes(t.Replace('\u2581', ' '))).ToArray();
-        var kinds = types?.Select(t => Enum.IsDefined(typeof(TokenKind), t) ? (TokenKind)t : TokenKind.Normal).ToArray();
+        var kinds = types?.Select(Kind).ToArray();
         int Id(string key, int fallback) => (int)gguf.GetInt(key, fallback, 0, tokens.Length - 1);
         return new Vocabulary(pieces, scores, kinds, Id("tokenizer.ggml.bos_token_id", 1), Id("tokenizer.ggml.eos_token_id", 2), Id("tokenizer.ggml.unknown_token_id", 0), gguf.Path);
     }

@@ -265,6 +265,27 @@ public sealed class GgufWriter
              .Add("tokenizer.ggml.eos_token_id", (uint)v.Eos)
              .Add("tokenizer.ggml.unknown_token_id", (uint)v.Unknown);
         }
+        if (model.ByteLevelVocabulary is { } b)
+        {
+            if (Tokenization.PreTokenizers.Find(b.Pre.Name) is null)
+            {
+                throw new NotSupportedException($"{b.Source}: pre-tokenizer '{b.Pre.Name}' has no GGUF name (tokenizer.ggml.pre); it cannot be written");
+            }
+            w.Add("tokenizer.ggml.model", "gpt2")
+             .Add("tokenizer.ggml.pre", b.Pre.Name)
+             .Add("tokenizer.ggml.tokens", b.Tokens)
+             .Add("tokenizer.ggml.token_type", b.Kinds.Select(k => (int)k).ToArray())
+             .Add("tokenizer.ggml.merges", b.Merges)
+             .Add("tokenizer.ggml.add_bos_token", b.Special.AddBos)
+             .Add("tokenizer.ggml.add_eos_token", b.Special.AddEos);
+            foreach (var (name, id) in b.Special.Named())
+            {
+                if (id is int specialId)
+                {
+                    w.Add($"tokenizer.ggml.{name}_token_id", (uint)specialId);
+                }
+            }
+        }
         if (extraMetadata is not null)
         {
             foreach (var kv in extraMetadata)

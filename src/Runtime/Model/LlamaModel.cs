@@ -32,6 +32,9 @@ public sealed class LlamaModel : IDisposable
     public float[] FinalNorm { get; }                        // [dim]
     public WeightMatrix Classifier { get; }                  // [vocab, dim]; may be TokenEmbedding itself
     public bool SharedClassifier => ReferenceEquals(Classifier, TokenEmbedding);
+    /// <summary>The embedded byte-level BPE vocabulary (GGUF gpt2 tokenizer), when the file carries one.</summary>
+    public ByteLevelVocabulary? ByteLevelVocabulary { get; set; }
+
     public Vocabulary? Vocabulary { get; set; }
     public string Source { get; }
     public Dictionary<string, string> Metadata { get; } = new();
