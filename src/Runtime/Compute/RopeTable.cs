@@ -15,7 +15,7 @@ public sealed class RopeTable
     private float[] _sin = Array.Empty<float>();
     private int _rows;
 
-    public RopeTable(int headDim, int positions, float theta)
+    public RopeTable(int headDim, int positions, float theta, Model.RopeScaling? scaling = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(headDim, 2);
         ArgumentOutOfRangeException.ThrowIfLessThan(positions, 1);
@@ -24,7 +24,7 @@ public sealed class RopeTable
         _freq = new float[headDim / 2];
         for (int i = 0; i < _freq.Length; i++)
         {
-            _freq[i] = 1.0f / MathF.Pow(theta, 2 * i / (float)headDim);
+            _freq[i] = scaling is null ? 1.0f / MathF.Pow(theta, 2 * i / (float)headDim) : scaling.Frequency(theta, i, headDim);
         }
     }
 

@@ -125,7 +125,31 @@ public static unsafe class GgufModelLoader
             (int)gguf.GetInt("llama.context_length", 2048, 1, MaxContext),
             gguf.GetFloat("llama.attention.layer_norm_rms_epsilon", 1e-5f, MinEpsilon, MaxEpsilon),
             gguf.GetFloat("llama.rope.freq_base", 10000f, MinRopeBase, MaxRopeBase),
-            headDim).Validated(gguf.Path);
+            headDim).Validated(gguf.Path) with
+        {
+            RopeScaling = ReadRopeScaling(gguf, headDim),
+            SlidingWindow = gguf.Metadata.ContainsKey("llama.attention.sliding_window") ? (int)gguf.GetInt("llama.attention.sliding_window", 0, 1, MaxContext) : null,
+        };
+    }
+
+    /// <summary>
+    /// RoPE scaling as llama.cpp stores it: Llama 3.1's as the rope_freqs tensor (one divisor per
+    /// frequency, what its converter writes), linear as llama.rope.scaling.type = linear with
+    /// .factor. Other types (yarn, longrope) are refused by name.
+    /// </summary>
+    private static RopeScaling? ReadRopeScaling(GgufFile gguf, int headDim)
+    {
+        if (gguf.FindTensor("rope_freqs.weight") is not null)
+        {
+            return new RopeScaling(RopeScalingKind.Factors, 1f, Divisors: Vector(gguf, "rope_freqs.weight", headDim / 2)).Validated(gguf.Path, "tensor rope_freqs.weight");
+        }
+        string type = gguf.Get<string>("llama.rope.scaling.type") ?? "none";
+        return type switch
+        {
+            "none" => null,
+            "linear" => new RopeScaling(RopeScalingKind.Linear, gguf.GetFloat("llama.rope.scaling.factor", 1f, 1f, 1024f)).Validated(gguf.Path, "llama.rope.scaling"),
+            _ => throw new ModelFormatException(gguf.Path, $"metadata llama.rope.scaling.type '{type}' is not implemented (none, linear; Llama 3.1's scaling comes as tensor rope_freqs.weight)"),
+        };
     }
 
     // Sane ranges (llama.cpp checks layers against LLAMA_MAX_LAYERS = 512; head-pruned and grown

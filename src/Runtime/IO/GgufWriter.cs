@@ -241,6 +241,10 @@ public sealed class GgufWriter
             .Add("llama.attention.layer_norm_rms_epsilon", c.NormEpsilon)
             .Add("llama.rope.freq_base", c.RopeTheta)
             .Add("llama.vocab_size", (uint)c.VocabSize);
+        if (c.SlidingWindow is int window)
+        {
+            w.Add("llama.attention.sliding_window", (uint)window);
+        }
         bool uniformHeads = model.Layers.All(l => l.Heads == c.Heads && l.KvHeads == c.KvHeads);
         if (uniformHeads)
         {
@@ -353,6 +357,16 @@ public sealed class GgufWriter
             Mat(p + "ffn_down.weight", layer.Down, linear);
         }
         Vec("output_norm.weight", model.FinalNorm);
+        switch (c.RopeScaling)
+        {
+            case { Kind: RopeScalingKind.Linear } interpolation:
+                w.Add("llama.rope.scaling.type", "linear").Add("llama.rope.scaling.factor", interpolation.Factor);
+                break;
+            case { Kind: RopeScalingKind.Llama3 or RopeScalingKind.Factors } scaled:
+                // As llama.cpp's converter: Llama 3.1's scaling travels as per-frequency divisors.
+                Vec("rope_freqs.weight", scaled.FrequencyDivisors(c.RopeTheta, c.HeadDim));
+                break;
+        }
         if (!model.SharedClassifier)
         {
             Mat("output.weight", model.Classifier, quantize?.Classifier);

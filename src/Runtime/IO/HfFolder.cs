@@ -64,7 +64,33 @@ public static unsafe class HfFolder
             Int("max_position_embeddings", 2048, 1, GgufModelLoader.MaxContext),
             Float("rms_norm_eps", 1e-5f, GgufModelLoader.MinEpsilon, GgufModelLoader.MaxEpsilon),
             Float("rope_theta", 10000f, GgufModelLoader.MinRopeBase, GgufModelLoader.MaxRopeBase),
-            Int("head_dim", 0, 0, 1 << 14)).Validated(path);
+            Int("head_dim", 0, 0, 1 << 14)).Validated(path) with
+        {
+            RopeScaling = ReadRopeScaling(root, path),
+            // Mistral v0.1 sets it; later Mistrals write null (full attention).
+            SlidingWindow = Read<long?>(root, "sliding_window", path) is long w ? (w >= 1 && w <= GgufModelLoader.MaxContext ? (int)w : throw new ModelFormatException(path, $"sliding_window = {w} is outside [1, {GgufModelLoader.MaxContext}]")) : null,
+        };
+    }
+
+    /// <summary>config.json rope_scaling: {"rope_type" (or "type"): "llama3" | "linear", "factor", ...}; null or "default" for none.</summary>
+    private static RopeScaling? ReadRopeScaling(JsonNode root, string path)
+    {
+        if (root["rope_scaling"] is not JsonObject scaling)
+        {
+            return root["rope_scaling"] is null ? null : throw new ModelFormatException(path, "rope_scaling must be an object or null");
+        }
+        string type = Read<string>(scaling, "rope_type", path) ?? Read<string>(scaling, "type", path)
+            ?? throw new ModelFormatException(path, "rope_scaling has no rope_type");
+        double Number(string key, double? fallback) => Read<double?>(scaling, key, path) ?? fallback
+            ?? throw new ModelFormatException(path, $"rope_scaling.{key} is missing");
+        return type switch
+        {
+            "default" => null,
+            "linear" => new RopeScaling(RopeScalingKind.Linear, (float)Number("factor", null)).Validated(path, "rope_scaling"),
+            "llama3" => new RopeScaling(RopeScalingKind.Llama3, (float)Number("factor", null), (float)Number("low_freq_factor", null),
+                (float)Number("high_freq_factor", null), (int)Number("original_max_position_embeddings", null)).Validated(path, "rope_scaling"),
+            _ => throw new ModelFormatException(path, $"rope_scaling type '{type}' is not implemented (default, linear, llama3)"),
+        };
     }
 
     /// <summary>The value of <paramref name="key"/> as <typeparamref name="T"/> (null when absent or JSON null); a value of another JSON type is named.</summary>
@@ -288,6 +314,18 @@ public static unsafe class HfFolder
             ["max_position_embeddings"] = c.MaxSequenceLength,
             ["rms_norm_eps"] = c.NormEpsilon,
             ["rope_theta"] = c.RopeTheta,
+            ["rope_scaling"] = c.RopeScaling switch
+            {
+                null => null,
+                { Kind: RopeScalingKind.Linear } s => new JsonObject { ["rope_type"] = "linear", ["factor"] = s.Factor },
+                { Kind: RopeScalingKind.Llama3 } s => new JsonObject
+                {
+                    ["rope_type"] = "llama3", ["factor"] = s.Factor, ["low_freq_factor"] = s.LowFreqFactor,
+                    ["high_freq_factor"] = s.HighFreqFactor, ["original_max_position_embeddings"] = s.OriginalContext,
+                },
+                _ => throw new NotSupportedException($"{model.Source}: per-frequency RoPE divisors (a GGUF rope_freqs tensor) have no config.json form"),
+            },
+            ["sliding_window"] = c.SlidingWindow,
             ["tie_word_embeddings"] = model.SharedClassifier,
             ["torch_dtype"] = type switch { ElementType.F32 => "float32", ElementType.F16 => "float16", _ => "bfloat16" },
         };

@@ -24,7 +24,7 @@ public sealed class Transformer : IDisposable
         Model = model;
         _ops = ops;
         _maxBatch = Math.Max(1, maxBatch);
-        Rope = new RopeTable(model.Config.HeadDim, model.Config.MaxSequenceLength, model.Config.RopeTheta);
+        Rope = new RopeTable(model.Config.HeadDim, model.Config.MaxSequenceLength, model.Config.RopeTheta, model.Config.RopeScaling);
     }
 
     public LlamaModel Model { get; }
@@ -65,6 +65,11 @@ public sealed class Transformer : IDisposable
         if (startPosition < 0 || startPosition + tokens.Length > Model.Config.MaxSequenceLength)
         {
             throw new ArgumentOutOfRangeException(nameof(startPosition), $"positions {startPosition}..{startPosition + tokens.Length - 1} exceed the model's context of {Model.Config.MaxSequenceLength}");
+        }
+        if (Model.Config.SlidingWindow is int window && startPosition + tokens.Length > window)
+        {
+            // Within the window, full causal attention is exactly what the model computes; past it, it would not be.
+            throw new NotSupportedException($"{Model.Source}: attention is a sliding window of {window} tokens (Mistral); positions past {window - 1} are not supported (reached {startPosition + tokens.Length - 1})");
         }
         if (Plan.TokenPruning is not null && mode != LogitsMode.All && tokens.Length > _maxBatch)
         {

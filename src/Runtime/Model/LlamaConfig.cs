@@ -13,6 +13,15 @@ public sealed record LlamaConfig
     public float NormEpsilon { get; init; } = 1e-5f;
     public float RopeTheta { get; init; } = 10000f;
 
+    /// <summary>RoPE frequency scaling (Llama 3.1's, or linear); null for none.</summary>
+    public RopeScaling? RopeScaling { get; init; }
+
+    /// <summary>
+    /// Attention of every position sees only the last this-many positions (Mistral's sliding window);
+    /// null for full attention. The forward pass refuses positions beyond it rather than attend wrongly.
+    /// </summary>
+    public int? SlidingWindow { get; init; }
+
     /// <summary>Per-head width; fixed by the unpruned model (head pruning removes heads, not width).</summary>
     public int HeadDim { get; init; }
 
