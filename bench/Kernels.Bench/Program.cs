@@ -6,17 +6,25 @@ namespace Kernels.Bench;
 /// BenchmarkDotNet entry point: <c>dotnet run -c Release --project bench/Kernels.Bench -- --filter '*Gemv*'</c>;
 /// <c>-- side-by-side SHAPE N</c> times dense / 2:4 / 4:8 round-robin instead (<see cref="SideBySide"/>),
 /// <c>-- side-by-side-quant SHAPE N</c> the quantized formats against dense F16 (<see cref="QuantizedSideBySide"/>),
-/// <c>-- cancel-latency [layers] [prompt] [rounds]</c> how fast a cancelled prefill stops (<see cref="CancelLatency"/>).
+/// <c>-- cancel-latency [layers] [prompt] [rounds]</c> how fast a cancelled prefill stops (<see cref="CancelLatency"/>),
+/// <c>-- compat MODEL TOKENS PEER.f32 [OUT.json]</c> teacher-forced logits against llama.cpp's (<see cref="Compat"/>).
 /// </summary>
 public static class Program
 {
     public static void Main(string[] args)
     {
-        if (args.Length > 0 && args[0] == "cancel-latency")
+        if (args.Length > 0 && args[0] is "cancel-latency" or "compat")
         {
             try
             {
-                CancelLatency.Run(args[1..]);
+                if (args[0] == "compat")
+                {
+                    Compat.Run(args[1..]);
+                }
+                else
+                {
+                    CancelLatency.Run(args[1..]);
+                }
             }
             catch (ArgumentException e)
             {

@@ -486,6 +486,15 @@ internal static class GpuKernelBodies
         }
     }
 
+    /// <summary>x[t, j] += bias[j] over n rows of <paramref name="width"/>; grid-stride over n·width.</summary>
+    public static void AddBias(ArrayView<float> x, ArrayView<float> bias, int width, int total)
+    {
+        for (int i = GlobalThread; i < total; i += ThreadCount)
+        {
+            x[i] += bias[i % width];
+        }
+    }
+
     /// <summary>x += d.</summary>
     public static void AddInPlace(ArrayView<float> x, ArrayView<float> d, int count)
     {

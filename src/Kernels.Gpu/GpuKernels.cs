@@ -28,6 +28,7 @@ public sealed class GpuKernels
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, KvShape, int, int, int, int, int, int> _attention;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _swiGlu;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _add;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _addBias;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, long, int> _moveSlots;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, int, int, int, int> _zeroHeads;
     private readonly Action<KernelConfig, ArrayView<float>, int, ArrayView<float>, int, int> _copy;
@@ -63,6 +64,7 @@ public sealed class GpuKernels
         LanePerRow = cpu;
         _swiGlu = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.SwiGlu);
         _add = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.AddInPlace);
+        _addBias = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(GpuKernelBodies.AddBias);
         _moveSlots = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, long, int>(GpuKernelBodies.MoveSlots);
         _zeroHeads = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<int>, int, int, int, int>(GpuKernelBodies.ZeroHeads);
         _copy = accelerator.LoadStreamKernel<ArrayView<float>, int, ArrayView<float>, int, int>(GpuKernelBodies.Copy);
@@ -164,6 +166,9 @@ public sealed class GpuKernels
     public void SwiGlu(ArrayView<float> g, ArrayView<float> u, ArrayView<float> h, int count) => _swiGlu(Flat(count), g, u, h, count);
 
     public void Add(ArrayView<float> x, ArrayView<float> d, int count) => _add(Flat(count), x, d, count);
+
+    /// <summary>x[t, :] += bias for n rows of bias's width.</summary>
+    public void AddBias(ArrayView<float> x, ArrayView<float> bias, int width, int n) => _addBias(Flat((long)n * width), x, bias, width, checked(n * width));
 
     /// <summary>Applies planned KV slot moves (from, to pairs) within one head whose slots start at <paramref name="first"/>.</summary>
     public void MoveSlots(GpuKvStorage cache, long first, ArrayView<int> moves, int count) =>

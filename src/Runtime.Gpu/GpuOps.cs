@@ -216,6 +216,14 @@ public sealed class GpuOps : ITransformerOps
     public bool Supports(BackendFeature feature) =>
         (feature & ~(BackendFeature.KvMemory | BackendFeature.DynamicInputPruning)) == BackendFeature.None;
 
+    public void AddBias(DeviceTensor x, float[]? bias, int n)
+    {
+        if (bias is not null && n > 0)
+        {
+            K.AddBias(G(x).View, Vector(bias), bias.Length, n);
+        }
+    }
+
     public void PrepareMaskedMlp(LlamaLayer layer) => _maskedMlps.Get(layer);
 
     /// <summary>One thread per intermediate feature sums the selected rows of gateᵀ and upᵀ; the indices go up with the call.</summary>

@@ -105,6 +105,9 @@ public static class HeadPruner
             layer.Key = MatrixSlicing.SelectRows(old.Key, kvRows);
             layer.Value = MatrixSlicing.SelectRows(old.Value, kvRows);
             layer.Output = MatrixSlicing.SelectColumns(old.Output, qRows);
+            layer.QueryBias = layer.QueryBias is { } qb ? qRows.Select(r => qb[r]).ToArray() : null;
+            layer.KeyBias = layer.KeyBias is { } kb ? kvRows.Select(r => kb[r]).ToArray() : null;
+            layer.ValueBias = layer.ValueBias is { } vb ? kvRows.Select(r => vb[r]).ToArray() : null;
             layer.Heads = keptQ.Length;
             layer.KvHeads = keptKv.Length;
             old.Query.Dispose();

@@ -318,6 +318,20 @@ public unsafe class HostOps : ITransformerOps
     public virtual void SwiGlu(DeviceTensor gate, DeviceTensor up, int count, DeviceTensor h) =>
         Kernels.Simd.SwiGlu.Apply(H(gate).Pointer, H(up).Pointer, H(h).Pointer, count);
 
+    public void AddBias(DeviceTensor x, float[]? bias, int n)
+    {
+        if (bias is null)
+        {
+            return;
+        }
+        var xs = H(x).Span;
+        for (int t = 0; t < n; t++)
+        {
+            var row = xs.Slice(t * bias.Length, bias.Length);
+            VectorMath.Add(row, bias, row);
+        }
+    }
+
     public void PrepareMaskedMlp(LlamaLayer layer) => _maskedMlps.Get(layer);
 
     public void MaskedGateUp(LlamaLayer layer, DeviceTensor x, int offset, ReadOnlySpan<int> inputs, DeviceTensor h)

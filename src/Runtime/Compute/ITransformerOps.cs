@@ -57,6 +57,9 @@ public interface ITransformerOps : IDisposable
         }
     }
 
+    /// <summary>x[t, :] += bias for every token row t of x[n, bias.Length]; nothing when <paramref name="bias"/> is null (Qwen2's Q/K/V biases).</summary>
+    void AddBias(DeviceTensor x, float[]? bias, int n);
+
     /// <summary>Rotates x[n, heads·headDim] in place; row t is at <paramref name="positions"/>[t].</summary>
     void Rope(DeviceTensor x, int n, int heads, RopeTable table, ReadOnlySpan<int> positions);
 

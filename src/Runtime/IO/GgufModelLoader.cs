@@ -18,14 +18,11 @@ public static unsafe class GgufModelLoader
         WeightMemory memory = WeightMemory.HugePages)
     {
         var gguf = GgufFile.Open(path, memory);
+        var owned = new List<IDisposable>(); // matrices this loader converts (Qwen2's permuted Q/K)
         try
         {
-            string arch = gguf.Get<string>("general.architecture") ?? throw new ModelFormatException(path, "metadata general.architecture is missing");
-            if (arch != "llama")
-            {
-                throw new ModelFormatException(path, $"architecture '{arch}' is not supported (only 'llama')");
-            }
             var config = ReadConfig(gguf);
+            string a = config.Architecture;
 
             var embedding = Matrix(gguf, "token_embd.weight", config.VocabSize, config.Dim);
             WeightMatrix classifier = gguf.FindTensor("output.weight") is null ? embedding : Matrix(gguf, "output.weight", config.VocabSize, config.Dim);
@@ -34,16 +31,30 @@ public static unsafe class GgufModelLoader
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 string p = $"blk.{l}.";
-                int heads = HeadsOf(gguf, "llama.attention.head_count", l, config.Heads);
-                int kvHeads = HeadsOf(gguf, "llama.attention.head_count_kv", l, heads);
+                int heads = HeadsOf(gguf, $"{a}.attention.head_count", l, config.Heads);
+                int kvHeads = HeadsOf(gguf, $"{a}.attention.head_count_kv", l, heads);
                 if (heads % kvHeads != 0)
                 {
-                    throw new ModelFormatException(path, $"layer {l}: {heads} heads (llama.attention.head_count) are not a multiple of {kvHeads} kv heads (head_count_kv)");
+                    throw new ModelFormatException(path, $"layer {l}: {heads} heads ({a}.attention.head_count) are not a multiple of {kvHeads} kv heads (head_count_kv)");
                 }
                 var q = Matrix(gguf, p + "attn_q.weight", heads * config.HeadDim, config.Dim);
                 var k = Matrix(gguf, p + "attn_k.weight", kvHeads * config.HeadDim, config.Dim);
+                float[]? Bias(string name, int length) => gguf.FindTensor(p + name) is null ? null : Vector(gguf, p + name, length);
+                float[]? qb = Bias("attn_q.bias", q.Rows), kb = Bias("attn_k.bias", k.Rows);
+                if (a == "qwen2")
+                {
+                    // llama.cpp keeps Qwen2's Q/K rows as HF wrote them and rotates halves (NEOX);
+                    // this runtime rotates interleaved pairs, so rows and biases are permuted once here.
+                    owned.Add(q = RopeLayout.Permuted(q, config.HeadDim));
+                    owned.Add(k = RopeLayout.Permuted(k, config.HeadDim));
+                    qb = qb is null ? null : RopeLayout.HalfSplitToInterleaved(qb, config.HeadDim);
+                    kb = kb is null ? null : RopeLayout.HalfSplitToInterleaved(kb, config.HeadDim);
+                }
                 layers.Add(new LlamaLayer
                 {
+                    QueryBias = qb,
+                    KeyBias = kb,
+                    ValueBias = Bias("attn_v.bias", k.Rows),
                     AttentionNorm = Vector(gguf, p + "attn_norm.weight", config.Dim),
                     Query = q,
                     Key = k,
@@ -68,6 +79,7 @@ public static unsafe class GgufModelLoader
             }
             var model = new LlamaModel(config, embedding, layers, finalNorm, classifier, path);
             model.Own(gguf);
+            owned.ForEach(model.Own);
             model.Vocabulary = ReadVocabulary(gguf);
             model.ByteLevelVocabulary = ReadByteLevelVocabulary(gguf);
             foreach (var (key, value) in gguf.Metadata)
@@ -83,6 +95,7 @@ public static unsafe class GgufModelLoader
         }
         catch
         {
+            owned.ForEach(o => o.Dispose());
             gguf.Dispose();
             throw;
         }
@@ -94,42 +107,51 @@ public static unsafe class GgufModelLoader
     /// </summary>
     public static LlamaConfig ReadConfig(GgufFile gguf)
     {
-        int layers = (int)gguf.GetRequiredInt("llama.block_count", 1, MaxLayers);
-        int dim = (int)gguf.GetRequiredInt("llama.embedding_length", 1, 1 << 20);
-        int heads = MaxHeads(gguf, "llama.attention.head_count", layers, dim) ?? throw new ModelFormatException(gguf.Path, "required metadata key llama.attention.head_count is missing");
-        int kvHeads = MaxHeads(gguf, "llama.attention.head_count_kv", layers, dim) ?? heads;
+        string a = Architecture(gguf);
+        int layers = (int)gguf.GetRequiredInt($"{a}.block_count", 1, MaxLayers);
+        int dim = (int)gguf.GetRequiredInt($"{a}.embedding_length", 1, 1 << 20);
+        int heads = MaxHeads(gguf, $"{a}.attention.head_count", layers, dim) ?? throw new ModelFormatException(gguf.Path, $"required metadata key {a}.attention.head_count is missing");
+        int kvHeads = MaxHeads(gguf, $"{a}.attention.head_count_kv", layers, dim) ?? heads;
         var embd = gguf.FindTensor("token_embd.weight") ?? throw new ModelFormatException(gguf.Path, "tensor token_embd.weight is missing");
-        int vocab = (int)gguf.GetInt("llama.vocab_size", embd.Dims[^1], 1, MaxVocab);
-        if (dim % heads != 0 && !gguf.Metadata.ContainsKey("llama.attention.key_length"))
+        int vocab = (int)gguf.GetInt($"{a}.vocab_size", embd.Dims[^1], 1, MaxVocab);
+        if (dim % heads != 0 && !gguf.Metadata.ContainsKey($"{a}.attention.key_length"))
         {
-            throw new ModelFormatException(gguf.Path, $"metadata llama.embedding_length {dim} is not divisible by llama.attention.head_count {heads} (and no llama.attention.key_length)");
+            throw new ModelFormatException(gguf.Path, $"metadata {a}.embedding_length {dim} is not divisible by {a}.attention.head_count {heads} (and no {a}.attention.key_length)");
         }
-        int headDim = (int)gguf.GetInt("llama.attention.key_length", dim / heads, 2, 1 << 14);
-        int valueDim = (int)gguf.GetInt("llama.attention.value_length", headDim, 1, 1 << 14);
+        int headDim = (int)gguf.GetInt($"{a}.attention.key_length", dim / heads, 2, 1 << 14);
+        int valueDim = (int)gguf.GetInt($"{a}.attention.value_length", headDim, 1, 1 << 14);
         if (valueDim != headDim)
         {
-            throw new ModelFormatException(gguf.Path, $"metadata llama.attention.value_length {valueDim} differs from key_length {headDim} (not supported)");
+            throw new ModelFormatException(gguf.Path, $"metadata {a}.attention.value_length {valueDim} differs from key_length {headDim} (not supported)");
         }
-        int rotated = (int)gguf.GetInt("llama.rope.dimension_count", headDim, 0, 1 << 14);
+        int rotated = (int)gguf.GetInt($"{a}.rope.dimension_count", headDim, 0, 1 << 14);
         if (rotated != headDim)
         {
-            throw new ModelFormatException(gguf.Path, $"metadata llama.rope.dimension_count {rotated} differs from the head size {headDim} (llama rotates whole heads)");
+            throw new ModelFormatException(gguf.Path, $"metadata {a}.rope.dimension_count {rotated} differs from the head size {headDim} (llama rotates whole heads)");
         }
         return LlamaConfig.Create(
             dim,
-            (int)gguf.GetRequiredInt("llama.feed_forward_length", 1, 1 << 22),
+            (int)gguf.GetRequiredInt($"{a}.feed_forward_length", 1, 1 << 22),
             layers,
             heads,
             kvHeads,
             vocab,
-            (int)gguf.GetInt("llama.context_length", 2048, 1, MaxContext),
-            gguf.GetFloat("llama.attention.layer_norm_rms_epsilon", 1e-5f, MinEpsilon, MaxEpsilon),
-            gguf.GetFloat("llama.rope.freq_base", 10000f, MinRopeBase, MaxRopeBase),
+            (int)gguf.GetInt($"{a}.context_length", 2048, 1, MaxContext),
+            gguf.GetFloat($"{a}.attention.layer_norm_rms_epsilon", 1e-5f, MinEpsilon, MaxEpsilon),
+            gguf.GetFloat($"{a}.rope.freq_base", 10000f, MinRopeBase, MaxRopeBase),
             headDim).Validated(gguf.Path) with
         {
-            RopeScaling = ReadRopeScaling(gguf, headDim),
-            SlidingWindow = gguf.Metadata.ContainsKey("llama.attention.sliding_window") ? (int)gguf.GetInt("llama.attention.sliding_window", 0, 1, MaxContext) : null,
+            RopeScaling = ReadRopeScaling(gguf, a, headDim),
+            Architecture = a,
+            SlidingWindow = gguf.Metadata.ContainsKey($"{a}.attention.sliding_window") ? (int)gguf.GetInt($"{a}.attention.sliding_window", 0, 1, MaxContext) : null,
         };
+    }
+
+    /// <summary>general.architecture, one this project runs: "llama" (Llama 1-3, Mistral, SmolLM) or "qwen2".</summary>
+    public static string Architecture(GgufFile gguf)
+    {
+        string arch = gguf.Get<string>("general.architecture") ?? throw new ModelFormatException(gguf.Path, "metadata general.architecture is missing");
+        return arch is "llama" or "qwen2" ? arch : throw new ModelFormatException(gguf.Path, $"architecture '{arch}' is not supported (llama, qwen2)");
     }
 
     /// <summary>
@@ -137,18 +159,18 @@ public static unsafe class GgufModelLoader
     /// frequency, what its converter writes), linear as llama.rope.scaling.type = linear with
     /// .factor. Other types (yarn, longrope) are refused by name.
     /// </summary>
-    private static RopeScaling? ReadRopeScaling(GgufFile gguf, int headDim)
+    private static RopeScaling? ReadRopeScaling(GgufFile gguf, string a, int headDim)
     {
         if (gguf.FindTensor("rope_freqs.weight") is not null)
         {
             return new RopeScaling(RopeScalingKind.Factors, 1f, Divisors: Vector(gguf, "rope_freqs.weight", headDim / 2)).Validated(gguf.Path, "tensor rope_freqs.weight");
         }
-        string type = gguf.Get<string>("llama.rope.scaling.type") ?? "none";
+        string type = gguf.Get<string>($"{a}.rope.scaling.type") ?? "none";
         return type switch
         {
             "none" => null,
-            "linear" => new RopeScaling(RopeScalingKind.Linear, gguf.GetFloat("llama.rope.scaling.factor", 1f, 1f, 1024f)).Validated(gguf.Path, "llama.rope.scaling"),
-            _ => throw new ModelFormatException(gguf.Path, $"metadata llama.rope.scaling.type '{type}' is not implemented (none, linear; Llama 3.1's scaling comes as tensor rope_freqs.weight)"),
+            "linear" => new RopeScaling(RopeScalingKind.Linear, gguf.GetFloat($"{a}.rope.scaling.factor", 1f, 1f, 1024f)).Validated(gguf.Path, $"{a}.rope.scaling"),
+            _ => throw new ModelFormatException(gguf.Path, $"metadata {a}.rope.scaling.type '{type}' is not implemented (none, linear; Llama 3.1's scaling comes as tensor rope_freqs.weight)"),
         };
     }
 

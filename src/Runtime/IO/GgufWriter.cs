@@ -229,31 +229,32 @@ public sealed class GgufWriter
         QuantizePlan? quantize = null, bool compact = false)
     {
         var c = model.Config;
+        string arch = c.Architecture;
         var w = new GgufWriter { Alignment = compact ? NativeBuffer.Alignment : 32 }
-            .Add("general.architecture", "llama")
+            .Add("general.architecture", arch)
             .Add("general.name", Path.GetFileNameWithoutExtension(path))
-            .Add("llama.context_length", (uint)c.MaxSequenceLength)
-            .Add("llama.embedding_length", (uint)c.Dim)
-            .Add("llama.block_count", (uint)model.Layers.Count)
-            .Add("llama.feed_forward_length", (uint)c.HiddenDim)
-            .Add("llama.rope.dimension_count", (uint)c.HeadDim)
-            .Add("llama.attention.key_length", (uint)c.HeadDim)
-            .Add("llama.attention.layer_norm_rms_epsilon", c.NormEpsilon)
-            .Add("llama.rope.freq_base", c.RopeTheta)
-            .Add("llama.vocab_size", (uint)c.VocabSize);
+            .Add($"{arch}.context_length", (uint)c.MaxSequenceLength)
+            .Add($"{arch}.embedding_length", (uint)c.Dim)
+            .Add($"{arch}.block_count", (uint)model.Layers.Count)
+            .Add($"{arch}.feed_forward_length", (uint)c.HiddenDim)
+            .Add($"{arch}.rope.dimension_count", (uint)c.HeadDim)
+            .Add($"{arch}.attention.key_length", (uint)c.HeadDim)
+            .Add($"{arch}.attention.layer_norm_rms_epsilon", c.NormEpsilon)
+            .Add($"{arch}.rope.freq_base", c.RopeTheta)
+            .Add($"{arch}.vocab_size", (uint)c.VocabSize);
         if (c.SlidingWindow is int window)
         {
-            w.Add("llama.attention.sliding_window", (uint)window);
+            w.Add($"{arch}.attention.sliding_window", (uint)window);
         }
         bool uniformHeads = model.Layers.All(l => l.Heads == c.Heads && l.KvHeads == c.KvHeads);
         if (uniformHeads)
         {
-            w.Add("llama.attention.head_count", (uint)c.Heads).Add("llama.attention.head_count_kv", (uint)c.KvHeads);
+            w.Add($"{arch}.attention.head_count", (uint)c.Heads).Add($"{arch}.attention.head_count_kv", (uint)c.KvHeads);
         }
         else
         {
-            w.Add("llama.attention.head_count", model.Layers.Select(l => l.Heads).ToArray())
-             .Add("llama.attention.head_count_kv", model.Layers.Select(l => l.KvHeads).ToArray());
+            w.Add($"{arch}.attention.head_count", model.Layers.Select(l => l.Heads).ToArray())
+             .Add($"{arch}.attention.head_count_kv", model.Layers.Select(l => l.KvHeads).ToArray());
         }
         if (model.Layers.Any(l => l.SharesKvWith >= 0))
         {
@@ -340,6 +341,12 @@ public sealed class GgufWriter
         }
         void Vec(string name, float[] x) => w.AddTensor(name, new long[] { x.Length }, GgmlType.F32, HfFolder.Encode(x, ElementType.F32));
 
+        var temporaries = new List<WeightMatrix>();
+        WeightMatrix Temporary(WeightMatrix m)
+        {
+            temporaries.Add(m);
+            return m;
+        }
         QuantType? linear = quantize?.Linears;
         Mat("token_embd.weight", model.TokenEmbedding, quantize?.TokenEmbedding);
         for (int l = 0; l < model.Layers.Count; l++)
@@ -347,9 +354,20 @@ public sealed class GgufWriter
             var layer = model.Layers[l];
             string p = $"blk.{l}.";
             Vec(p + "attn_norm.weight", layer.AttentionNorm);
-            Mat(p + "attn_q.weight", layer.Query, linear);
-            Mat(p + "attn_k.weight", layer.Key, linear);
+            // Qwen2 files keep HF's half-split Q/K rows (llama.cpp rotates halves for qwen2): undo the load-time permutation.
+            bool halfSplit = arch == "qwen2";
+            WeightMatrix Rows(WeightMatrix m) => halfSplit ? Temporary(RopeLayout.Permuted(m, c.HeadDim, toHalfSplit: true)) : m;
+            float[]? RowBias(float[]? b) => halfSplit && b is not null ? RopeLayout.InterleavedToHalfSplit(b, c.HeadDim) : b;
+            Mat(p + "attn_q.weight", Rows(layer.Query), linear);
+            Mat(p + "attn_k.weight", Rows(layer.Key), linear);
             Mat(p + "attn_v.weight", layer.Value, linear);
+            foreach (var (name, bias) in new[] { ("attn_q.bias", RowBias(layer.QueryBias)), ("attn_k.bias", RowBias(layer.KeyBias)), ("attn_v.bias", layer.ValueBias) })
+            {
+                if (bias is not null)
+                {
+                    Vec(p + name, bias);
+                }
+            }
             Mat(p + "attn_output.weight", layer.Output, linear);
             Vec(p + "ffn_norm.weight", layer.FfnNorm);
             Mat(p + "ffn_gate.weight", layer.Gate, linear);
@@ -360,7 +378,7 @@ public sealed class GgufWriter
         switch (c.RopeScaling)
         {
             case { Kind: RopeScalingKind.Linear } interpolation:
-                w.Add("llama.rope.scaling.type", "linear").Add("llama.rope.scaling.factor", interpolation.Factor);
+                w.Add($"{arch}.rope.scaling.type", "linear").Add($"{arch}.rope.scaling.factor", interpolation.Factor);
                 break;
             case { Kind: RopeScalingKind.Llama3 or RopeScalingKind.Factors } scaled:
                 // As llama.cpp's converter: Llama 3.1's scaling travels as per-frequency divisors.
@@ -371,7 +389,14 @@ public sealed class GgufWriter
         {
             Mat("output.weight", model.Classifier, quantize?.Classifier);
         }
-        w.Write(path);
+        try
+        {
+            w.Write(path);
+        }
+        finally
+        {
+            temporaries.ForEach(m => m.Dispose());
+        }
         return fallbacks;
     }
 }

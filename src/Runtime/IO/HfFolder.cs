@@ -35,9 +35,9 @@ public static unsafe class HfFolder
             throw new ModelFormatException(path, "must hold a JSON object");
         }
         string? type = Read<string>(root, "model_type", path);
-        if (type is not null && type != "llama" && type != "mistral")
+        if (type is not null && type != "llama" && type != "mistral" && type != "qwen2")
         {
-            throw new ModelFormatException(path, $"model_type '{type}' is not supported (llama)");
+            throw new ModelFormatException(path, $"model_type '{type}' is not supported (llama, mistral, qwen2)");
         }
         int Int(string key, int? fallback, long min, long max)
         {
@@ -66,9 +66,10 @@ public static unsafe class HfFolder
             Float("rope_theta", 10000f, GgufModelLoader.MinRopeBase, GgufModelLoader.MaxRopeBase),
             Int("head_dim", 0, 0, 1 << 14)).Validated(path) with
         {
+            Architecture = type == "qwen2" ? "qwen2" : "llama",
             RopeScaling = ReadRopeScaling(root, path),
-            // Mistral v0.1 sets it; later Mistrals write null (full attention).
-            SlidingWindow = Read<long?>(root, "sliding_window", path) is long w ? (w >= 1 && w <= GgufModelLoader.MaxContext ? (int)w : throw new ModelFormatException(path, $"sliding_window = {w} is outside [1, {GgufModelLoader.MaxContext}]")) : null,
+            // Mistral v0.1 sets it; later Mistrals write null (full attention); Qwen2 sets it but turns it off.
+            SlidingWindow = Read<bool?>(root, "use_sliding_window", path) == false ? null : Read<long?>(root, "sliding_window", path) is long w ? (w >= 1 && w <= GgufModelLoader.MaxContext ? (int)w : throw new ModelFormatException(path, $"sliding_window = {w} is outside [1, {GgufModelLoader.MaxContext}]")) : null,
         };
     }
 
@@ -248,8 +249,14 @@ public static unsafe class HfFolder
                 var kHf = Mat(p + "self_attn.k_proj.weight", config.KvHeads * config.HeadDim, config.Dim);
                 var q = RopeLayout.HalfSplitToInterleaved(qHf, config.HeadDim);
                 var k = RopeLayout.HalfSplitToInterleaved(kHf, config.HeadDim);
+                // Qwen2's (and attention_bias Llamas') Q/K/V biases; Q and K follow their rows into the interleaved order.
+                float[]? Bias(string name, int length, bool rows) =>
+                    !table.ContainsKey(p + name) ? null : rows ? RopeLayout.HalfSplitToInterleaved(Vec(p + name, length), config.HeadDim) : Vec(p + name, length);
                 layers.Add(new LlamaLayer
                 {
+                    QueryBias = Bias("self_attn.q_proj.bias", q.Rows, true),
+                    KeyBias = Bias("self_attn.k_proj.bias", k.Rows, true),
+                    ValueBias = Bias("self_attn.v_proj.bias", k.Rows, false),
                     AttentionNorm = Vec(p + "input_layernorm.weight", config.Dim),
                     Query = q,
                     Key = k,
@@ -303,8 +310,8 @@ public static unsafe class HfFolder
         }
         var config = new JsonObject
         {
-            ["architectures"] = new JsonArray("LlamaForCausalLM"),
-            ["model_type"] = "llama",
+            ["architectures"] = new JsonArray(c.Architecture == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"),
+            ["model_type"] = c.Architecture,
             ["hidden_size"] = c.Dim,
             ["intermediate_size"] = c.HiddenDim,
             ["num_hidden_layers"] = c.Layers,
@@ -359,6 +366,13 @@ public static unsafe class HfFolder
             AddMatrix(p + "self_attn.q_proj.weight", layer.Query, true);
             AddMatrix(p + "self_attn.k_proj.weight", layer.Key, true);
             AddMatrix(p + "self_attn.v_proj.weight", layer.Value, false);
+            foreach (var (name, bias, rows) in new[] { ("q_proj", layer.QueryBias, true), ("k_proj", layer.KeyBias, true), ("v_proj", layer.ValueBias, false) })
+            {
+                if (bias is not null)
+                {
+                    AddVector(p + $"self_attn.{name}.bias", rows ? RopeLayout.InterleavedToHalfSplit(bias, c.HeadDim) : bias);
+                }
+            }
             AddMatrix(p + "self_attn.o_proj.weight", layer.Output, false);
             AddVector(p + "post_attention_layernorm.weight", layer.FfnNorm);
             AddMatrix(p + "mlp.gate_proj.weight", layer.Gate, false);

@@ -68,7 +68,6 @@ public sealed class Transformer : IDisposable
         }
         if (Model.Config.SlidingWindow is int window && startPosition + tokens.Length > window)
         {
-            // Within the window, full causal attention is exactly what the model computes; past it, it would not be.
             throw new NotSupportedException($"{Model.Source}: attention is a sliding window of {window} tokens (Mistral); positions past {window - 1} are not supported (reached {startPosition + tokens.Length - 1})");
         }
         if (Plan.TokenPruning is not null && mode != LogitsMode.All && tokens.Length > _maxBatch)
@@ -206,12 +205,15 @@ public sealed class Transformer : IDisposable
         if (ownKv)
         {
             _ops.MatMul([layer.Query, layer.Key, layer.Value], B.Xb, n, [B.Q, B.K, B.V]);
+            _ops.AddBias(B.K, layer.KeyBias, n);
+            _ops.AddBias(B.V, layer.ValueBias, n);
             _ops.Rope(B.K, n, layer.KvHeads, Rope, positions);
         }
         else
         {
             _ops.MatMul(layer.Query, B.Xb, n, B.Q);
         }
+        _ops.AddBias(B.Q, layer.QueryBias, n);
         _ops.Rope(B.Q, n, layer.Heads, Rope, positions);
         int cacheLayer = ownKv ? l : layer.SharesKvWith;
         _ops.Attention(cache, l, cacheLayer, ownKv, B.Q, B.K, B.V, n, layer.Heads, layer.KvHeads, positions, B.Attention);

@@ -13,6 +13,9 @@ public sealed record LlamaConfig
     public float NormEpsilon { get; init; } = 1e-5f;
     public float RopeTheta { get; init; } = 10000f;
 
+    /// <summary>The family name files use: "llama" (Llama 1-3, Mistral, SmolLM) or "qwen2" (attention biases; GGUF keys qwen2.*, NEOX RoPE rows).</summary>
+    public string Architecture { get; init; } = "llama";
+
     /// <summary>RoPE frequency scaling (Llama 3.1's, or linear); null for none.</summary>
     public RopeScaling? RopeScaling { get; init; }
 

@@ -15,6 +15,15 @@ public sealed class LlamaLayer
     public required WeightMatrix Down { get; set; }         // w2 [dim, hidden]
     public required WeightMatrix Up { get; set; }           // w3 [hidden, dim]
 
+    /// <summary>Bias added after the Q projection (Qwen2), in the interleaved RoPE row order like the rows; null for none.</summary>
+    public float[]? QueryBias { get; set; }
+
+    /// <summary>Bias added after the K projection (Qwen2), in the interleaved RoPE row order; null for none.</summary>
+    public float[]? KeyBias { get; set; }
+
+    /// <summary>Bias added after the V projection (Qwen2); null for none.</summary>
+    public float[]? ValueBias { get; set; }
+
     /// <summary>Query heads in this layer (may be fewer than the config's after head pruning).</summary>
     public required int Heads { get; set; }
 

@@ -77,6 +77,10 @@ public sealed class LlamaModel : IDisposable
             CheckShape(l.Gate, c.HiddenDim, c.Dim, p + "ffn_gate");
             CheckShape(l.Up, c.HiddenDim, c.Dim, p + "ffn_up");
             CheckShape(l.Down, c.Dim, c.HiddenDim, p + "ffn_down");
+            foreach (var (bias, rows, name) in new[] { (l.QueryBias, qd, "attn_q.bias"), (l.KeyBias, kvd, "attn_k.bias"), (l.ValueBias, kvd, "attn_v.bias") })
+            {
+                Check(bias is null || bias.Length == rows, p + name, $"length {bias?.Length}, expected {rows}");
+            }
             int source = l.SharesKvWith;
             Check(source == -1 || source >= 0 && source < i && Layers[source].SharesKvWith == -1 && Layers[source].KvHeads == l.KvHeads,
                 p + "attn (kernels.kv_share_source)",

@@ -126,6 +126,13 @@ public sealed class ProfilingOps : ITransformerOps
         t.Stop(this, ProfilePart.GateUp);
     }
 
+    public void AddBias(DeviceTensor x, float[]? bias, int n)
+    {
+        var t = Timer.Start();
+        Inner.AddBias(x, bias, n);
+        t.Stop(this, ProfilePart.Qkv);
+    }
+
     public void PrepareMaskedMlp(LlamaLayer layer) => Inner.PrepareMaskedMlp(layer);
 
     public void MaskedGateUp(LlamaLayer layer, DeviceTensor x, int offset, ReadOnlySpan<int> inputs, DeviceTensor h)

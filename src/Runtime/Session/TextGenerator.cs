@@ -61,6 +61,10 @@ public sealed class TextGenerator
         var model = _session.Model;
         ObjectDisposedException.ThrowIf(model.IsDisposed, model);
         int[] promptTokens = _tokenizer.Encode(prompt, addBos: true, addEos: false);
+        if (promptTokens.Length == 0)
+        {
+            throw new ArgumentException("the prompt is empty and the vocabulary has no BOS token to start from", nameof(prompt));
+        }
         if (promptTokens.Length > model.Config.MaxSequenceLength)
         {
             throw new ArgumentException($"the prompt has {promptTokens.Length} tokens, more than the model's context of {model.Config.MaxSequenceLength}", nameof(prompt));
@@ -102,8 +106,12 @@ public sealed class TextGenerator
             _session.Prefill(promptTokens.AsSpan(0, prefillCount), LogitsMode.Last, cancellationToken);
         }
         var prefillTime = clock.Elapsed;
-        // Prompt pieces after BOS, as llama2.c prints them while forcing the prompt.
+        // Prompt pieces after BOS, as llama2.c prints them while forcing the prompt (a vocabulary without BOS prints its first piece too).
         int token = promptTokens[0];
+        if (token != _tokenizer.Bos && Text(_tokenizer.DecodePiece(-1, token)) is { Length: > 0 } first)
+        {
+            yield return first;
+        }
         for (int i = 1; i < prefillCount; i++)
         {
             string piece = Text(_tokenizer.DecodePiece(token, promptTokens[i]));
@@ -122,7 +130,7 @@ public sealed class TextGenerator
             cancellationToken.ThrowIfCancellationRequested();
             int next = pos < promptTokens.Length - 1 ? promptTokens[pos + 1] : Next();
             pos++;
-            if (options.StopAtBos && next == _tokenizer.Bos)
+            if (options.StopAtBos && next == _tokenizer.Bos || pos > promptTokens.Length - 1 && _tokenizer.IsEndOfGeneration(next))
             {
                 break;
             }

@@ -24,6 +24,9 @@ public static class ByteLevelAlphabet
         return map;
     }
 
+    /// <summary>The one character that spells byte <paramref name="b"/>.</summary>
+    public static string Spelling(byte b) => ByteToChar[b].ToString();
+
     /// <summary>The spelling of the UTF-8 bytes of <paramref name="text"/> in the alphabet.</summary>
     public static string Encode(string text)
     {

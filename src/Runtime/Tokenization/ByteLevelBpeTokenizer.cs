@@ -64,6 +64,8 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
 
     public bool AddBosByDefault => _vocab.Special.AddBos && _vocab.Special.Bos is not null;
 
+    public bool IsEndOfGeneration(int token) => token == _vocab.Special.Eos || token == _vocab.Special.Eot;
+
     public int[] Encode(string text, bool addBos, bool addEos) => Encode(text, addBos, addEos, parseSpecial: false);
 
     public int[] Encode(string text, bool addBos, bool addEos, bool parseSpecial)

@@ -24,6 +24,9 @@ public interface ITokenizer
     /// <summary>How a token is spelled for display: its decoded piece, or for a control token (which decodes to nothing) its name.</summary>
     string Spelling(int token) => Encoding.UTF8.GetString(DecodePiece(-1, token));
 
+    /// <summary>Whether generation ends at <paramref name="token"/> (byte-level vocabularies: EOS and EOT such as &lt;|eot_id|&gt;, &lt;|im_end|&gt;; SentencePiece: never, llama2.c stops at BOS instead).</summary>
+    bool IsEndOfGeneration(int token) => false;
+
     /// <summary>Whether the vocabulary asks for BOS at the start of a text (GGUF tokenizer.ggml.add_bos_token; SentencePiece Llama: yes).</summary>
     bool AddBosByDefault => true;
 

@@ -1,5 +1,7 @@
+using Kernels.Runtime.Caching;
 using Kernels.Runtime.Compute;
 using Kernels.Runtime.Inference;
+using Kernels.Runtime.Session;
 using Kernels.Runtime.IO;
 using Kernels.Runtime.Model;
 using Kernels.Runtime.Tokenization;
@@ -60,40 +62,6 @@ public sealed class ModelFamilyTests
         }
     }
 
-    /// <summary>A tiny byte-level vocabulary: the 256 byte tokens, a few merges, and BOS/EOS control tokens.</summary>
-    private static ByteLevelVocabulary TinyVocabulary(int size, string pre)
-    {
-        var tokens = Enumerable.Range(0, 256).Select(b => AlphabetChar((byte)b)).ToList();
-        var merges = new List<string>();
-        foreach (var (a, b) in new[] { ("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("Ġ", "a") })
-        {
-            merges.Add($"{a} {b}");
-            tokens.Add(a + b);
-        }
-        tokens.Add("<|begin_of_text|>");
-        tokens.Add("<|eot_id|>");
-        while (tokens.Count < size)
-        {
-            tokens.Add($"<|reserved_{tokens.Count}|>");
-        }
-        var kinds = tokens.Select((t, i) => i < 256 + merges.Count ? TokenKind.Normal : TokenKind.Control).ToArray();
-        int bos = 256 + merges.Count, eot = bos + 1;
-        return new ByteLevelVocabulary(tokens.ToArray(), merges.ToArray(), kinds, PreTokenizers.Find(pre)!, new SpecialTokens(bos, eot, eot, null, true, false), "tiny", "merges");
-    }
-
-    private static string AlphabetChar(byte b)
-    {
-        // The alphabet spells byte b as one char: find it by decoding candidates.
-        for (int c = 0; c < 512; c++)
-        {
-            if (ByteLevelAlphabet.TryDecode(((char)c).ToString()) is [var x] && x == b)
-            {
-                return ((char)c).ToString();
-            }
-        }
-        throw new InvalidOperationException($"byte {b}");
-    }
-
     private static float[] LastLogits(LlamaModel model, int[] tokens)
     {
         using var ops = new HostOps();
@@ -105,47 +73,117 @@ public sealed class ModelFamilyTests
         return logits;
     }
 
-    [Fact]
-    public void A_llama3_style_fixture_gives_the_same_logits_and_tokens_from_its_gguf_and_hf_forms()
+    private static readonly SyntheticShape Tiny = SyntheticShape.Small with { Name = "tiny", Dim = 64, Hidden = 172, Layers = 2, Heads = 4, KvHeads = 2, Vocab = 320, MaxSequence = 256 };
+
+    /// <summary>
+    /// Each family's fixture, written by the project's GGUF and HF writers, loads from both forms
+    /// with the same tokenizer ids and the same logits over 96 positions (past Llama 3's scaled
+    /// original context); the family's peculiarity (scaling, biases) changes the logits.
+    /// </summary>
+    [Theory]
+    [InlineData(ModelFamily.Llama3)]
+    [InlineData(ModelFamily.Qwen2)]
+    [InlineData(ModelFamily.SmolLM2)]
+    [InlineData(ModelFamily.Mistral)]
+    public void A_family_fixture_gives_the_same_tokens_and_logits_from_its_gguf_and_hf_forms(ModelFamily family)
     {
         using var tmp = new TempDir();
-        var shape = SyntheticShape.Small with { Name = "llama3-tiny", Dim = 64, Hidden = 172, Layers = 2, Heads = 4, KvHeads = 2, Vocab = 320, MaxSequence = 256 };
-        using var synthetic = SyntheticModel.Create(shape, ElementType.F32, null, seed: 11);
-        // Llama 3: rope base 500000, Llama 3.1 scaling, tied embeddings, a byte-level tokenizer (llama-bpe).
-        var config = synthetic.Config with { RopeTheta = 500000f, RopeScaling = Llama31 with { OriginalContext = 64 } };
-        var model = new LlamaModel(config, synthetic.TokenEmbedding, synthetic.Layers, synthetic.FinalNorm, synthetic.TokenEmbedding, "llama3-tiny")
-        {
-            ByteLevelVocabulary = TinyVocabulary(shape.Vocab, "llama-bpe"),
-        };
+        using var model = SyntheticFamilies.Create(family, Tiny, ElementType.F32, seed: 11);
         GgufWriter.WriteModel(model, tmp.File("m.gguf"), ElementType.F32);
         HfFolder.Write(model, tmp.File("hf"), ElementType.F32);
-        HfTokenizerJson.Write(tmp.File("hf"), model.ByteLevelVocabulary);
-
+        if (model.ByteLevelVocabulary is { } v)
+        {
+            HfTokenizerJson.Write(tmp.File("hf"), v);
+        }
         using var gguf = ModelLoader.Load(tmp.File("m.gguf"));
         using var hf = ModelLoader.Load(tmp.File("hf"));
-        Assert.Equal(RopeScalingKind.Factors, gguf.Config.RopeScaling!.Kind); // llama.cpp's rope_freqs tensor
-        Assert.Equal(RopeScalingKind.Llama3, hf.Config.RopeScaling!.Kind);
-        Assert.True(gguf.SharedClassifier && hf.SharedClassifier);
+        Assert.Equal(model.Config.Architecture, gguf.Config.Architecture);
+        Assert.Equal(model.Config.Architecture, hf.Config.Architecture);
+        Assert.Equal(model.SharedClassifier, gguf.SharedClassifier);
+        Assert.Equal(model.SharedClassifier, hf.SharedClassifier);
+        if (family == ModelFamily.Llama3)
+        {
+            Assert.Equal(RopeScalingKind.Factors, gguf.Config.RopeScaling!.Kind); // llama.cpp's rope_freqs tensor
+            Assert.Equal(RopeScalingKind.Llama3, hf.Config.RopeScaling!.Kind);
+        }
 
-        var gt = TokenizerLoader.Load(gguf, null);
-        var ht = TokenizerLoader.Load(hf, null);
-        int[] ids = gt.Encode("the cat in the hat sat on the mat, then ran", gt.AddBosByDefault, false);
-        Assert.Equal(ids, ht.Encode("the cat in the hat sat on the mat, then ran", ht.AddBosByDefault, false));
-        Assert.Equal(model.ByteLevelVocabulary.Special.Bos, ids[0]);
-        // Long enough that scaled and unscaled positions differ.
-        var tokens = Enumerable.Range(0, 96).Select(i => ids[i % ids.Length]).ToArray();
+        const string text = "the cat in the hat sat on the mat, then ran";
+        int[] ids;
+        if (model.ByteLevelVocabulary is not null)
+        {
+            var gt = TokenizerLoader.Load(gguf, null);
+            var ht = TokenizerLoader.Load(hf, null);
+            ids = gt.Encode(text, gt.AddBosByDefault, false);
+            Assert.Equal(ids, ht.Encode(text, ht.AddBosByDefault, false));
+            Assert.Equal(text, gt.Decode(ids.Where(i => i != gt.Bos)));
+        }
+        else
+        {
+            ids = TokenizerLoader.Load(gguf, null).Encode(text, true, false);
+        }
+        int length = family == ModelFamily.Mistral ? model.Config.SlidingWindow!.Value : 96;
+        var tokens = Enumerable.Range(0, length).Select(i => ids[i % ids.Length]).ToArray();
         var a = LastLogits(gguf, tokens);
-        var b = LastLogits(hf, tokens);
-        Tolerance.AllClose(a, b, 1e-3f, 1e-4f, "GGUF vs HF logits");
-        var unscaled = new LlamaModel(config with { RopeScaling = null }, synthetic.TokenEmbedding, synthetic.Layers, synthetic.FinalNorm, synthetic.TokenEmbedding, "unscaled");
-        Assert.True(a.Zip(LastLogits(unscaled, tokens)).Max(p => Math.Abs(p.First - p.Second)) > 1e-3f, "the scaling changes the logits");
+        Tolerance.AllClose(a, LastLogits(hf, tokens), 1e-3f, 1e-4f, $"{family}: GGUF vs HF logits");
+        if (family == ModelFamily.Llama3)
+        {
+            // The file carries the scaling as per-frequency divisors: the same angles up to float rounding.
+            Tolerance.AllClose(a, LastLogits(model, tokens), 1e-3f, 1e-4f, "GGUF vs in-memory logits");
+        }
+        else
+        {
+            Assert.Equal(a, LastLogits(model, tokens)); // the GGUF form is the in-memory model exactly (F32)
+        }
+
+        LlamaModel? plain = family switch
+        {
+            ModelFamily.Llama3 => new LlamaModel(model.Config with { RopeScaling = null }, model.TokenEmbedding, model.Layers, model.FinalNorm, model.Classifier, "unscaled"),
+            ModelFamily.Qwen2 => new LlamaModel(model.Config, model.TokenEmbedding, model.Layers.Select(Unbiased).ToList(), model.FinalNorm, model.Classifier, "unbiased"),
+            _ => null,
+        };
+        if (plain is not null)
+        {
+            Assert.True(a.Zip(LastLogits(plain, tokens)).Max(p => Math.Abs(p.First - p.Second)) > 1e-3f, $"{family}: the family's difference changes the logits");
+        }
+    }
+
+    private static LlamaLayer Unbiased(LlamaLayer l) => new()
+    {
+        AttentionNorm = l.AttentionNorm, Query = l.Query, Key = l.Key, Value = l.Value, Output = l.Output,
+        FfnNorm = l.FfnNorm, Gate = l.Gate, Up = l.Up, Down = l.Down, Heads = l.Heads, KvHeads = l.KvHeads,
+    };
+
+    /// <summary>Qwen2 files keep HF's half-split Q/K rows and biases (llama.cpp rotates halves for qwen2); llama files hold them interleaved.</summary>
+    [Fact]
+    public void Qwen2_gguf_stores_q_and_k_in_the_half_split_order_llama_cpp_expects()
+    {
+        using var tmp = new TempDir();
+        using var model = SyntheticFamilies.Create(ModelFamily.Qwen2, Tiny, ElementType.F32, seed: 3);
+        GgufWriter.WriteModel(model, tmp.File("q.gguf"), ElementType.F32);
+        using var g = GgufFile.Open(tmp.File("q.gguf"));
+        Assert.Equal("qwen2", g.Get<string>("general.architecture"));
+        Assert.Equal(2L, g.GetRequiredInt("qwen2.block_count"));
+        unsafe
+        {
+            var t = g.FindTensor("blk.0.attn_q.bias")!;
+            var stored = new ReadOnlySpan<float>(g.TensorData(t), (int)t.ElementCount).ToArray();
+            Assert.Equal(RopeLayout.InterleavedToHalfSplit(model.Layers[0].QueryBias!, model.Config.HeadDim), stored);
+            var q = g.FindTensor("blk.0.attn_q.weight")!;
+            var row = new ReadOnlySpan<float>(g.TensorData(q), model.Config.Dim).ToArray(); // stored row 0 = interleaved row 0
+            var expected = new float[model.Config.Dim];
+            model.Layers[0].Query.CopyRow(0, expected);
+            Assert.Equal(expected, row);
+            var row1 = new ReadOnlySpan<float>(g.TensorData(q) + 4L * model.Config.Dim, model.Config.Dim).ToArray(); // stored row 1 = interleaved row 2
+            model.Layers[0].Query.CopyRow(2, expected);
+            Assert.Equal(expected, row1);
+        }
     }
 
     [Fact]
     public void A_sliding_window_is_read_from_both_forms_and_positions_past_it_are_refused()
     {
         using var tmp = new TempDir();
-        var shape = SyntheticShape.Small with { Name = "mistral-tiny", Dim = 64, Hidden = 172, Layers = 1, Heads = 4, KvHeads = 1, Vocab = 64, MaxSequence = 64 };
+        var shape = SyntheticShape.Small with { Name = "mistral-tiny", Dim = 64, Hidden = 172, Layers = 1, Heads = 4, KvHeads = 1, Vocab = 400, MaxSequence = 64 };
         using var synthetic = SyntheticModel.Create(shape, ElementType.F32, null, seed: 5);
         var model = new LlamaModel(synthetic.Config with { SlidingWindow = 8 }, synthetic.TokenEmbedding, synthetic.Layers, synthetic.FinalNorm, synthetic.Classifier, "mistral-tiny");
         GgufWriter.WriteModel(model, tmp.File("m.gguf"), ElementType.F32);
@@ -172,5 +210,81 @@ public sealed class ModelFamilyTests
         var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(tmp.File("hf")));
         Assert.Contains("rope_scaling type 'yarn'", e.Message);
         Assert.Contains("config.json", e.Message);
+    }
+}
+
+/// <summary>Every family keeps the project's features: N:M compression at load (--sparse auto), VATP eviction, DIP and SDTP.</summary>
+public sealed class ModelFamilyFeatureTests
+{
+    private static readonly SyntheticShape Tiny = SyntheticShape.Small with { Name = "tiny", Dim = 64, Hidden = 172, Layers = 2, Heads = 4, KvHeads = 2, Vocab = 320, MaxSequence = 256 };
+
+    [Theory]
+    [InlineData(ModelFamily.Llama3)]
+    [InlineData(ModelFamily.Qwen2)]
+    [InlineData(ModelFamily.SmolLM2)]
+    [InlineData(ModelFamily.Mistral)]
+    public async Task Sparse_auto_vatp_dip_and_sdtp_run_on_the_family(ModelFamily family)
+    {
+        using var tmp = new TempDir();
+        using (var pruned = SyntheticFamilies.Create(family, Tiny, ElementType.F16, NmPattern.TwoFour, seed: 4))
+        {
+            GgufWriter.WriteModel(pruned, tmp.File("m.gguf"), ElementType.F16);
+        }
+        using var dense = ModelLoader.Load(tmp.File("m.gguf"));
+        using var model = ModelLoader.Load(tmp.File("m.gguf"));
+        var log = Kernels.Runtime.Sparsity.SparseCompression.CompressDetected(model);
+        Assert.Equal(7 * Tiny.Layers, log.Count); // every block linear holds 2:4 and is stored compressed
+        Assert.All(model.Layers, l => Assert.IsType<NmSparseMatrix>(l.Query));
+
+        var tokenizer = TokenizerLoader.Load(model, null);
+        int[] prompt = tokenizer.Encode("the cat in the hat sat on the mat, then the cat ran", tokenizer.AddBosByDefault, false);
+        // The compressed model computes what the dense file computes.
+        float[] Last(LlamaModel m)
+        {
+            using var o = new HostOps();
+            using var s = InferenceSession.Create(m, o, new InferenceOptions());
+            s.Prefill(prompt);
+            var logits = new float[m.Config.VocabSize];
+            s.ReadLogits(logits);
+            return logits;
+        }
+        Tolerance.AllClose(Last(dense), Last(model), 1e-3f, 1e-3f, $"{family}: 2:4 compressed vs dense logits");
+
+        using var ops = new HostOps();
+        var options = new InferenceOptions
+        {
+            Kv = new KvCacheOptions { Policy = KvPolicyKind.Vatp, BudgetTokens = 8, ProtectedTokens = 2 },
+            Dip = new Kernels.Runtime.Dip.DipOptions { Keep = 0.5 },
+            CacheCapacity = 64,
+        };
+        using (var session = InferenceSession.Create(model, ops, options))
+        {
+            session.Prefill(prompt);
+            for (int i = 0; i < 16; i++)
+            {
+                session.Step(session.ArgMax());
+            }
+            Assert.True(session.Policy!.Evicted > 0, $"{family}: VATP evicted nothing");
+            Assert.True(session.Dip!.KeepInputs < model.Config.Dim);
+        }
+        // The text generator prints the whole prompt, also for vocabularies without BOS (Qwen2, SmolLM2).
+        using (var session = InferenceSession.Create(model, ops, new InferenceOptions()))
+        {
+            var text = new System.Text.StringBuilder();
+            var generator = new TextGenerator(session, tokenizer);
+            await foreach (var piece in generator.GenerateAsync("the cat sat", new GenerationOptions { Steps = 12, Temperature = 0 }))
+            {
+                text.Append(piece);
+            }
+            Assert.StartsWith("the cat sat", text.ToString());
+        }
+        var sdtp = new InferenceOptions { TokenPruning = new Kernels.Runtime.Simplification.TokenPruneOptions { StageLayers = new[] { 1 }, Ratio = 0.5, SinkTokens = 1 } };
+        using (var session = InferenceSession.Create(model, ops, sdtp))
+        {
+            session.Prefill(prompt);
+            int next = session.ArgMax();
+            Assert.InRange(next, 0, model.Config.VocabSize - 1);
+            Assert.True(session.Transformer.LastTokenPruning is { } trace && trace.TokensPerLayer[^1] < prompt.Length, $"{family}: SDTP pruned nothing");
+        }
     }
 }

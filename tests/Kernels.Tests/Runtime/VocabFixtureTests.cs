@@ -65,6 +65,7 @@ public sealed class VocabFixtureTests
         Assert.Equal(new[] { 32013, 64, 32013 }, t.Encode(bos + "a" + bos, false, false, parseSpecial: true));
         Assert.Equal(new[] { 32013, 64 }, t.Encode("a", addBos: true, addEos: false));
         Assert.Equal(bos, t.Spelling(32013));
+        Assert.True(t.IsEndOfGeneration(32014) && !t.IsEndOfGeneration(32013)); // EOS (here also EOT by name) ends generation
         Assert.Equal(0, t.DecodePiece(-1, 32013).Length);
     }
 
