@@ -157,7 +157,8 @@ public static unsafe class GgufModelLoader
     /// <summary>
     /// RoPE scaling as llama.cpp stores it: Llama 3.1's as the rope_freqs tensor (one divisor per
     /// frequency, what its converter writes), linear as llama.rope.scaling.type = linear with
-    /// .factor. Other types (yarn, longrope) are refused by name.
+    /// .factor; also type = llama3 with its four numbers as keys. Other types (yarn, longrope) are
+    /// refused by name.
     /// </summary>
     private static RopeScaling? ReadRopeScaling(GgufFile gguf, string a, int headDim)
     {
@@ -170,7 +171,13 @@ public static unsafe class GgufModelLoader
         {
             "none" => null,
             "linear" => new RopeScaling(RopeScalingKind.Linear, gguf.GetFloat($"{a}.rope.scaling.factor", 1f, 1f, 1024f)).Validated(gguf.Path, $"{a}.rope.scaling"),
-            _ => throw new ModelFormatException(gguf.Path, $"metadata {a}.rope.scaling.type '{type}' is not implemented (none, linear; Llama 3.1's scaling comes as tensor rope_freqs.weight)"),
+            // Not llama.cpp's (its converter writes rope_freqs), but other writers spell Llama 3.1's scaling as keys.
+            "llama3" => new RopeScaling(RopeScalingKind.Llama3,
+                gguf.GetFloat($"{a}.rope.scaling.factor", 8f, 1f, 1024f),
+                gguf.GetFloat($"{a}.rope.scaling.low_freq_factor", 1f, 1e-3f, 1e3f),
+                gguf.GetFloat($"{a}.rope.scaling.high_freq_factor", 4f, 1e-3f, 1e3f),
+                (int)gguf.GetInt($"{a}.rope.scaling.original_context_length", 8192, 1, MaxContext)).Validated(gguf.Path, $"{a}.rope.scaling"),
+            _ => throw new ModelFormatException(gguf.Path, $"metadata {a}.rope.scaling.type '{type}' is not implemented (none, linear, llama3; llama.cpp writes Llama 3.1's scaling as tensor rope_freqs.weight, also read)"),
         };
     }
 

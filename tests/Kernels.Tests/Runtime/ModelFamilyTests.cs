@@ -288,3 +288,51 @@ public sealed class ModelFamilyFeatureTests
         }
     }
 }
+
+/// <summary>Family metadata the project cannot run fails with the file and the key or tensor named.</summary>
+public sealed class ModelFamilyBadInputTests
+{
+    private static readonly SyntheticShape Tiny = SyntheticShape.Small with { Name = "tiny", Dim = 32, Hidden = 64, Layers = 1, Heads = 2, KvHeads = 1, Vocab = 320, MaxSequence = 32 };
+
+    [Fact]
+    public void Gguf_rope_scaling_keys_are_read_or_refused_by_name()
+    {
+        using var tmp = new TempDir();
+        using var model = SyntheticFamilies.Create(ModelFamily.SmolLM2, Tiny, ElementType.F32);
+        GgufWriter.WriteModel(model, tmp.File("yarn.gguf"), ElementType.F32, new Dictionary<string, object> { ["llama.rope.scaling.type"] = "yarn", ["llama.rope.scaling.factor"] = 4f });
+        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(tmp.File("yarn.gguf")));
+        Assert.Contains("yarn.gguf", e.Message);
+        Assert.Contains("llama.rope.scaling.type 'yarn'", e.Message);
+
+        GgufWriter.WriteModel(model, tmp.File("keys.gguf"), ElementType.F32, new Dictionary<string, object>
+        {
+            ["llama.rope.scaling.type"] = "llama3", ["llama.rope.scaling.factor"] = 8f, ["llama.rope.scaling.low_freq_factor"] = 1f,
+            ["llama.rope.scaling.high_freq_factor"] = 4f, ["llama.rope.scaling.original_context_length"] = 16u,
+        });
+        using var keys = ModelLoader.Load(tmp.File("keys.gguf"));
+        Assert.Equal(new RopeScaling(RopeScalingKind.Llama3, 8, 1, 4, 16), keys.Config.RopeScaling);
+
+        GgufWriter.WriteModel(model, tmp.File("bad.gguf"), ElementType.F32, new Dictionary<string, object>
+        {
+            ["llama.rope.scaling.type"] = "llama3", ["llama.rope.scaling.low_freq_factor"] = 4f, ["llama.rope.scaling.high_freq_factor"] = 1f,
+        });
+        Assert.Contains("low_freq_factor", Assert.Throws<ModelFormatException>(() => ModelLoader.Load(tmp.File("bad.gguf"))).Message);
+    }
+
+    [Fact]
+    public void A_bias_of_the_wrong_shape_is_named_in_both_forms()
+    {
+        using var tmp = new TempDir();
+        using var model = SyntheticFamilies.Create(ModelFamily.Qwen2, Tiny, ElementType.F32);
+        model.Layers[0].KeyBias = new float[model.Layers[0].Key.Rows + 1];
+        // The writer copies what it is given; the loaders check it against the matrix.
+        GgufWriter.WriteModel(model, tmp.File("q.gguf"), ElementType.F32);
+        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(tmp.File("q.gguf")));
+        Assert.Contains("q.gguf", e.Message);
+        Assert.Contains("blk.0.attn_k.bias", e.Message);
+        HfFolder.Write(model, tmp.File("hf"), ElementType.F32);
+        e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(tmp.File("hf")));
+        Assert.Contains("self_attn.k_proj.bias", e.Message);
+        Assert.Contains("model.safetensors", e.Message);
+    }
+}
