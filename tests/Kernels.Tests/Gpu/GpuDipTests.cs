@@ -69,17 +69,10 @@ public sealed class GpuDipTests
         using var model = SyntheticModel.Create(shape, ElementType.F16, null, seed: 5);
         var tokens = new[] { 1, 17, 99, 3, 250, 42, 7 };
         var dip = new DipOptions { Keep = 0.4, PrunePrompt = true };
-        float[] Logits(ITransformerOps ops)
-        {
-            using var session = InferenceSession.Create(model, ops, new InferenceOptions { Dip = dip, CacheCapacity = 16 });
-            session.Prefill(tokens);
-            var logits = new float[shape.Vocab];
-            session.ReadLogits(logits);
-            return logits;
-        }
         using var host = new HostOps();
         using var gpu = new GpuOps(device);
-        var expected = Logits(host);
-        Tolerance.AllClose(expected, Logits(gpu), 0, 1e-3f * expected.Max(MathF.Abs), "pruned-prompt logits");
+        var options = new InferenceOptions { Dip = dip, CacheCapacity = 16 };
+        var expected = ModelFixtures.PrefillLogits(model, host, tokens, options);
+        Tolerance.AllClose(expected, ModelFixtures.PrefillLogits(model, gpu, tokens, options), 0, 1e-3f * expected.Max(MathF.Abs), "pruned-prompt logits");
     }
 }

@@ -5,6 +5,7 @@ using Kernels.Runtime.Model;
 using Kernels.Runtime.Session;
 using Kernels.Simd.Matrices;
 using Kernels.Tests.Infrastructure;
+using Kernels.Tests.Runtime;
 using Xunit;
 
 namespace Kernels.Tests.Gpu;
@@ -22,16 +23,9 @@ public sealed class GpuFamilyTests
         var shape = SyntheticShape.Small with { Name = "tiny", Dim = 64, Hidden = 172, Layers = 2, Heads = 4, KvHeads = 2, Vocab = 320, MaxSequence = 128 };
         using var model = SyntheticFamilies.Create(family, shape, ElementType.F32, seed: 9);
         var tokens = Enumerable.Range(0, 40).Select(i => (i * 37 + 5) % 300).ToArray();
-        float[] Logits(ITransformerOps ops)
-        {
-            using var session = InferenceSession.Create(model, ops, new InferenceOptions { CacheCapacity = 64 });
-            session.Prefill(tokens);
-            var logits = new float[shape.Vocab];
-            session.ReadLogits(logits);
-            return logits;
-        }
         using var host = new HostOps();
         using var gpu = new GpuOps(device);
-        Tolerance.AllClose(Logits(host), Logits(gpu), 1e-3f, 1e-4f, $"{family}: GPU vs host logits");
+        var options = new InferenceOptions { CacheCapacity = 64 };
+        Tolerance.AllClose(ModelFixtures.PrefillLogits(model, host, tokens, options), ModelFixtures.PrefillLogits(model, gpu, tokens, options), 1e-3f, 1e-4f, $"{family}: GPU vs host logits");
     }
 }

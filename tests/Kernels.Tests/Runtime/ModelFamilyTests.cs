@@ -65,12 +65,7 @@ public sealed class ModelFamilyTests
     private static float[] LastLogits(LlamaModel model, int[] tokens)
     {
         using var ops = new HostOps();
-        using var t = new Transformer(model, ops);
-        using var cache = t.CreateCache();
-        t.Forward(tokens, 0, cache, LogitsMode.Last);
-        var logits = new float[model.Config.VocabSize];
-        t.ReadLogits(0, logits);
-        return logits;
+        return ModelFixtures.PrefillLogits(model, ops, tokens);
     }
 
     private static readonly SyntheticShape Tiny = SyntheticShape.Small with { Name = "tiny", Dim = 64, Hidden = 172, Layers = 2, Heads = 4, KvHeads = 2, Vocab = 320, MaxSequence = 256 };
@@ -239,18 +234,9 @@ public sealed class ModelFamilyFeatureTests
         var tokenizer = TokenizerLoader.Load(model, null);
         int[] prompt = tokenizer.Encode("the cat in the hat sat on the mat, then the cat ran", tokenizer.AddBosByDefault, false);
         // The compressed model computes what the dense file computes.
-        float[] Last(LlamaModel m)
-        {
-            using var o = new HostOps();
-            using var s = InferenceSession.Create(m, o, new InferenceOptions());
-            s.Prefill(prompt);
-            var logits = new float[m.Config.VocabSize];
-            s.ReadLogits(logits);
-            return logits;
-        }
-        Tolerance.AllClose(Last(dense), Last(model), 1e-3f, 1e-3f, $"{family}: 2:4 compressed vs dense logits");
-
         using var ops = new HostOps();
+        Tolerance.AllClose(ModelFixtures.PrefillLogits(dense, ops, prompt), ModelFixtures.PrefillLogits(model, ops, prompt), 1e-3f, 1e-3f, $"{family}: 2:4 compressed vs dense logits");
+
         var options = new InferenceOptions
         {
             Kv = new KvCacheOptions { Policy = KvPolicyKind.Vatp, BudgetTokens = 8, ProtectedTokens = 2 },

@@ -33,6 +33,16 @@ internal static class ModelFixtures
         return sb.Append('\n').ToString();
     }
 
+    /// <summary>Logits after the last of <paramref name="tokens"/>, prefilled through a fresh session on <paramref name="ops"/>.</summary>
+    public static float[] PrefillLogits(LlamaModel model, ITransformerOps ops, int[] tokens, InferenceOptions? options = null)
+    {
+        using var session = InferenceSession.Create(model, ops, options ?? new InferenceOptions());
+        session.Prefill(tokens);
+        var logits = new float[model.Config.VocabSize];
+        session.ReadLogits(logits);
+        return logits;
+    }
+
     /// <summary>Teacher-forced logits for the reference token stream at the given positions.</summary>
     public static Dictionary<int, float[]> TeacherForcedLogits(LlamaModel model, ITransformerOps ops, int[] tokens, IEnumerable<int> positions, bool batched)
     {
