@@ -10,6 +10,7 @@ public static class Program
         var root = new RootCommand("kernels: sparse Llama inference kernels and runtime (dense vs N:M sparse, KV pruning, dynamic input pruning)")
         {
             GenerateCommand.Create(),
+            ChatCommand.Create(),
             PerplexityCommand.Create(),
             InspectCommand.Create(),
             TokenizeCommand.Create(),

@@ -21,6 +21,9 @@ public sealed class BpeTokenizer : ITokenizer
     private readonly int[] _byteTokens = new int[256];
     private readonly byte[][] _decoded;
 
+    /// <summary>Control pieces by their text, longest first (for special-token parsing).</summary>
+    private readonly (int Id, string Text)[] _controls;
+
     public BpeTokenizer(Vocabulary vocabulary)
     {
         _vocab = vocabulary;
@@ -36,6 +39,11 @@ public sealed class BpeTokenizer : ITokenizer
             _byteTokens[b] = _ids.TryGetValue(Key(Encoding.ASCII.GetBytes($"<0x{b:X2}>")), out int id) ? id
                 : b + 3 < vocabulary.Count ? b + 3 : vocabulary.Unknown;
         }
+        _controls = Enumerable.Range(0, vocabulary.Count)
+            .Where(i => vocabulary.Kinds[i] == TokenKind.Control && vocabulary.Pieces[i].Length > 0)
+            .Select(i => (i, Encoding.UTF8.GetString(vocabulary.Pieces[i])))
+            .OrderByDescending(p => p.Item2.Length).ThenBy(p => p.i)
+            .ToArray();
         _decoded = new byte[vocabulary.Count][];
         for (int i = 0; i < vocabulary.Count; i++)
         {
@@ -51,6 +59,34 @@ public sealed class BpeTokenizer : ITokenizer
     public string Description => $"SentencePiece BPE (llama2.c algorithm), {_vocab.Count} pieces from {_vocab.Source}";
 
     private static string Key(ReadOnlySpan<byte> bytes) => Encoding.Latin1.GetString(bytes);
+
+    /// <summary>
+    /// With <paramref name="parseSpecial"/>, control tokens written in the text (&lt;s&gt;, &lt;/s&gt;, chat
+    /// markers) become those tokens, and each text fragment is encoded on its own with the dummy-prefix
+    /// space (llama.cpp: a fragment after a special token is prefixed again).
+    /// </summary>
+    public int[] Encode(string text, bool addBos, bool addEos, bool parseSpecial)
+    {
+        if (!parseSpecial)
+        {
+            return Encode(text, addBos, addEos);
+        }
+        ArgumentNullException.ThrowIfNull(text);
+        var ids = new List<int>();
+        if (addBos)
+        {
+            ids.Add(_vocab.Bos);
+        }
+        foreach (var (start, length, special) in SpecialTokenPartition.Split(text, _controls))
+        {
+            ids.AddRange(special >= 0 ? [special] : Encode(text.Substring(start, length), false, false));
+        }
+        if (addEos)
+        {
+            ids.Add(_vocab.Eos);
+        }
+        return ids.ToArray();
+    }
 
     public int[] Encode(string text, bool addBos, bool addEos)
     {

@@ -140,48 +140,11 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
         }
     }
 
-    /// <summary>Cuts special tokens out of the text: (start, length, -1) for plain text, (_, _, id) for a special token.</summary>
-    private List<(int Start, int Length, int Special)> Partition(string text, bool parseSpecial)
-    {
-        var fragments = new List<(int Start, int Length, int Special)> { (0, text.Length, -1) };
-        foreach (int id in _specials)
-        {
-            if (!parseSpecial && _vocab.Kinds[id] is TokenKind.Control or TokenKind.Unknown)
-            {
-                continue;
-            }
-            string s = _vocab.Tokens[id];
-            for (int f = 0; f < fragments.Count; f++)
-            {
-                var (start, length, special) = fragments[f];
-                if (special >= 0)
-                {
-                    continue;
-                }
-                int hit = text.IndexOf(s, start, length, StringComparison.Ordinal);
-                if (hit < 0)
-                {
-                    continue;
-                }
-                // Replace the fragment by [before, token, after]; the loop then continues with "after".
-                var replacement = new List<(int, int, int)>(3);
-                if (hit > start)
-                {
-                    replacement.Add((start, hit - start, -1));
-                }
-                replacement.Add((hit, s.Length, id));
-                int end = hit + s.Length;
-                if (end < start + length)
-                {
-                    replacement.Add((end, start + length - end, -1));
-                }
-                fragments.RemoveAt(f);
-                fragments.InsertRange(f, replacement);
-                f += replacement.Count - 2; // revisit the remainder (the loop's f++ lands on it)
-            }
-        }
-        return fragments;
-    }
+    /// <summary>Added tokens always; control and unknown ones only with <paramref name="parseSpecial"/>.</summary>
+    private List<(int Start, int Length, int Special)> Partition(string text, bool parseSpecial) =>
+        SpecialTokenPartition.Split(text, _specials
+            .Where(id => parseSpecial || _vocab.Kinds[id] is not (TokenKind.Control or TokenKind.Unknown))
+            .Select(id => (id, _vocab.Tokens[id])));
 
     public string Spelling(int token) =>
         (uint)token < (uint)_pieces.Length && _vocab.Kinds[token] is TokenKind.Control or TokenKind.Unknown or TokenKind.Unused

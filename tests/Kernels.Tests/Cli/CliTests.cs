@@ -7,16 +7,24 @@ namespace Kernels.Tests.Cli;
 /// <summary>The kernels executable as a user runs it (separate process: stdout holds only the text).</summary>
 public sealed class CliTests
 {
-    internal static (int Code, string Out, string Err) Run(params string[] args)
+    internal static (int Code, string Out, string Err) Run(params string[] args) => RunWithInput(null, args);
+
+    /// <summary>Runs kernels with <paramref name="input"/> on stdin (closed afterwards), or with stdin inherited when null.</summary>
+    internal static (int Code, string Out, string Err) RunWithInput(string? input, params string[] args)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "kernels.dll");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = input is not null, UseShellExecute = false };
         psi.ArgumentList.Add(dll);
         foreach (var a in args)
         {
             psi.ArgumentList.Add(a);
         }
         using var p = Process.Start(psi)!;
+        if (input is not null)
+        {
+            p.StandardInput.Write(input);
+            p.StandardInput.Close();
+        }
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         if (!p.WaitForExit(300_000))
@@ -60,6 +68,24 @@ public sealed class CliTests
         var (bad, _, err) = Run("generate", "--model", TestData.Tok512, "--prompt", "x");
         Assert.NotEqual(0, bad);
         Assert.Contains("tok512.bin", err);
+    }
+
+    /// <summary>Piped input: one reply per line, the cache kept between turns (the second turn prefills only its new tokens).</summary>
+    [DataFact]
+    public void Chat_reads_messages_from_stdin_and_keeps_the_cache_between_turns()
+    {
+        var (code, stdout, stderr) = RunWithInput("Hello there\nTell me about the cat\n",
+            "chat", "--model", TestData.Stories260KGguf, "--chat-template", "llama-2", "--temperature", "0", "--max-tokens", "20");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(2, stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
+        var turns = System.Text.RegularExpressions.Regex.Matches(stderr, @"\[(\d+) prompt tokens, (\d+) prefilled \((\d+) kept");
+        Assert.Equal(2, turns.Count);
+        Assert.Equal("0", turns[0].Groups[3].Value);
+        Assert.True(int.Parse(turns[1].Groups[3].Value) > 0 && int.Parse(turns[1].Groups[2].Value) < int.Parse(turns[1].Groups[1].Value), stderr);
+
+        var (bad, _, err) = RunWithInput("hi\n", "chat", "--model", TestData.Stories260KGguf, "--chat-template", "alpaca");
+        Assert.Equal(1, bad);
+        Assert.Contains("chat template 'alpaca' is not one of", err);
     }
 }
 
