@@ -11,6 +11,7 @@ public static class Program
         {
             GenerateCommand.Create(),
             ChatCommand.Create(),
+            ServeCommand.Create(),
             PerplexityCommand.Create(),
             InspectCommand.Create(),
             TokenizeCommand.Create(),

@@ -73,8 +73,8 @@ public sealed class LocalChatClient : IChatClient
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
         await GetStreamingResponseAsync(messages, options, cancellationToken).ToChatResponseAsync(cancellationToken);
 
-    public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
-        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(messages);
         var list = messages.ToList();
@@ -82,6 +82,23 @@ public sealed class LocalChatClient : IChatClient
         {
             throw new ArgumentException("no messages", nameof(messages));
         }
+        string rendered = Template.Render(list); // a bad role fails here, before anything runs
+        return GenerateAsync(() => _tokenizer.Encode(rendered, _tokenizer.AddBosByDefault, false, parseSpecial: true), options, cancellationToken);
+    }
+
+    /// <summary>
+    /// A plain completion of <paramref name="prompt"/> (no chat template; BOS as the vocabulary asks;
+    /// control-token text stays text), streamed as the chat updates are: text, then usage and finish reason.
+    /// </summary>
+    public IAsyncEnumerable<ChatResponseUpdate> GetCompletionStreamingAsync(string prompt, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        return GenerateAsync(() => _tokenizer.Encode(prompt, _tokenizer.AddBosByDefault, false), options, cancellationToken);
+    }
+
+    private async IAsyncEnumerable<ChatResponseUpdate> GenerateAsync(Func<int[]> encode, ChatOptions? options,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
         float temperature = options?.Temperature ?? _options.Temperature;
         float topP = options?.TopP ?? _options.TopP;
         int maxTokens = options?.MaxOutputTokens ?? _options.MaxOutputTokens;
@@ -96,10 +113,14 @@ public sealed class LocalChatClient : IChatClient
         await _gate.WaitAsync(cancellationToken);
         try
         {
-            int[] prompt = _tokenizer.Encode(Template.Render(list), _tokenizer.AddBosByDefault, false, parseSpecial: true);
+            int[] prompt = encode();
+            if (prompt.Length == 0)
+            {
+                throw new ArgumentException("the prompt is empty and the vocabulary has no BOS token to start from");
+            }
             if (prompt.Length >= _model.Config.MaxSequenceLength)
             {
-                throw new ArgumentException($"the conversation is {prompt.Length} tokens, the model's context {_model.Config.MaxSequenceLength}", nameof(messages));
+                throw new ArgumentException($"the prompt is {prompt.Length} tokens; the model's context is {_model.Config.MaxSequenceLength}");
             }
             Prefill(prompt, cancellationToken);
             maxTokens = Math.Min(maxTokens, _model.Config.MaxSequenceLength - _session.Position);
