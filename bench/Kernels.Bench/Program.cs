@@ -7,19 +7,24 @@ namespace Kernels.Bench;
 /// <c>-- side-by-side SHAPE N</c> times dense / 2:4 / 4:8 round-robin instead (<see cref="SideBySide"/>),
 /// <c>-- side-by-side-quant SHAPE N</c> the quantized formats against dense F16 (<see cref="QuantizedSideBySide"/>),
 /// <c>-- cancel-latency [layers] [prompt] [rounds]</c> how fast a cancelled prefill stops (<see cref="CancelLatency"/>),
-/// <c>-- compat MODEL TOKENS PEER.f32 [OUT.json]</c> teacher-forced logits against llama.cpp's (<see cref="Compat"/>).
+/// <c>-- compat MODEL TOKENS PEER.f32 [OUT.json]</c> teacher-forced logits against llama.cpp's (<see cref="Compat"/>),
+/// <c>-- serve-load URL CLIENTS REQUESTS MAX_TOKENS [OUT.json]</c> load on a running <c>kernels serve</c> (<see cref="ServeLoad"/>).
 /// </summary>
 public static class Program
 {
     public static void Main(string[] args)
     {
-        if (args.Length > 0 && args[0] is "cancel-latency" or "compat")
+        if (args.Length > 0 && args[0] is "cancel-latency" or "compat" or "serve-load")
         {
             try
             {
                 if (args[0] == "compat")
                 {
                     Compat.Run(args[1..]);
+                }
+                else if (args[0] == "serve-load")
+                {
+                    ServeLoad.Run(args[1..]);
                 }
                 else
                 {

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Kernels.Runtime.Chat;
 using Kernels.Server;
+using Microsoft.Extensions.Hosting;
 
 namespace Kernels.Cli.Commands;
 
@@ -44,15 +45,9 @@ internal static class ServeCommand
                         return new LocalChatClient(model, ops, tokenizer, new LocalChatOptions { Template = chatTemplate, Inference = inference, ModelId = modelId });
                     });
                 await app.StartAsync(cancellationToken);
-                Console.Error.WriteLine($"serve: {modelId} on {string.Join(", ", app.Urls)} ({parse.GetValue(parallel)} parallel); Ctrl+C stops");
-                try
-                {
-                    await Task.Delay(Timeout.Infinite, cancellationToken);
-                }
-                catch (OperationCanceledException)
-                {
-                }
-                await app.StopAsync(CancellationToken.None);
+                Console.Error.WriteLine($"serve: {modelId} on {string.Join(", ", app.Urls)} ({parse.GetValue(parallel)} parallel); Ctrl+C or SIGTERM stops");
+                // The host's console lifetime turns Ctrl+C and SIGTERM into a shutdown: wait for it.
+                await app.WaitForShutdownAsync(cancellationToken);
                 await app.DisposeAsync();
                 backends.ForEach(b => b.Dispose());
                 return 0;

@@ -70,6 +70,33 @@ public sealed class CliTests
         Assert.Contains("tok512.bin", err);
     }
 
+    /// <summary>kernels serve on a free port answers /health and /v1/models, and a SIGTERM stops it cleanly.</summary>
+    [DataFact]
+    public async Task Serve_listens_answers_and_stops_on_sigterm()
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, "kernels.dll");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { dll, "serve", "--model", TestData.Stories260KGguf, "--chat-template", "llama-2", "--port", "0", "--parallel", "2" })
+        {
+            psi.ArgumentList.Add(a);
+        }
+        using var p = Process.Start(psi)!;
+        string? url = null;
+        var stderr = new System.Text.StringBuilder();
+        while (url is null && await p.StandardError.ReadLineAsync() is { } line)
+        {
+            stderr.AppendLine(line);
+            url = System.Text.RegularExpressions.Regex.Match(line, @"on (http://\S+?)[ ,]").Groups[1] is { Success: true } g ? g.Value : null;
+        }
+        Assert.True(url is not null, stderr.ToString());
+        using var http = new HttpClient { BaseAddress = new Uri(url!) };
+        Assert.Contains("\"slots\":2", await http.GetStringAsync("/health"));
+        Assert.Contains("stories260K", await http.GetStringAsync("/v1/models"));
+        Process.Start("kill", ["-TERM", p.Id.ToString()])!.WaitForExit();
+        Assert.True(p.WaitForExit(30_000), "kernels serve did not stop on SIGTERM");
+        Assert.Equal(0, p.ExitCode);
+    }
+
     /// <summary>Piped input: one reply per line, the cache kept between turns (the second turn prefills only its new tokens).</summary>
     [DataFact]
     public void Chat_reads_messages_from_stdin_and_keeps_the_cache_between_turns()
