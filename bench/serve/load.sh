@@ -71,6 +71,13 @@ lines = ["# `kernels serve` under load", "",
          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
 for r in results:
     lines.append(f"| {r['model']} | {r['clients']} | {r['requests_per_s']:.2f} | {r['generated_tokens_per_s']:.1f} | {r['ttft_ms_p50']:.0f} | {r['ttft_ms_p95']:.0f} | {r['latency_ms_p50']:.0f} | {r['latency_ms_p95']:.0f} |")
-open(os.path.join(out, "README.md"), "w").write("\n".join(lines) + "\n")
+# Hand-written reading of the numbers below the marker survives a rerun.
+readme = os.path.join(out, "README.md")
+tail = ""
+if os.path.exists(readme):
+    text = open(readme).read()
+    if "<!-- analysis -->" in text:
+        tail = "\n" + text[text.index("<!-- analysis -->"):]
+open(readme, "w").write("\n".join(lines) + "\n" + tail)
 print("\n".join(lines))
 PY
