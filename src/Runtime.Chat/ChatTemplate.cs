@@ -158,38 +158,26 @@ public sealed class ChatMlTemplate : ChatTemplate
     protected override void OpenAssistant(StringBuilder sb) => sb.Append("<|im_start|>assistant\n");
 }
 
-/// <summary>Zephyr as llama.cpp writes it (StableLM-zephyr): <c>&lt;|role|&gt;\ntext&lt;|endoftext|&gt;\n</c>.</summary>
-public sealed class ZephyrTemplate : ChatTemplate
+/// <summary>The formats that tag each turn as <c>&lt;|role|&gt;\ntext END\n</c> and open the reply with <c>&lt;|assistant|&gt;\n</c>.</summary>
+public abstract class RoleTagTemplate(string name, string end) : ChatTemplate
 {
-    public override string Name => "zephyr";
+    public override string Name => name;
 
-    public override IReadOnlyList<string> EndMarkers => ["<|endoftext|>"];
+    public override IReadOnlyList<string> EndMarkers => [end];
 
     protected override void Render(IReadOnlyList<(string Role, string Text)> messages, StringBuilder sb)
     {
         foreach (var (role, text) in messages)
         {
-            sb.Append("<|").Append(role).Append("|>\n").Append(text).Append("<|endoftext|>\n");
+            sb.Append("<|").Append(role).Append("|>\n").Append(text).Append(end).Append('\n');
         }
     }
 
     protected override void OpenAssistant(StringBuilder sb) => sb.Append("<|assistant|>\n");
 }
 
-/// <summary>Phi-3: <c>&lt;|role|&gt;\ntext&lt;|end|&gt;\n</c>.</summary>
-public sealed class Phi3Template : ChatTemplate
-{
-    public override string Name => "phi-3";
+/// <summary>Zephyr as llama.cpp writes it (StableLM-zephyr): turns end with <c>&lt;|endoftext|&gt;</c>.</summary>
+public sealed class ZephyrTemplate() : RoleTagTemplate("zephyr", "<|endoftext|>");
 
-    public override IReadOnlyList<string> EndMarkers => ["<|end|>"];
-
-    protected override void Render(IReadOnlyList<(string Role, string Text)> messages, StringBuilder sb)
-    {
-        foreach (var (role, text) in messages)
-        {
-            sb.Append("<|").Append(role).Append("|>\n").Append(text).Append("<|end|>\n");
-        }
-    }
-
-    protected override void OpenAssistant(StringBuilder sb) => sb.Append("<|assistant|>\n");
-}
+/// <summary>Phi-3: turns end with <c>&lt;|end|&gt;</c>.</summary>
+public sealed class Phi3Template() : RoleTagTemplate("phi-3", "<|end|>");

@@ -128,6 +128,7 @@ public sealed class LocalChatClient : IChatClient
             var utf8 = Encoding.UTF8.GetDecoder();
             var text = new StringBuilder();
             int emitted = 0, generated = 0;
+            bool stopSequence = false;
             ChatFinishReason finish = ChatFinishReason.Length;
             while (generated < maxTokens)
             {
@@ -163,6 +164,7 @@ public sealed class LocalChatClient : IChatClient
                 if (stopAt >= 0)
                 {
                     finish = ChatFinishReason.Stop;
+                    stopSequence = true;
                     break;
                 }
                 if (generated < maxTokens)
@@ -171,7 +173,8 @@ public sealed class LocalChatClient : IChatClient
                     _history.Add(next);
                 }
             }
-            if (finish == ChatFinishReason.Length && text.Length > emitted)
+            // Text held back as a possible start of a stop sequence that never completed is part of the reply.
+            if (!stopSequence && text.Length > emitted)
             {
                 yield return new ChatResponseUpdate(ChatRole.Assistant, text.ToString(emitted, text.Length - emitted)) { ResponseId = responseId, ModelId = ModelId };
             }

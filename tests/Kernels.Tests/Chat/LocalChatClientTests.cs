@@ -78,6 +78,9 @@ public sealed class LocalChatClientTests
         var cut = await client.GetResponseAsync(messages, new ChatOptions { Temperature = 0, MaxOutputTokens = 40, StopSequences = [stop] });
         Assert.Equal(ChatFinishReason.Stop, cut.FinishReason);
         Assert.Equal(full.Text[..full.Text.IndexOf(stop, StringComparison.Ordinal)], cut.Text);
+        // Text held back because it might start a stop sequence is released when the sequence never completes.
+        var held = await client.GetResponseAsync(messages, new ChatOptions { Temperature = 0, MaxOutputTokens = 40, StopSequences = [full.Text[^2..] + "\u0001"] });
+        Assert.Equal(full.Text, held.Text);
     }
 
     [DataFact]
