@@ -18,6 +18,9 @@ public sealed class InferenceSession : IDisposable
     private readonly DipMlp? _dip;
     private readonly IKvMemory? _memory;
 
+    /// <summary>Tokens of a token-by-token sequence that play the prompt (<see cref="StartSequence"/>); 0 when none is running.</summary>
+    private int _sequencePrompt;
+
     private InferenceSession(LlamaModel model, ITransformerOps ops, InferenceOptions options)
     {
         Model = model;
@@ -83,6 +86,7 @@ public sealed class InferenceSession : IDisposable
     {
         Cache.Reset();
         Position = 0;
+        _sequencePrompt = 0;
     }
 
     /// <summary>
@@ -92,7 +96,7 @@ public sealed class InferenceSession : IDisposable
     public void StartSequence(int length)
     {
         Reset();
-        Policy?.BeforePrompt(_memory!, length);
+        _sequencePrompt = Policy?.BeforeSequence(_memory!, length) ?? 0;
     }
 
     /// <summary>Runs a prompt at the current position: the policy fixes its budget from it before and evicts after.</summary>
@@ -109,7 +113,16 @@ public sealed class InferenceSession : IDisposable
     {
         Transformer.Forward([token], Position, Cache, LogitsMode.Last, cancellationToken);
         Position++;
-        Policy?.AfterStep(_memory!);
+        if (Position == _sequencePrompt)
+        {
+            // A stepped sequence's prompt is complete: the policy's after-prompt step (Scissorhands' window mean) runs here.
+            _sequencePrompt = 0;
+            Policy?.AfterPrompt(_memory!, Position);
+        }
+        else
+        {
+            Policy?.AfterStep(_memory!);
+        }
     }
 
     /// <summary>Greedy next token after the last forward (computed on the backend).</summary>

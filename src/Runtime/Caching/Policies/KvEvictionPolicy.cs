@@ -64,10 +64,28 @@ public abstract class KvEvictionPolicy
     /// <summary>Fixes the budget from the prompt length.</summary>
     public virtual void BeforePrompt(IKvMemory cache, int promptLength)
     {
-        Budget = Math.Max(2, Options.BudgetTokens ?? (int)Math.Floor(Options.BudgetFraction * promptLength));
+        SetBudget(cache, promptLength);
+        OnBeforePrompt(cache, promptLength);
+    }
+
+    /// <summary>
+    /// A sequence run token by token (constrained perplexity): the budget comes from the whole
+    /// <paramref name="length"/>, and its first <see cref="Budget"/> tokens, which fit the cache, play
+    /// the prompt; the caller runs <see cref="AfterPrompt"/> once they are in (returns their count).
+    /// </summary>
+    public int BeforeSequence(IKvMemory cache, int length)
+    {
+        SetBudget(cache, length);
+        int prompt = Math.Min(Budget, length);
+        OnBeforePrompt(cache, prompt);
+        return prompt;
+    }
+
+    private void SetBudget(IKvMemory cache, int length)
+    {
+        Budget = Math.Max(2, Options.BudgetTokens ?? (int)Math.Floor(Options.BudgetFraction * length));
         Recent = RecentFor(Budget);
         cache.GrowthCap = Budget;
-        OnBeforePrompt(cache, promptLength);
     }
 
     protected virtual void OnBeforePrompt(IKvMemory cache, int promptLength)

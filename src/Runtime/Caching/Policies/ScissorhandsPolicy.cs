@@ -16,17 +16,19 @@ public sealed class ScissorhandsPolicy(KvCacheOptions options) : H2OPolicy(optio
     protected override void OnBeforePrompt(IKvMemory cache, int promptLength) =>
         cache.ScoreFromPosition = Math.Max(0, promptLength - Options.ScissorhandsWindow);
 
-    /// <summary>Sums over the window become means over the queries each token saw.</summary>
+    /// <summary>
+    /// Sums over the window become the mean over the window's queries, one divisor for every token
+    /// as the reference code divides by its window (a token the causal mask hid from some of those
+    /// queries got zero from them, not a smaller denominator).
+    /// </summary>
     protected override void OnAfterPrompt(IKvMemory cache, int promptLength)
     {
-        int from = cache.ScoreFromPosition;
+        int queries = promptLength - cache.ScoreFromPosition;
         ForEachHead(cache, (l, g) =>
         {
-            var positions = cache.Positions(l, g);
             var scores = cache.Scores(l, g).ToArray();
-            for (int s = 0; s < positions.Length; s++)
+            for (int s = 0; s < scores.Length; s++)
             {
-                int queries = promptLength - Math.Max(positions[s], from);
                 scores[s] = queries > 0 ? scores[s] / queries : 0f;
             }
             cache.WriteScores(l, g, scores);
