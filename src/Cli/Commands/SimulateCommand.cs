@@ -88,7 +88,7 @@ internal static class SimulateCommand
                 }
                 var run = CliConsole.WithProgress("running DIP", _ => DipEvaluation.Run(model, options, tokens, ctx, tok.Bos, ct));
                 var dense = HwSimulator.Simulate(model.Config, hw, MlpMode.Dense);
-                var sim = HwSimulator.Simulate(model.Config, hw, MlpMode.Dynamic, run.Masks);
+                var sim = HwSimulator.Simulate(model.Config, hw, MlpMode.Dynamic, run.Masks, sequenceStarts: run.SequenceStarts);
                 var table = new Table().AddColumns("metric", "dense from flash", "DIP" + (options.CacheAware ? "-CA" : ""));
                 table.AddRow("device", Markup.Escape(hw.Name), "");
                 table.AddRow("model bytes", $"{HwOptions.ModelBytes(model.Config, hw.WeightBits)}", "");
@@ -169,7 +169,7 @@ internal static class DipReportCommand
                                 o = DipEvaluation.WithSimulatedCache(o, model.Config, hw);
                             }
                             var r = DipEvaluation.Run(model, o, tokens, ctx, tok.Bos, ct);
-                            var sim = HwSimulator.Simulate(model.Config, hw, MlpMode.Dynamic, r.Masks);
+                            var sim = HwSimulator.Simulate(model.Config, hw, MlpMode.Dynamic, r.Masks, sequenceStarts: r.SequenceStarts);
                             rows.Add(new Row(name, k, gm, r.Perplexity.Perplexity, sim.TokensPerSecond, sim.HitRate, sim.TokensPerSecond / dense.TokensPerSecond));
                             Step();
                         }
@@ -178,7 +178,7 @@ internal static class DipReportCommand
                     {
                         var o = DipEvaluation.WithSimulatedCache(new DipOptions { Keep = 0.5, Gamma = gm, ForceMasked = true }, model.Config, hw);
                         var r = DipEvaluation.Run(model, o, tokens, ctx, tok.Bos, ct);
-                        var sim = HwSimulator.Simulate(model.Config, hw, MlpMode.Dynamic, r.Masks);
+                        var sim = HwSimulator.Simulate(model.Config, hw, MlpMode.Dynamic, r.Masks, sequenceStarts: r.SequenceStarts);
                         rows.Add(new Row("gamma sweep (keep 0.5)", 0.5, gm, r.Perplexity.Perplexity, sim.TokensPerSecond, sim.HitRate, sim.TokensPerSecond / dense.TokensPerSecond));
                         Step();
                     }

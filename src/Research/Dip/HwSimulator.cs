@@ -69,7 +69,9 @@ public sealed record SimulationResult(
 /// </summary>
 public static class HwSimulator
 {
-    public static SimulationResult Simulate(LlamaConfig c, HwConfig hw, MlpMode mode, IReadOnlyList<TokenLayerMask[]>? masks = null, double staticDensity = 1.0)
+    /// <param name="sequenceStarts">Token indices where a new sequence starts: the column caches are emptied there (null: one sequence).</param>
+    public static SimulationResult Simulate(LlamaConfig c, HwConfig hw, MlpMode mode, IReadOnlyList<TokenLayerMask[]>? masks = null, double staticDensity = 1.0,
+        IReadOnlyList<int>? sequenceStarts = null)
     {
         double wb = hw.WeightBits / 8.0, kb = hw.KvBits / 8.0;
         int L = c.Layers, d = c.Dim, F = c.HiddenDim;
@@ -104,8 +106,16 @@ public static class HwSimulator
         var nextDown = hw.Policy == ColumnCachePolicy.Belady ? NextUses(masks, L, F, m => m.HiddenColumns) : null;
         double tDynamic = 0;
         long hits = 0, reads = 0;
+        var starts = sequenceStarts?.ToHashSet() ?? [];
         for (int t = 0; t < masks.Count; t++)
         {
+            if (t > 0 && starts.Contains(t))
+            {
+                foreach (var cache in gateUp.Concat(down))
+                {
+                    cache.Reset();
+                }
+            }
             for (int l = 0; l < L; l++)
             {
                 var m = masks[t][l];

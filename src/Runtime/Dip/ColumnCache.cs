@@ -31,6 +31,15 @@ public sealed class ColumnCache
 
     public bool IsResident(int column) => _resident[column];
 
+    /// <summary>Empties the cache (a new sequence starts with nothing resident, as the reference simulates).</summary>
+    public void Reset()
+    {
+        Array.Clear(_resident);
+        Array.Clear(_stamp);
+        _count = 0;
+        _clock = 0;
+    }
+
     /// <summary>|mask ∩ cache|.</summary>
     public int Hits(ReadOnlySpan<int> mask)
     {

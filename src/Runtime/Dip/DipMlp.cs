@@ -71,6 +71,25 @@ public sealed class DipMlp : IMlpOverride, IDisposable
     /// <summary>When set, every token's masks are appended: Masks[token][layer].</summary>
     public List<TokenLayerMask[]>? Masks { get; set; }
 
+    /// <summary>Indices into <see cref="Masks"/> where a sequence starts (after <see cref="StartSequence"/>); the first is 0.</summary>
+    public List<int> SequenceStarts { get; } = new();
+
+    /// <summary>
+    /// A new sequence: the column caches start empty, as the reference evaluates each sequence on its
+    /// own, and the masks recorded from here on are marked as a new sequence.
+    /// </summary>
+    public void StartSequence()
+    {
+        foreach (var c in _inputCaches.Concat(_hiddenCaches))
+        {
+            c?.Reset();
+        }
+        if (Masks is not null && (SequenceStarts.Count == 0 || SequenceStarts[^1] != Masks.Count))
+        {
+            SequenceStarts.Add(Masks.Count);
+        }
+    }
+
     /// <summary>Cache hits and mask sizes seen so far (cache-aware runs): hit rate = Hits / Reads.</summary>
     public long Hits { get; private set; }
 

@@ -37,6 +37,9 @@ public sealed class PerplexityEvaluator
     /// </summary>
     public Func<int[], int[], IKvCache, double>? WindowRunner { get; set; }
 
+    /// <summary>Called before each window runs (a method with per-sequence state resets it: DIP's column caches).</summary>
+    public Action? WindowStarting { get; set; }
+
     /// <summary>
     /// Prompt/continuation protocol (0 = off, score every token): each window's first
     /// ⌊fraction·len⌋ tokens are run as a prompt (one prefill that needs only its last logits, so
@@ -82,6 +85,7 @@ public sealed class PerplexityEvaluator
                 targets[j] = tokens[start + j];
             }
             cache.Reset();
+            WindowStarting?.Invoke();
             double nll;
             int first = 0;
             if (WindowRunner is not null)

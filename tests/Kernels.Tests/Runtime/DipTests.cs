@@ -155,6 +155,34 @@ public sealed class DipTests
         Assert.Equal(2, tiny.Count);
     }
 
+    /// <summary>
+    /// As the reference: each perplexity window is a sequence whose first half is a dense prompt,
+    /// left out of the accounting; only the continuation's masks are recorded, and the column
+    /// caches start empty in each sequence (here and in the simulator).
+    /// </summary>
+    [DataFact]
+    public void Evaluation_counts_generated_tokens_only_and_starts_every_sequence_with_empty_caches()
+    {
+        using var model = ModelLoader.Load(TestData.Stories260KBin);
+        var tok = TestData.ReadInts(TestData.Reference("ppl_tinystories_tokens.txt"))[..600];
+        var options = new DipOptions { Keep = 0.5, Gamma = 0.3, CacheFraction = 0.5 };
+        var run = DipEvaluation.Run(model, options, tok, 256, 1);
+        // Windows of 256, 256 and 88 tokens; prompts of 128, 128 and 44.
+        Assert.Equal(128 + 128 + 44, run.Masks.Count);
+        Assert.Equal(new[] { 0, 128, 256 }, run.SequenceStarts);
+        Assert.Equal(129 + 129 + 45, run.Perplexity.Tokens); // from the prompt's last token on
+
+        var hw = new HwConfig { DramCapacity = 2_000_000, PromptLength = 128, SequenceLength = 256, Policy = ColumnCachePolicy.Lru };
+        var reset = HwSimulator.Simulate(model.Config, hw, MlpMode.Dynamic, run.Masks, sequenceStarts: run.SequenceStarts);
+        var carried = HwSimulator.Simulate(model.Config, hw, MlpMode.Dynamic, run.Masks);
+        Assert.True(reset.HitRate < carried.HitRate, $"empty caches per sequence: hit rate {reset.HitRate:P2} vs {carried.HitRate:P2} carried over");
+        var c = new ColumnCache(8, 4, ColumnCachePolicy.Lru);
+        c.Update(new[] { 1, 2, 3 });
+        c.Reset();
+        Assert.Equal(0, c.Count);
+        Assert.False(c.IsResident(1));
+    }
+
     [DataFact]
     public void Cache_aware_masking_raises_the_hit_rate()
     {
