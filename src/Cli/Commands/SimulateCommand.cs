@@ -209,7 +209,12 @@ internal static class DipReportCommand
                     md.AppendLine($"| {r.Method} | {r.Keep:0.##} | {r.Gamma:0.##} | {r.Perplexity:F3} | {r.TokensPerSecond:F1} | {r.SpeedupVsDenseFlash:F2}x | {(double.IsNaN(r.HitRate) ? "-" : r.HitRate.ToString("P1"))} |");
                 }
                 Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "dip-report.md"), md.ToString());
-                Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "dip-report.json"), JsonSerializer.Serialize(new { title, rows }, new JsonSerializerOptions { WriteIndented = true }));
+                Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "dip-report.json"), JsonSerializer.Serialize(new { title, rows }, new JsonSerializerOptions
+                {
+                    WriteIndented = true,
+                    // Rows without a hit rate (dense, static pruning) hold NaN: written as the string "NaN".
+                    NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+                }));
                 Charts.Lines(Path.Combine(dir, "dip-report.png"), "Perplexity vs simulated decode throughput", "simulated tokens/s", "perplexity",
                     rows.Where(r => r.Method is "DIP" or "DIP-CA").GroupBy(r => r.Method).Select(gr => (gr.Key, gr.Select(r => r.TokensPerSecond).ToArray(), gr.Select(r => r.Perplexity).ToArray()))
                         .Concat(rows.Where(r => r.Method.StartsWith("static") || r.Method.StartsWith("dense")).Select(r => (r.Method, new[] { r.TokensPerSecond }, new[] { r.Perplexity }))).ToList(), logY: true);

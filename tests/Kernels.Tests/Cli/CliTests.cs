@@ -70,6 +70,19 @@ public sealed class CliTests
         Assert.Contains("tok512.bin", err);
     }
 
+    /// <summary>dip-report writes its Markdown and its JSON (rows without a hit rate included).</summary>
+    [DataFact]
+    public void Dip_report_writes_markdown_and_json()
+    {
+        using var tmp = new TempDir();
+        var (code, _, stderr) = Run("dip-report", "--model", TestData.Stories260KBin, "--tokenizer", TestData.Tok512, "--text", TestData.File_("tinystories_valid_sample.txt"),
+            "--text-bytes", "0:3000", "--keeps", "0.5", "--gammas", "1", "--dram-fraction", "0.8", "-o", tmp.Path);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("| DIP | 0.5 |", File.ReadAllText(Path.Combine(tmp.Path, "dip-report.md")));
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(tmp.Path, "dip-report.json")));
+        Assert.True(json.RootElement.GetProperty("rows").GetArrayLength() >= 3);
+    }
+
     /// <summary>kernels serve on a free port answers /health and /v1/models, and a SIGTERM stops it cleanly.</summary>
     [DataFact]
     public async Task Serve_listens_answers_and_stops_on_sigterm()
