@@ -151,7 +151,10 @@ internal static class DipReportCommand
                 var keepList = parse.GetValue(keeps)!.Split(',').Select(v => double.Parse(v, System.Globalization.CultureInfo.InvariantCulture)).ToList();
                 var gammaList = parse.GetValue(gammas)!.Split(',').Select(v => double.Parse(v, System.Globalization.CultureInfo.InvariantCulture)).ToList();
                 double g = parse.GetValue(gamma);
-                int total = 2 * keepList.Count + gammaList.Count + 3;
+                double[] dramFractions = [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+                int total = 2 * keepList.Count + gammaList.Count + 5 + dramFractions.Length;
+                var policyRows = new List<Row>();
+                var dramRows = new List<(double Fraction, long DramBytes, Row Dense, Row Dip, Row Static)>();
                 CliConsole.WithProgress($"{total} runs", progress =>
                 {
                     int done = 0;
@@ -190,10 +193,41 @@ internal static class DipReportCommand
                             using var pruned = Kernels.Runtime.IO.ModelLoader.Load(modelPath);
                             SequentialPruner.Prune(pruned, data, new PruneSpec { Method = method, Sparsity = Sparsity.Parse("0.5") });
                             var r = DipEvaluation.Run(pruned, new DipOptions(), tokens, ctx, tok.Bos, ct);
-                            var sim = HwSimulator.Simulate(model.Config, hw, MlpMode.StaticPruned, staticDensity: 0.5);
-                            rows.Add(new Row($"static {method} 50%", 0.5, 1, r.Perplexity.Perplexity, sim.TokensPerSecond, double.NaN, sim.TokensPerSecond / dense.TokensPerSecond));
+                            // Unstructured 50 %: the kept values plus a bitmap (1 bit per original weight) to find them.
+                            var sim = HwSimulator.Simulate(model.Config, hw, MlpMode.StaticPruned, staticDensity: 0.5, staticIndexBitsPerWeight: 1);
+                            rows.Add(new Row($"static {method} 50% (+1-bit index)", 0.5, 1, r.Perplexity.Perplexity, sim.TokensPerSecond, double.NaN, sim.TokensPerSecond / dense.TokensPerSecond));
                             Step();
                         }
+                    }
+                    // The same DIP-CA masks (keep 0.5, live LRU cache) through the simulator's three column policies,
+                    // at the report's DRAM size and with DRAM as large as the model (where the cache outgrows a mask).
+                    foreach (var (label, h) in new[] { ("report DRAM", hw), ("DRAM = model", hw with { DramCapacity = HwOptions.ModelBytes(model.Config, hw.WeightBits) }) })
+                    {
+                        var o = DipEvaluation.WithSimulatedCache(new DipOptions { Keep = 0.5, Gamma = g, ForceMasked = true }, model.Config, h);
+                        var r = DipEvaluation.Run(model, o, tokens, ctx, tok.Bos, ct);
+                        foreach (var policy in new[] { ColumnCachePolicy.Lru, ColumnCachePolicy.Lfu, ColumnCachePolicy.Belady })
+                        {
+                            var sim = HwSimulator.Simulate(model.Config, h with { Policy = policy }, MlpMode.Dynamic, r.Masks, sequenceStarts: r.SequenceStarts);
+                            policyRows.Add(new Row($"{label}, cache {policy} ({sim.GateUpCacheColumns}/{model.Config.Dim} gate-up, {sim.DownCacheColumns}/{model.Config.HiddenDim} down columns)", 0.5, g,
+                                r.Perplexity.Perplexity, sim.TokensPerSecond, sim.HitRate, sim.TokensPerSecond / dense.TokensPerSecond));
+                        }
+                        Step();
+                    }
+                    // DRAM size sweep: dense from flash, DIP-CA keep 0.5 (live cache sized by each split), static 50 % with its index.
+                    long modelBytes = HwOptions.ModelBytes(model.Config, hw.WeightBits);
+                    foreach (double f in dramFractions)
+                    {
+                        var hf = hw with { DramCapacity = (long)(modelBytes * f), Name = $"DRAM {f:P0}" };
+                        var d = HwSimulator.Simulate(model.Config, hf, MlpMode.Dense);
+                        var o = DipEvaluation.WithSimulatedCache(new DipOptions { Keep = 0.5, Gamma = g, ForceMasked = true }, model.Config, hf);
+                        var r = DipEvaluation.Run(model, o, tokens, ctx, tok.Bos, ct);
+                        var sim = HwSimulator.Simulate(model.Config, hf, MlpMode.Dynamic, r.Masks, sequenceStarts: r.SequenceStarts);
+                        var st = HwSimulator.Simulate(model.Config, hf, MlpMode.StaticPruned, staticDensity: 0.5, staticIndexBitsPerWeight: 1);
+                        dramRows.Add((f, hf.DramCapacity,
+                            new Row("dense", 1, 1, rows[0].Perplexity, d.TokensPerSecond, double.NaN, d.TokensPerSecond / dense.TokensPerSecond),
+                            new Row("DIP-CA", 0.5, g, r.Perplexity.Perplexity, sim.TokensPerSecond, sim.HitRate, sim.TokensPerSecond / dense.TokensPerSecond),
+                            new Row("static 50%", 0.5, 1, double.NaN, st.TokensPerSecond, double.NaN, st.TokensPerSecond / dense.TokensPerSecond)));
+                        Step();
                     }
                     return 0;
                 });
@@ -208,8 +242,21 @@ internal static class DipReportCommand
                 {
                     md.AppendLine($"| {r.Method} | {r.Keep:0.##} | {r.Gamma:0.##} | {r.Perplexity:F3} | {r.TokensPerSecond:F1} | {r.SpeedupVsDenseFlash:F2}x | {(double.IsNaN(r.HitRate) ? "-" : r.HitRate.ToString("P1"))} |");
                 }
+                md.AppendLine().AppendLine($"## Simulator column policy (DIP-CA keep 0.5, γ {g}: the same masks)").AppendLine();
+                md.AppendLine("A mask at least as large as the cache leaves no choice (every other column goes), so the policies only differ where the cache outgrows the mask.").AppendLine();
+                md.AppendLine("| DRAM, simulator cache | simulated tok/s | speed-up | hit rate |").AppendLine("|---|---:|---:|---:|");
+                foreach (var r in policyRows)
+                {
+                    md.AppendLine($"| {r.Method} | {r.TokensPerSecond:F1} | {r.SpeedupVsDenseFlash:F2}x | {r.HitRate:P1} |");
+                }
+                md.AppendLine().AppendLine("## DRAM size sweep (memory vs throughput; speed-up against dense at the report's DRAM size)").AppendLine();
+                md.AppendLine("| DRAM / model | DRAM bytes | dense tok/s | DIP-CA tok/s | DIP-CA perplexity | DIP-CA hit rate | static 50 % tok/s |").AppendLine("|---:|---:|---:|---:|---:|---:|---:|");
+                foreach (var (f, bytesDram, d, dip, st) in dramRows)
+                {
+                    md.AppendLine($"| {f:P0} | {bytesDram} | {d.TokensPerSecond:F1} | {dip.TokensPerSecond:F1} | {dip.Perplexity:F3} | {dip.HitRate:P1} | {st.TokensPerSecond:F1} |");
+                }
                 Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "dip-report.md"), md.ToString());
-                Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "dip-report.json"), JsonSerializer.Serialize(new { title, rows }, new JsonSerializerOptions
+                Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "dip-report.json"), JsonSerializer.Serialize(new { title, rows, policyRows, dram = dramRows.Select(x => new { fraction = x.Fraction, dram_bytes = x.DramBytes, dense = x.Dense, dip_ca = x.Dip, static_pruned = x.Static }) }, new JsonSerializerOptions
                 {
                     WriteIndented = true,
                     // Rows without a hit rate (dense, static pruning) hold NaN: written as the string "NaN".
@@ -223,6 +270,13 @@ internal static class DipReportCommand
                     {
                         ("hit rate %", rows.Where(r => r.Method.StartsWith("gamma")).Select(r => r.Gamma).ToArray(), rows.Where(r => r.Method.StartsWith("gamma")).Select(r => 100 * r.HitRate).ToArray()),
                         ("perplexity", rows.Where(r => r.Method.StartsWith("gamma")).Select(r => r.Gamma).ToArray(), rows.Where(r => r.Method.StartsWith("gamma")).Select(r => r.Perplexity).ToArray()),
+                    });
+                Charts.Lines(Path.Combine(dir, "dip-dram.png"), "Simulated decode throughput vs DRAM size", "DRAM / model size", "simulated tokens/s",
+                    new[]
+                    {
+                        ("dense", dramRows.Select(x => x.Fraction).ToArray(), dramRows.Select(x => x.Dense.TokensPerSecond).ToArray()),
+                        ($"DIP-CA keep 0.5 γ {g}", dramRows.Select(x => x.Fraction).ToArray(), dramRows.Select(x => x.Dip.TokensPerSecond).ToArray()),
+                        ("static 50 % (+index)", dramRows.Select(x => x.Fraction).ToArray(), dramRows.Select(x => x.Static.TokensPerSecond).ToArray()),
                     });
                 Console.Out.Write(md.ToString());
                 return Task.FromResult(0);

@@ -70,8 +70,9 @@ public sealed record SimulationResult(
 public static class HwSimulator
 {
     /// <param name="sequenceStarts">Token indices where a new sequence starts: the column caches are emptied there (null: one sequence).</param>
+    /// <param name="staticIndexBitsPerWeight">Statically pruned MLPs: index bits per original weight that locate the kept values (1 for an unstructured bitmap, 0.5 for 2:4 metadata).</param>
     public static SimulationResult Simulate(LlamaConfig c, HwConfig hw, MlpMode mode, IReadOnlyList<TokenLayerMask[]>? masks = null, double staticDensity = 1.0,
-        IReadOnlyList<int>? sequenceStarts = null)
+        IReadOnlyList<int>? sequenceStarts = null, double staticIndexBitsPerWeight = 0)
     {
         double wb = hw.WeightBits / 8.0, kb = hw.KvBits / 8.0;
         int L = c.Layers, d = c.Dim, F = c.HiddenDim;
@@ -80,7 +81,8 @@ public static class HwSimulator
         double attention = (2 + 2 * kvShare) * d * (double)d * L * wb;
         double kv = (hw.PromptLength + hw.SequenceLength) / 2.0 * d * 2 * L * kvShare * kb;
         double mlp = 3.0 * d * F * L * wb;
-        double staticBytes = head + attention + kv + mode switch { MlpMode.Dense => mlp, MlpMode.StaticPruned => mlp * staticDensity, _ => 0 };
+        double mlpIndex = 3.0 * d * F * L * staticIndexBitsPerWeight / 8;
+        double staticBytes = head + attention + kv + mode switch { MlpMode.Dense => mlp, MlpMode.StaticPruned => mlp * staticDensity + mlpIndex, _ => 0 };
         double capacity = hw.DramCapacity;
         double staticInDram = Math.Min(staticBytes, capacity);
         double staticFromFlash = staticBytes - staticInDram;
