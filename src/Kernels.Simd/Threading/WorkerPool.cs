@@ -56,7 +56,8 @@ public sealed unsafe class WorkerPool : IDisposable
     private int _done;
     private int _generation;
     private int _sleepers;
-    private long _handOffTicks;
+    /// <summary>Per calling thread: a profiler reads it around its own operations, so other threads' calls (concurrent sessions, parallel tests) must not leak in.</summary>
+    [ThreadStatic] private static long t_handOffTicks;
 
     /// <summary>Creates a pool whose calls run on <paramref name="threadCount"/> threads in total (caller included).</summary>
     public WorkerPool(int threadCount)
@@ -78,11 +79,11 @@ public sealed unsafe class WorkerPool : IDisposable
     public bool TrackHandOff { get; set; }
 
     /// <summary>
-    /// <see cref="Stopwatch"/> ticks the calling threads of parallel calls spent not running
-    /// items while <see cref="TrackHandOff"/> was on: publishing the call, then waiting for the
-    /// items other threads were still running when the caller found nothing left to claim.
+    /// <see cref="Stopwatch"/> ticks the current thread, as the caller of parallel calls, spent not
+    /// running items while <see cref="TrackHandOff"/> was on: publishing the call, then waiting for
+    /// the items other threads were still running when it found nothing left to claim.
     /// </summary>
-    public long HandOffTicks => Volatile.Read(ref _handOffTicks);
+    public long HandOffTicks => t_handOffTicks;
 
     /// <summary>
     /// Runs <paramref name="job"/> over <c>[0, count)</c> in chunks of <paramref name="chunk"/> items
@@ -155,7 +156,7 @@ public sealed unsafe class WorkerPool : IDisposable
             _job = null;
             if (track)
             {
-                Interlocked.Add(ref _handOffTicks, ownStart - start + Stopwatch.GetTimestamp() - ownEnd);
+                t_handOffTicks += ownStart - start + Stopwatch.GetTimestamp() - ownEnd;
             }
         }
         finally

@@ -54,6 +54,7 @@ public sealed class ForwardProfiler
         {
             return;
         }
+        handOffTicks = Math.Clamp(handOffTicks, 0, ticks); // an operation cannot hand off longer than it took
         profile.Add(part, ticks - handOffTicks, bytes);
 
         if (handOffTicks > 0)
