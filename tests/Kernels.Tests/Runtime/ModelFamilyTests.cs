@@ -68,7 +68,8 @@ public sealed class ModelFamilyTests
         return ModelFixtures.PrefillLogits(model, ops, tokens);
     }
 
-    private static readonly SyntheticShape Tiny = SyntheticShape.Small with { Name = "tiny", Dim = 64, Hidden = 172, Layers = 2, Heads = 4, KvHeads = 2, Vocab = 320, MaxSequence = 256 };
+    /// <summary>The fixtures' shape: big enough for every family's vocabulary and Llama 3's scaled band (96 positions).</summary>
+    internal static readonly SyntheticShape Tiny = SyntheticShape.Small with { Name = "tiny", Dim = 64, Hidden = 172, Layers = 2, Heads = 4, KvHeads = 2, Vocab = 320, MaxSequence = 256 };
 
     /// <summary>
     /// Each family's fixture, written by the project's GGUF and HF writers, loads from both forms
@@ -211,7 +212,7 @@ public sealed class ModelFamilyTests
 /// <summary>Every family keeps the project's features: N:M compression at load (--sparse auto), VATP eviction, DIP and SDTP.</summary>
 public sealed class ModelFamilyFeatureTests
 {
-    private static readonly SyntheticShape Tiny = SyntheticShape.Small with { Name = "tiny", Dim = 64, Hidden = 172, Layers = 2, Heads = 4, KvHeads = 2, Vocab = 320, MaxSequence = 256 };
+    private static SyntheticShape Tiny => ModelFamilyTests.Tiny;
 
     [Theory]
     [InlineData(ModelFamily.Llama3)]
