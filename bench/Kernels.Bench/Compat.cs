@@ -21,7 +21,11 @@ public static class Compat
         }
         var tokens = File.ReadAllText(args[1]).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)
             .Select(t => int.TryParse(t, out int id) ? id : throw new ArgumentException($"{args[1]}: '{t}' is not a token id")).ToArray();
-        int positions = args.Length == 5 ? int.Parse(args[4]) : 64;
+        int positions = 64;
+        if (args.Length == 5 && !int.TryParse(args[4], out positions))
+        {
+            throw new ArgumentException($"positions '{args[4]}' is not an integer");
+        }
         if (positions < 1 || positions > tokens.Length)
         {
             throw new ArgumentException($"positions {positions} must lie in [1, {tokens.Length}] (the token count)");

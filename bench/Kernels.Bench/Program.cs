@@ -12,47 +12,27 @@ namespace Kernels.Bench;
 /// </summary>
 public static class Program
 {
+    /// <summary>The timers and tools that run without BenchmarkDotNet, by their first argument.</summary>
+    private static readonly Dictionary<string, Action<string[]>> Tools = new()
+    {
+        ["side-by-side"] = SideBySide.Run,
+        ["side-by-side-quant"] = QuantizedSideBySide.Run,
+        ["cancel-latency"] = CancelLatency.Run,
+        ["compat"] = Compat.Run,
+        ["serve-load"] = ServeLoad.Run,
+    };
+
     public static void Main(string[] args)
     {
-        if (args.Length > 0 && args[0] is "cancel-latency" or "compat" or "serve-load")
+        if (args.Length > 0 && Tools.TryGetValue(args[0], out var tool))
         {
             try
             {
-                if (args[0] == "compat")
-                {
-                    Compat.Run(args[1..]);
-                }
-                else if (args[0] == "serve-load")
-                {
-                    ServeLoad.Run(args[1..]);
-                }
-                else
-                {
-                    CancelLatency.Run(args[1..]);
-                }
+                tool(args[1..]);
             }
-            catch (ArgumentException e)
+            catch (Exception e) when (e is ArgumentException or IOException or Kernels.Runtime.Model.ModelFormatException or System.Net.Http.HttpRequestException)
             {
-                Console.Error.WriteLine(e.Message);
-                Environment.ExitCode = 1;
-            }
-            return;
-        }
-        if (args.Length > 0 && args[0] is "side-by-side" or "side-by-side-quant")
-        {
-            try
-            {
-                if (args[0] == "side-by-side")
-                {
-                    SideBySide.Run(args[1..]);
-                }
-                else
-                {
-                    QuantizedSideBySide.Run(args[1..]);
-                }
-            }
-            catch (ArgumentException e)
-            {
+                // Bad arguments, a missing or broken file, an unreachable server: one line, no stack trace.
                 Console.Error.WriteLine(e.Message);
                 Environment.ExitCode = 1;
             }

@@ -58,7 +58,7 @@ public static class ServeLoad
                           $"TTFT p50 {summary.ttft_ms_p50:F0} ms p95 {summary.ttft_ms_p95:F0} ms; latency p50 {summary.latency_ms_p50:F0} ms p95 {summary.latency_ms_p95:F0} ms");
         if (args.Length == 5)
         {
-            File.WriteAllText(args[4], JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true }));
+            Kernels.Runtime.IO.AtomicFile.WriteAllText(args[4], JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true }));
         }
     }
 
