@@ -28,6 +28,7 @@ public static class Program
             SimplifyCommands.PruneHeads(),
             SimplifyCommands.DropLayers(),
             ArchReportCommand.Create(),
+            TrainSdtpCommand.Create(),
             GpuCommands.SelfTest(),
             GpuCommands.Bench(),
         };

@@ -322,7 +322,29 @@ public sealed class GpuKvCache : IKvMemory
 
     public int KvHeads(int layer) => Storage.Shape.KvHeads;
 
-    public KvScoring Scoring { get; set; }
+    /// <summary>None, attention or attention × ‖v‖₁: the device kernel has no other norm (<see cref="BackendFeature.KvScoreVariants"/>).</summary>
+    public KvScoring Scoring
+    {
+        get => _scoring;
+        set => _scoring = value is KvScoring.None or KvScoring.Attention or KvScoring.AttentionTimesValueNorm
+            ? value
+            : throw new NotSupportedException($"the GPU attention kernel scores with attention or attention x L1 value norm, not {value}");
+    }
+
+    private KvScoring _scoring;
+
+    /// <summary>The device kernel sums the group's query heads into one score per slot.</summary>
+    public bool ScorePerQueryHead
+    {
+        get => false;
+        set
+        {
+            if (value)
+            {
+                throw new NotSupportedException("the GPU attention kernel keeps one score per KV slot (no per-query-head scores)");
+            }
+        }
+    }
 
     /// <summary>Accumulate received attention per slot (VATP/H2O statistics) on the device.</summary>
     public bool TrackAttention => Scoring != KvScoring.None;

@@ -35,10 +35,11 @@ internal static class ArchReportCommand
         var promptFraction = new Option<double>("--prompt-fraction") { Description = "SDTP: each window's first fraction is the pruned prompt; the rest is scored", DefaultValueFactory = _ => 0.75 }.InRange(0.0, 1.0, maxExclusive: true);
         var thresholds = new Option<string>("--kv-thresholds") { Description = "KVSharer acceptance thresholds", DefaultValueFactory = _ => "0.5,0.9" };
         var outDir = new Option<string>("--out", "-o") { Description = "Output folder", DefaultValueFactory = _ => "arch-report" };
+        var sdtpWindows = new Option<int>("--sdtp-train-windows") { Description = "Calibration windows (from the calibration span) the SDTP saliency predictors are trained on", DefaultValueFactory = _ => 200 }.InRange(1, 1 << 20);
         var calib = new CalibrationOptions();
         var command = new Command("arch-report", "Perplexity vs heads removed, layers removed, KV-shared layers and SDTP token keep ratio (Markdown, JSON, PNG)")
         {
-            model, tokenizer, eval, evalBytes, context, fractions, keeps, promptFraction, thresholds, outDir,
+            model, tokenizer, eval, evalBytes, context, fractions, keeps, promptFraction, thresholds, outDir, sdtpWindows,
         };
         calib.AddTo(command, alpha: false);
         command.SetAction((parse, ct) =>
@@ -54,6 +55,7 @@ internal static class ArchReportCommand
                 int[] tokens = tok.Encode(TextSource.Read(parse.GetValue(eval)!, es, ee, true), false, false);
                 int layers = probe.Layers.Count;
                 var rows = new List<Row>();
+                var sdtpReports = new List<(string Name, IReadOnlyList<SaliencyStageReport> Stages, long PredictorMacs, long ModelMacs)>();
                 string dir = parse.GetValue(outDir)!;
                 Directory.CreateDirectory(dir);
 
@@ -68,11 +70,14 @@ internal static class ArchReportCommand
                     // KV bytes after one full-length prompt (pruned prompts leave fewer tokens in later layers).
                     using var cache = t.CreateCache(ctx);
                     int window = Math.Min(ctx, tokens.Length);
+                    long start = System.Diagnostics.Stopwatch.GetTimestamp();
                     t.Forward(tokens.AsSpan(0, window), 0, cache, LogitsMode.Last);
+                    double prefill = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds;
                     long dense = probe.Layers.Sum(l => (long)l.KvHeads) * window * 2L * probe.Config.HeadDim * sizeof(float);
                     if (t.LastTokenPruning is { } trace)
                     {
-                        detail += $"; tokens per layer {string.Join(",", trace.TokensPerLayer)} of {trace.PromptTokens} ({trace.LayerTokenFraction:P0} layer-token work)";
+                        detail += $"; tokens per layer {string.Join(",", trace.TokensPerLayer)} of {trace.PromptTokens} ({trace.LayerTokenFraction:P0} layer-token work); " +
+                                  $"stages {trace.SaliencySeconds * 1e3:F2} ms of a {prefill:F1} ms prefill";
                     }
                     var row = new Row(study, method, x, r.Perplexity, m.WeightBytes, cache.BytesUsed / (double)dense, detail);
                     rows.Add(row);
@@ -106,6 +111,29 @@ internal static class ArchReportCommand
                                 var chosen = HeadPruner.SelectLeastImportant(m, scores, f);
                                 HeadPruner.Remove(m, chosen.Select(g => (g.Layer, g.KvHead)));
                                 return string.Join(" ", chosen.Select(g => $"L{g.Layer}/kv{g.KvHead}"));
+                            });
+                        }
+                    }
+                    // Iterative: re-score the pruned model after each step (the one-shot rows above score once).
+                    foreach (var (name, metric) in new (string, Func<Transformer, double[][]>)[]
+                    {
+                        ("ppl-increase iterative", t => HeadImportance.PerplexityIncrease(t, data, out _, null, ct)),
+                        ("output-norm iterative", t => HeadImportance.OutputNorm(t, data, ct)),
+                    })
+                    {
+                        using var working = ModelLoader.Load(path);
+                        var steps = HeadPruner.Iterative(working, fr, m =>
+                        {
+                            using var t = new Transformer(m, ops, maxBatch: data.Windows.Max(w => w.Length));
+                            return metric(t);
+                        });
+                        for (int i = 0; i < fr.Length; i++)
+                        {
+                            var units = steps[i];
+                            Measure("heads", name, fr[i], m =>
+                            {
+                                HeadPruner.Remove(m, units);
+                                return string.Join(" ", units.OrderBy(u => u.Layer).ThenBy(u => u.KvHead).Select(u => $"L{u.Layer}/kv{u.KvHead}"));
                             });
                         }
                     }
@@ -163,12 +191,35 @@ internal static class ArchReportCommand
                     double pf = parse.GetValue(promptFraction);
                     var stages = TokenPruneOptions.DefaultStages(layers);
                     Measure("sdtp", "no pruning", 1.0, _ => "", null, pf);
-                    foreach (var kind in new[] { TokenSaliencyKind.Attention, TokenSaliencyKind.AttentionValueNorm, TokenSaliencyKind.Random })
+                    // SDTP's learned predictor, trained on its own (larger) calibration set from the calibration span, with either teacher.
+                    var sdtpData = calib.Load(parse, tok, windows: parse.GetValue(sdtpWindows))!;
+                    var predictors = new List<(string Name, SaliencyPredictor Predictor)>();
+                    using (var m = ModelLoader.Load(path))
+                    {
+                        var trained = new CalibratedModel(m, tok, sdtpData, ops, path);
+                        foreach (var (name, teacher) in new[] { ("predictor (later queries)", SaliencyTeacher.LaterQueries), ("predictor (all queries)", SaliencyTeacher.AllQueries) })
+                        {
+                            var (predictor, reports) = TrainSdtpCommand.Train(trained, stages, new SaliencyTrainingOptions(), teacher, 1 - pf, ct);
+                            predictors.Add((name, predictor));
+                            sdtpReports.Add((name, reports, predictor.MacsPerToken(stages[0]), TrainSdtpCommand.LinearMacsPerToken(m)));
+                            if (teacher == SaliencyTeacher.LaterQueries)
+                            {
+                                TrainSdtpCommand.Save(predictor, reports, trained, Path.Combine(dir, "sdtp-predictor.gguf"));
+                            }
+                        }
+                    }
+                    var kinds = new List<(string Name, TokenSaliencyKind Kind, SaliencyPredictor? Predictor)>
+                    {
+                        ("Attention", TokenSaliencyKind.Attention, null), ("AttentionValueNorm", TokenSaliencyKind.AttentionValueNorm, null),
+                    };
+                    kinds.AddRange(predictors.Select(p => (p.Name, TokenSaliencyKind.Predictor, (SaliencyPredictor?)p.Predictor)));
+                    kinds.Add(("Random", TokenSaliencyKind.Random, null));
+                    foreach (var (name, kind, predictor) in kinds)
                     {
                         foreach (double keep in Parse(parse.GetValue(keeps)!))
                         {
-                            var o = new TokenPruneOptions { StageLayers = stages, Ratio = TokenPruneOptions.RatioForFinalKeep(keep, stages.Count), Saliency = kind };
-                            Measure("sdtp", kind.ToString(), keep, _ => $"r {o.Ratio:F4} at layers {string.Join(",", stages)}", o, pf);
+                            var o = new TokenPruneOptions { StageLayers = stages, Ratio = TokenPruneOptions.RatioForFinalKeep(keep, stages.Count), Saliency = kind, Predictor = predictor };
+                            Measure("sdtp", name, keep, _ => $"r {o.Ratio:F4} at layers {string.Join(",", stages)}", o, pf);
                         }
                     }
                     progress.Report(1f);
@@ -178,8 +229,13 @@ internal static class ArchReportCommand
                 string title = $"{Path.GetFileName(path)}: perplexity on {tokens.Length} tokens of {Path.GetFileName(parse.GetValue(eval))} bytes {parse.GetValue(evalBytes)} " +
                                $"(windows of {ctx}); calibration {data.Windows.Count} x {data.Windows[0].Length} tokens of {Path.GetFileName(parse.GetValue(calib.Calibration))} bytes {parse.GetValue(calib.CalibrationBytes)}. " +
                                $"SDTP rows score only each window's continuation after a {parse.GetValue(promptFraction):P0} prompt (its own dense baseline: 'no pruning').";
-                Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "arch-report.md"), Markdown(title, rows));
-                Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "arch-report.json"), JsonSerializer.Serialize(new { title, rows }, AnalyzeCommand.Json));
+                string markdown = Markdown(title, rows) + PredictorMarkdown(sdtpReports, parse.GetValue(sdtpWindows));
+                Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "arch-report.md"), markdown);
+                Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "arch-report.json"), JsonSerializer.Serialize(new
+                {
+                    title, rows,
+                    sdtpPredictors = sdtpReports.Select(r => new { r.Name, stages = r.Stages, r.PredictorMacs, r.ModelMacs }),
+                }, AnalyzeCommand.Json));
                 foreach (var (study, xLabel) in new[] { ("heads", "fraction of KV-head units removed"), ("layers", "layers removed"), ("kv-share", "layers reading another layer's KV cache"), ("sdtp", "cumulative token keep ratio") })
                 {
                     // SDTP scores continuations only, so its baseline is its own 'no pruning' row, not the full-window dense one.
@@ -189,7 +245,7 @@ internal static class ArchReportCommand
                     Charts.Lines(Path.Combine(dir, $"arch-{study}.png"), $"{study}: perplexity ({baseline})", xLabel, "perplexity",
                         rows.Where(r => r.Study == study).GroupBy(r => r.Method).Select(g => (g.Key, g.Select(r => r.X).ToArray(), g.Select(r => r.Perplexity).ToArray())).ToList(), logY: study == "layers");
                 }
-                Console.Out.Write(Markdown(title, rows));
+                Console.Out.Write(markdown);
                 return Task.FromResult(0);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
@@ -202,6 +258,26 @@ internal static class ArchReportCommand
 
     private static double[] Parse(string list) =>
         list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+
+    private static string PredictorMarkdown(List<(string Name, IReadOnlyList<SaliencyStageReport> Stages, long PredictorMacs, long ModelMacs)> reports, int windows)
+    {
+        if (reports.Count == 0)
+        {
+            return "";
+        }
+        var sb = new StringBuilder("## sdtp predictors\n\n");
+        sb.AppendLine($"Trained on {windows} calibration windows (every 5th held out); pairwise agreement with the teacher among the tokens that compete (after the sinks, before the recent share).").AppendLine();
+        sb.AppendLine("| predictor | stage layer | hidden | final loss | train pairs | held-out pairs | MACs / token | share of the model's linear MACs |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var (name, stages, macs, model) in reports)
+        {
+            foreach (var s in stages)
+            {
+                sb.AppendLine($"| {name} | {s.Layer} | {s.Hidden} | {s.FinalLoss:F4} | {s.TrainPairAccuracy:P1} | {s.HeldOutPairAccuracy:P1} | {macs} | {macs / (double)model:P2} |");
+            }
+        }
+        return sb.AppendLine().ToString();
+    }
 
     private static string Markdown(string title, List<Row> rows)
     {

@@ -36,14 +36,15 @@ internal sealed class CalibrationOptions
     public CalibrationSet Require(ParseResult parse, ITokenizer tokenizer, string why) =>
         Load(parse, tokenizer) ?? throw new ArgumentException($"--calibration FILE is required ({why})");
 
-    public CalibrationSet? Load(ParseResult parse, ITokenizer tokenizer)
+    /// <param name="windows">Overrides --calibration-windows (a second, larger set from the same span).</param>
+    public CalibrationSet? Load(ParseResult parse, ITokenizer tokenizer, int? windows = null)
     {
         if (parse.GetValue(Calibration) is not { } path)
         {
             return null;
         }
         var (s, e) = TextSource.ParseRange(parse.GetValue(CalibrationBytes));
-        return CalibrationSet.FromText(tokenizer, TextSource.Read(path, s, e, snapToParagraphs: true), parse.GetValue(Windows), parse.GetValue(Length));
+        return CalibrationSet.FromText(tokenizer, TextSource.Read(path, s, e, snapToParagraphs: true), windows ?? parse.GetValue(Windows), parse.GetValue(Length));
     }
 
     public static PruneMethod ParseMethod(string m) => m.ToLowerInvariant() switch

@@ -19,13 +19,28 @@ internal static class SimplifyCommands
     {
         var fraction = new Option<double>("--fraction") { Description = "Fraction of pruning units (KV head + its query group) to remove, globally ranked", Required = true }.InRange(0.0, 1.0, maxExclusive: true);
         var metric = new Option<string>("--metric") { Description = "ppl (increase when masked) | output-norm (mean ‖Att_h W_O^h‖)", DefaultValueFactory = _ => "ppl" };
+        var iterative = new Option<double?>("--iterative") { Description = "Prune in steps of this fraction of the units, scoring the pruned model again before each step (e.g. 0.1); default one-shot" }.InRange(0.0, 1.0, minExclusive: true, maxExclusive: true);
         return Create("prune-heads", "Remove the least important attention heads (rows of W_q/W_k/W_v, columns of W_o) and save the smaller model as GGUF",
             (parse, m, transformer, data) =>
             {
-                var chosen = ChooseHeads(m, transformer, data, parse.GetValue(metric)!, parse.GetValue(fraction));
+                string shape() => $"heads per layer now {string.Join(",", m.Layers.Select(l => l.Heads))}, KV heads {string.Join(",", m.Layers.Select(l => l.KvHeads))}";
+                double target = parse.GetValue(fraction);
+                if (parse.GetValue(iterative) is { } step)
+                {
+                    // Steps of `step` up to the target, the last one landing on it.
+                    var fractions = Enumerable.Range(1, (int)Math.Ceiling(target / step - 1e-9)).Select(i => Math.Min(target, i * step)).ToArray();
+                    var steps = HeadPruner.Iterative(m, fractions, pruned =>
+                    {
+                        using var t = new Transformer(pruned, transformer.Ops, maxBatch: data.Windows.Max(w => w.Length));
+                        return HeadScores(t, data, parse.GetValue(metric)!);
+                    });
+                    var removed = steps[^1];
+                    return $"removed {removed.Length} units in {fractions.Length} re-scored steps ({string.Join(" ", removed.Select(u => $"L{u.Layer}/kv{u.KvHead}"))}, original numbering); {shape()}";
+                }
+                var chosen = ChooseHeads(m, transformer, data, parse.GetValue(metric)!, target);
                 HeadPruner.Remove(m, chosen.Select(g => (g.Layer, g.KvHead)));
-                return $"removed {chosen.Count} units ({string.Join(" ", chosen.Select(g => $"L{g.Layer}/kv{g.KvHead}"))}); heads per layer now {string.Join(",", m.Layers.Select(l => l.Heads))}, KV heads {string.Join(",", m.Layers.Select(l => l.KvHeads))}";
-            }, fraction, metric);
+                return $"removed {chosen.Count} units ({string.Join(" ", chosen.Select(g => $"L{g.Layer}/kv{g.KvHead}"))}); {shape()}";
+            }, fraction, metric, iterative);
     }
 
     public static Command DropLayers()
@@ -42,16 +57,15 @@ internal static class SimplifyCommands
             }, count, layers, metric);
     }
 
-    internal static IReadOnlyList<HeadGroup> ChooseHeads(LlamaModel m, Transformer transformer, CalibrationSet data, string metric, double fraction)
+    internal static IReadOnlyList<HeadGroup> ChooseHeads(LlamaModel m, Transformer transformer, CalibrationSet data, string metric, double fraction) =>
+        HeadPruner.SelectLeastImportant(m, HeadScores(transformer, data, metric), fraction);
+
+    private static double[][] HeadScores(Transformer transformer, CalibrationSet data, string metric) => metric switch
     {
-        double[][] scores = metric switch
-        {
-            "ppl" => CliConsole.WithProgress("masking each head", p => HeadImportance.PerplexityIncrease(transformer, data, out _, p)),
-            "output-norm" => CliConsole.WithProgress("output norms", _ => HeadImportance.OutputNorm(transformer, data)),
-            _ => throw new ArgumentException($"unknown --metric '{metric}' (ppl, output-norm)"),
-        };
-        return HeadPruner.SelectLeastImportant(m, scores, fraction);
-    }
+        "ppl" => CliConsole.WithProgress("masking each head", p => HeadImportance.PerplexityIncrease(transformer, data, out _, p)),
+        "output-norm" => CliConsole.WithProgress("output norms", _ => HeadImportance.OutputNorm(transformer, data)),
+        _ => throw new ArgumentException($"unknown --metric '{metric}' (ppl, output-norm)"),
+    };
 
     internal static int[] ChooseLayers(LlamaModel m, Transformer transformer, CalibrationSet? data, int? count, string? list, string metric)
     {

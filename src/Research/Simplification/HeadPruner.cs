@@ -50,8 +50,14 @@ public static class HeadPruner
         {
             throw new ArgumentOutOfRangeException(nameof(fraction), $"head fraction {fraction} must be in [0, 1)");
         }
+        return SelectLeastImportant(model, headScores, (int)Math.Round(fraction * model.Layers.Sum(l => l.KvHeads)));
+    }
+
+    /// <summary>The <paramref name="count"/> least important units, globally ranked; every layer keeps at least one unit.</summary>
+    public static IReadOnlyList<HeadGroup> SelectLeastImportant(LlamaModel model, double[][] headScores, int count)
+    {
         var groups = Groups(model, headScores);
-        int want = (int)Math.Round(fraction * groups.Count);
+        int want = count;
         var left = model.Layers.Select(l => l.KvHeads).ToArray();
         var chosen = new List<HeadGroup>();
         foreach (var g in groups.OrderBy(g => g.Score).ThenBy(g => g.Layer).ThenBy(g => g.KvHead))
@@ -67,6 +73,48 @@ public static class HeadPruner
             }
         }
         return chosen;
+    }
+
+    /// <summary>
+    /// Iterative pruning: for each cumulative fraction (of the units <paramref name="working"/> has
+    /// now, ascending), scores the current model, removes the least important units up to that
+    /// fraction, and re-scores before the next step, so interactions between removed units count.
+    /// <paramref name="working"/> is pruned in place. Returns, per fraction, every unit removed so
+    /// far in the original (layer, KV head) numbering, to apply to a fresh copy of the model.
+    /// </summary>
+    public static IReadOnlyList<(int Layer, int KvHead)[]> Iterative(LlamaModel working, IReadOnlyList<double> fractions, Func<LlamaModel, double[][]> score)
+    {
+        int units = working.Layers.Sum(l => l.KvHeads);
+        // Original KV-head ids of each layer's current heads (removal renumbers the survivors).
+        var original = working.Layers.Select(l => Enumerable.Range(0, l.KvHeads).ToList()).ToArray();
+        var removed = new List<(int Layer, int KvHead)>();
+        var steps = new List<(int, int)[]>();
+        double last = 0;
+        foreach (double fraction in fractions)
+        {
+            if (!(fraction >= last && fraction < 1))
+            {
+                throw new ArgumentOutOfRangeException(nameof(fractions), $"fractions must ascend in [0, 1) (got {fraction} after {last})");
+            }
+            last = fraction;
+            int more = (int)Math.Round(fraction * units) - removed.Count;
+            if (more > 0)
+            {
+                var chosen = SelectLeastImportant(working, score(working), more);
+                var batch = chosen.Select(g => (g.Layer, original[g.Layer][g.KvHead])).ToArray();
+                Remove(working, chosen.Select(g => (g.Layer, g.KvHead)));
+                foreach (var byLayer in chosen.GroupBy(g => g.Layer))
+                {
+                    foreach (int kv in byLayer.Select(g => g.KvHead).OrderDescending())
+                    {
+                        original[byLayer.Key].RemoveAt(kv);
+                    }
+                }
+                removed.AddRange(batch);
+            }
+            steps.Add(removed.ToArray());
+        }
+        return steps;
     }
 
     /// <summary>Removes the listed (layer, KV head) units with their query heads from the model in place.</summary>

@@ -1,3 +1,5 @@
+using Kernels.Runtime.Compute;
+
 namespace Kernels.Runtime.Caching;
 
 public enum KvPolicyKind
@@ -16,6 +18,17 @@ public enum KvPolicyKind
 
     /// <summary>k sink tokens + a recent window, no scores (Xiao et al.).</summary>
     Streaming,
+
+    /// <summary>VATP's second setting: Scissorhands' prompt window and recent window, scored by attention × ‖v‖, first tokens protected.</summary>
+    VatpScissorhands,
+}
+
+/// <summary>The value norm VATP multiplies attention by (the paper's ablation: L1 beats L2 and L∞).</summary>
+public enum ValueNormKind
+{
+    L1,
+    L2,
+    Max,
 }
 
 /// <summary>
@@ -50,6 +63,26 @@ public sealed record KvCacheOptions
     /// <summary>Test hook: ‖v‖₁ forced to 1 (VATP must then equal H2O).</summary>
     public bool UnitValueNorms { get; init; }
 
+    /// <summary>VATP: the norm of each token's value.</summary>
+    public ValueNormKind ValueNorm { get; init; } = ValueNormKind.L1;
+
+    /// <summary>
+    /// Score each query head of a GQA group separately and keep the union of their choices inside
+    /// the KV head's budget (each head nominates its best tokens in turn), as the references do per
+    /// head on MHA models; otherwise the group's scores are summed. Equal on MHA models.
+    /// </summary>
+    public bool PerQueryHead { get; init; }
+
+    /// <summary>Whether the policy accumulates attention × ‖v‖ (VATP and VATP-in-Scissorhands).</summary>
+    public bool ValueAware => Policy is KvPolicyKind.Vatp or KvPolicyKind.VatpScissorhands;
+
+    /// <summary>Backend features this configuration needs beyond none.</summary>
+    public BackendFeature RequiredFeatures =>
+        Policy == KvPolicyKind.None ? BackendFeature.None
+        : BackendFeature.KvMemory
+          | (Policy is KvPolicyKind.Scissorhands or KvPolicyKind.VatpScissorhands ? BackendFeature.KvScoreWindow : BackendFeature.None)
+          | (PerQueryHead || ValueAware && ValueNorm != ValueNormKind.L1 ? BackendFeature.KvScoreVariants : BackendFeature.None);
+
     public static KvPolicyKind ParsePolicy(string s) => s.ToLowerInvariant() switch
     {
         "none" => KvPolicyKind.None,
@@ -57,7 +90,23 @@ public sealed record KvCacheOptions
         "vatp" => KvPolicyKind.Vatp,
         "scissorhands" => KvPolicyKind.Scissorhands,
         "streaming" or "streamingllm" => KvPolicyKind.Streaming,
-        _ => throw new ArgumentException($"unknown KV policy '{s}' (vatp, h2o, scissorhands, streaming, none)"),
+        "vatp-scissorhands" => KvPolicyKind.VatpScissorhands,
+        _ => throw new ArgumentException($"unknown KV policy '{s}' (vatp, vatp-scissorhands, h2o, scissorhands, streaming, none)"),
+    };
+
+    public static ValueNormKind ParseValueNorm(string s) => s.ToLowerInvariant() switch
+    {
+        "l1" => ValueNormKind.L1,
+        "l2" => ValueNormKind.L2,
+        "max" or "linf" or "l-inf" => ValueNormKind.Max,
+        _ => throw new ArgumentException($"unknown value norm '{s}' (l1, l2, linf)"),
+    };
+
+    /// <summary>The policy's name as the CLI spells it.</summary>
+    public static string PolicyName(KvPolicyKind kind) => kind switch
+    {
+        KvPolicyKind.VatpScissorhands => "vatp-scissorhands",
+        _ => kind.ToString().ToLowerInvariant(),
     };
 
     /// <summary>"0.5" → fraction of the prompt, "128" → tokens.</summary>

@@ -21,6 +21,9 @@ public enum BackendFeature
 
     /// <summary>Scores accumulated only from queries at or after a position (<see cref="IKvMemory.ScoreFromPosition"/>; Scissorhands' window).</summary>
     KvScoreWindow = 8,
+
+    /// <summary>Scores kept per query head of a GQA group (<see cref="IKvMemory.ScorePerQueryHead"/>) and value norms other than L1 (VATP's ablations).</summary>
+    KvScoreVariants = 16,
 }
 
 public static class BackendFeatures

@@ -15,9 +15,15 @@ public sealed class HostKvCache : IKvMemory
         public float[] Keys = Array.Empty<float>();      // [slots, headDim]
         public float[] Values = Array.Empty<float>();    // [slots, headDim]
         public int[] Positions = Array.Empty<int>();     // [slots]
-        public float[] Received = Array.Empty<float>();  // [slots] Σ attention received (when tracked)
-        public float[] ValueNorms = Array.Empty<float>(); // [slots] ‖v‖₁ (when tracked)
+        public float[] Received = Array.Empty<float>();  // [slots, ScoreRows] Σ attention received (when tracked)
+        public float[] ValueNorms = Array.Empty<float>(); // [slots] ‖v‖ (when tracked)
         public int Count;
+
+        /// <summary>Scores per slot: 1 (the group's sum) or the GQA group size (one per query head).</summary>
+        public int ScoreRows = 1;
+
+        /// <summary>Query heads sharing this KV head.</summary>
+        public int Group = 1;
         public int Slots => Positions.Length;
     }
 
@@ -28,7 +34,7 @@ public sealed class HostKvCache : IKvMemory
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         HeadDim = model.Config.HeadDim;
         Capacity = capacity;
-        _heads = model.Layers.Select(l => Enumerable.Range(0, l.KvHeads).Select(_ => new Head()).ToArray()).ToArray();
+        _heads = model.Layers.Select(l => Enumerable.Range(0, l.KvHeads).Select(_ => new Head { Group = l.Heads / l.KvHeads }).ToArray()).ToArray();
     }
 
     public int HeadDim { get; }
@@ -39,10 +45,59 @@ public sealed class HostKvCache : IKvMemory
     /// <summary>Accumulate each slot's received attention (for H2O/VATP-style policies).</summary>
     public bool TrackAttention => Scoring != KvScoring.None;
 
-    /// <summary>Accumulate p·‖v‖₁ instead of p (VATP).</summary>
-    public bool WeightByValueNorm => Scoring == KvScoring.AttentionTimesValueNorm;
+    /// <summary>Accumulate p·‖v‖ instead of p (VATP).</summary>
+    public bool WeightByValueNorm => Scoring is KvScoring.AttentionTimesValueNorm or KvScoring.AttentionTimesValueL2Norm or KvScoring.AttentionTimesValueMaxNorm;
 
     public KvScoring Scoring { get; set; }
+
+    /// <summary>One score per query head of the group, slot-major (set while the cache is empty: it fixes the score layout).</summary>
+    public bool ScorePerQueryHead
+    {
+        get => _scorePerQueryHead;
+        set
+        {
+            if (_heads.Any(l => l.Any(h => h.Count > 0 || h.Received.Length > 0)))
+            {
+                throw new InvalidOperationException("the score layout is fixed once the cache holds tokens");
+            }
+            _scorePerQueryHead = value;
+            foreach (var h in _heads.SelectMany(l => l))
+            {
+                h.ScoreRows = value ? h.Group : 1;
+            }
+        }
+    }
+
+    private bool _scorePerQueryHead;
+
+    /// <summary>The value norm the scoring multiplies attention by.</summary>
+    public float ValueNorm(ReadOnlySpan<float> value)
+    {
+        float acc = 0f;
+        switch (Scoring)
+        {
+            case KvScoring.AttentionTimesValueL2Norm:
+                foreach (float x in value)
+                {
+                    acc += x * x;
+                }
+                return MathF.Sqrt(acc);
+            case KvScoring.AttentionTimesValueMaxNorm:
+                foreach (float x in value)
+                {
+                    acc = MathF.Max(acc, MathF.Abs(x));
+                }
+                return acc;
+            default:
+                unsafe
+                {
+                    fixed (float* pv = value)
+                    {
+                        return Kernels.Simd.Attention.L1Norm(pv, value.Length);
+                    }
+                }
+        }
+    }
 
     /// <summary>Geometric growth stops here (a budgeted policy sets it to its budget, so storage is not over-allocated).</summary>
     public int GrowthCap { get; set; } = int.MaxValue;
@@ -74,15 +129,15 @@ public sealed class HostKvCache : IKvMemory
     public ReadOnlySpan<float> Scores(int layer, int kvHead)
     {
         var h = _heads[layer][kvHead];
-        return h.Received.Length == 0 ? ReadOnlySpan<float>.Empty : h.Received.AsSpan(0, h.Count);
+        return h.Received.Length == 0 ? ReadOnlySpan<float>.Empty : h.Received.AsSpan(0, h.Count * h.ScoreRows);
     }
 
     public void WriteScores(int layer, int kvHead, ReadOnlySpan<float> scores)
     {
         var h = _heads[layer][kvHead];
-        if (scores.Length != h.Count || h.Received.Length == 0)
+        if (scores.Length != h.Count * h.ScoreRows || h.Received.Length == 0)
         {
-            throw new ArgumentException($"{scores.Length} scores for {h.Count} live slots (scoring {Scoring})", nameof(scores));
+            throw new ArgumentException($"{scores.Length} scores for {h.Count} live slots x {h.ScoreRows} (scoring {Scoring})", nameof(scores));
         }
         scores.CopyTo(h.Received);
     }
@@ -140,7 +195,7 @@ public sealed class HostKvCache : IKvMemory
         Array.Resize(ref h.Positions, slots);
         if (TrackAttention || h.Received.Length > 0)
         {
-            Array.Resize(ref h.Received, slots);
+            Array.Resize(ref h.Received, slots * h.ScoreRows);
             Array.Resize(ref h.ValueNorms, slots);
         }
     }
@@ -154,7 +209,7 @@ public sealed class HostKvCache : IKvMemory
         h.Positions[to] = h.Positions[from];
         if (h.Received.Length > 0)
         {
-            h.Received[to] = h.Received[from];
+            Array.Copy(h.Received, from * h.ScoreRows, h.Received, to * h.ScoreRows, h.ScoreRows);
             h.ValueNorms[to] = h.ValueNorms[from];
         }
     }
@@ -198,7 +253,7 @@ public sealed class HostKvCache : IKvMemory
         h.Count = w;
         if (h.Received.Length > 0)
         {
-            Array.Clear(h.Received, w, h.Received.Length - w);
+            Array.Clear(h.Received, w * h.ScoreRows, h.Received.Length - w * h.ScoreRows);
         }
     }
 

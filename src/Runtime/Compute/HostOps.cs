@@ -177,11 +177,8 @@ public unsafe class HostOps : ITransformerOps
                     h.Positions[slot] = positions[t];
                     if (kv.TrackAttention)
                     {
-                        h.Received[slot] = 0f;
-                        fixed (float* pv = vrow)
-                        {
-                            h.ValueNorms[slot] = Kernels.Simd.Attention.L1Norm(pv, d);
-                        }
+                        h.Received.AsSpan(slot * h.ScoreRows, h.ScoreRows).Clear();
+                        h.ValueNorms[slot] = kv.ValueNorm(vrow);
                     }
                 }
                 h.Count += n;
@@ -307,7 +304,21 @@ public unsafe class HostOps : ITransformerOps
                         for (int j = 0; j < group; j++)
                         {
                             int h = g * group + j;
-                            Self.AttendHead(Q + (long)t * qWidth + h * HeadDim, head, count, HeadDim, scores, Out + (long)t * qWidth + h * HeadDim, recv, norms);
+                            float* q = Q + (long)t * qWidth + h * HeadDim, o = Out + (long)t * qWidth + h * HeadDim;
+                            if (head.ScoreRows == 1)
+                            {
+                                Self.AttendHead(q, head, count, HeadDim, scores, o, recv, norms);
+                                continue;
+                            }
+                            // One score per query head: the probabilities left in scores go to row j of each slot.
+                            Self.AttendHead(q, head, count, HeadDim, scores, o, null, null);
+                            if (recv != null)
+                            {
+                                for (int s = 0; s < count; s++)
+                                {
+                                    recv[s * group + j] += norms == null ? scores[s] : scores[s] * norms[s];
+                                }
+                            }
                         }
                     }
                 }

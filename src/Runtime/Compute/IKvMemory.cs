@@ -10,6 +10,12 @@ public enum KvScoring
 
     /// <summary>Σ p · ‖v‖₁ (VATP).</summary>
     AttentionTimesValueNorm,
+
+    /// <summary>Σ p · ‖v‖₂ (VATP's norm ablation).</summary>
+    AttentionTimesValueL2Norm,
+
+    /// <summary>Σ p · ‖v‖∞ (VATP's norm ablation).</summary>
+    AttentionTimesValueMaxNorm,
 }
 
 /// <summary>
@@ -29,7 +35,10 @@ public interface IKvMemory : IKvCache
     /// <summary>Positions of the live slots of (layer, KV head), in slot order.</summary>
     ReadOnlySpan<int> Positions(int layer, int kvHead);
 
-    /// <summary>The accumulated score of each live slot (empty while <see cref="Scoring"/> is None).</summary>
+    /// <summary>
+    /// The accumulated score of each live slot (empty while <see cref="Scoring"/> is None): [count],
+    /// or with <see cref="ScorePerQueryHead"/> [count, group], one score per query head of the KV head's group.
+    /// </summary>
     ReadOnlySpan<float> Scores(int layer, int kvHead);
 
     /// <summary>Replaces the live slots' scores (Scissorhands turns sums into means).</summary>
@@ -45,6 +54,9 @@ public interface IKvMemory : IKvCache
     ReadOnlySpan<float> Values(int layer, int kvHead);
 
     KvScoring Scoring { get; set; }
+
+    /// <summary>Keep one score per query head of the GQA group instead of their sum (needs <see cref="BackendFeature.KvScoreVariants"/>).</summary>
+    bool ScorePerQueryHead { get; set; }
 
     /// <summary>Bytes of the per-slot positions and scores (overhead beside the K/V bytes).</summary>
     long StatisticsBytes { get; }

@@ -44,8 +44,7 @@ public sealed class InferenceSession : IDisposable
     public static InferenceSession Create(LlamaModel model, ITransformerOps ops, InferenceOptions options)
     {
         ObjectDisposedException.ThrowIf(model.IsDisposed, model);
-        var needs = (options.Kv is { Policy: not KvPolicyKind.None } ? BackendFeature.KvMemory : BackendFeature.None)
-                    | (options.Kv is { Policy: KvPolicyKind.Scissorhands } ? BackendFeature.KvScoreWindow : BackendFeature.None)
+        var needs = (options.Kv?.RequiredFeatures ?? BackendFeature.None)
                     | (options.Dip is not null ? BackendFeature.DynamicInputPruning : BackendFeature.None)
                     | (options.TokenPruning is not null ? BackendFeature.TokenPruning : BackendFeature.None);
         ops.Require(needs, "this session");

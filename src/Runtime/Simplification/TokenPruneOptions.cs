@@ -28,6 +28,9 @@ public sealed record TokenPruneOptions
     /// <summary>How tokens are scored.</summary>
     public TokenSaliencyKind Saliency { get; init; } = TokenSaliencyKind.Attention;
 
+    /// <summary>The trained predictor <see cref="TokenSaliencyKind.Predictor"/> scores with (one stage per stage layer).</summary>
+    public SaliencyPredictor? Predictor { get; init; }
+
     /// <summary>Seed of <see cref="TokenSaliencyKind.Random"/>.</summary>
     public int Seed { get; init; } = 1;
 
@@ -56,6 +59,10 @@ public sealed record TokenPruneOptions
         {
             throw new ArgumentOutOfRangeException(nameof(Window), "sink tokens ≥ 0, recent fraction in [0, 1] and window ≥ 1 are required");
         }
+        if (Saliency == TokenSaliencyKind.Predictor && Predictor is null)
+        {
+            throw new ArgumentException("--token-prune-saliency predictor needs a trained predictor (--token-prune-predictor FILE, written by `kernels train-sdtp`)");
+        }
         int previous = 0;
         foreach (int l in StageLayers)
         {
@@ -69,13 +76,17 @@ public sealed record TokenPruneOptions
     }
 
     /// <summary>Parses "--token-prune 0.9" plus an optional "4,7,10" stage list (default <see cref="DefaultStages"/>).</summary>
-    public static TokenPruneOptions Parse(string ratio, string? stages, int layers, int window = 32, TokenSaliencyKind saliency = TokenSaliencyKind.Attention) => new TokenPruneOptions
+    /// <remarks>With a <paramref name="predictor"/> and no stage list, the stages are the predictor's.</remarks>
+    public static TokenPruneOptions Parse(string ratio, string? stages, int layers, int window = 32, TokenSaliencyKind saliency = TokenSaliencyKind.Attention,
+        SaliencyPredictor? predictor = null) => new TokenPruneOptions
     {
         Ratio = double.Parse(ratio, CultureInfo.InvariantCulture),
-        StageLayers = string.IsNullOrWhiteSpace(stages) ? DefaultStages(layers)
-            : stages.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray(),
+        StageLayers = !string.IsNullOrWhiteSpace(stages)
+            ? stages.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray()
+            : predictor is not null && saliency == TokenSaliencyKind.Predictor ? predictor.StageLayers : DefaultStages(layers),
         Window = window,
         Saliency = saliency,
+        Predictor = predictor,
     }.Validated(layers);
 }
 
@@ -90,4 +101,7 @@ public enum TokenSaliencyKind
 
     /// <summary>Uniformly random scores (control: what the sink/recent rule alone achieves).</summary>
     Random,
+
+    /// <summary>SDTP's learned predictor: a small MLP per stage on each token's hidden state (<see cref="SaliencyPredictor"/>).</summary>
+    Predictor,
 }

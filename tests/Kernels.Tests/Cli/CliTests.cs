@@ -83,6 +83,26 @@ public sealed class CliTests
         Assert.True(json.RootElement.GetProperty("rows").GetArrayLength() >= 3);
     }
 
+    /// <summary>train-sdtp writes a predictor GGUF that perplexity's --token-prune-saliency predictor uses; a predictor without its file is one clear error.</summary>
+    [DataFact]
+    public void Train_sdtp_writes_a_predictor_that_token_pruning_uses()
+    {
+        using var tmp = new TempDir();
+        string predictor = Path.Combine(tmp.Path, "sdtp.gguf");
+        var (code, stdout, stderr) = Run("train-sdtp", "--model", TestData.Stories260KBin, "--tokenizer", TestData.Tok512, "--calibration", TestData.File_("tinystories_valid_sample.txt"),
+            "--calibration-bytes", "0:60000", "--calibration-windows", "10", "--steps", "50", "--out", predictor);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("stages at layers 1,2,3,4", stdout);
+        (code, stdout, stderr) = Run("perplexity", "--model", TestData.Stories260KBin, "--tokenizer", TestData.Tok512, "--text", TestData.File_("tinystories_valid_sample.txt"),
+            "--max-bytes", "3000", "--token-prune", "0.9", "--token-prune-saliency", "predictor", "--token-prune-predictor", predictor);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("saliency Predictor", stderr);
+        (code, _, stderr) = Run("perplexity", "--model", TestData.Stories260KBin, "--tokenizer", TestData.Tok512, "--text", TestData.File_("tinystories_valid_sample.txt"),
+            "--max-bytes", "3000", "--token-prune", "0.9", "--token-prune-saliency", "predictor");
+        Assert.NotEqual(0, code);
+        Assert.Contains("--token-prune-predictor", stderr);
+    }
+
     /// <summary>kernels serve on a free port answers /health and /v1/models, and a SIGTERM stops it cleanly.</summary>
     [DataFact]
     public async Task Serve_listens_answers_and_stops_on_sigterm()

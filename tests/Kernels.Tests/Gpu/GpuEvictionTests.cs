@@ -99,6 +99,10 @@ public sealed class GpuEvictionTests
             using var gpu = new GpuOps(device);
             var e = Assert.Throws<NotSupportedException>(() => InferenceSession.Create(model, gpu, new InferenceOptions { Kv = new KvCacheOptions { Policy = KvPolicyKind.Scissorhands } }));
             Assert.Contains("KvScoreWindow", e.Message);
+            e = Assert.Throws<NotSupportedException>(() => InferenceSession.Create(model, gpu, new InferenceOptions { Kv = new KvCacheOptions { Policy = KvPolicyKind.Vatp, PerQueryHead = true } }));
+            Assert.Contains("KvScoreVariants", e.Message);
+            e = Assert.Throws<NotSupportedException>(() => InferenceSession.Create(model, gpu, new InferenceOptions { Kv = new KvCacheOptions { Policy = KvPolicyKind.Vatp, ValueNorm = ValueNormKind.L2 } }));
+            Assert.Contains("KvScoreVariants", e.Message);
             e = Assert.Throws<NotSupportedException>(() => InferenceSession.Create(model, gpu, new InferenceOptions { TokenPruning = new Kernels.Runtime.Simplification.TokenPruneOptions { StageLayers = new[] { 1 } } }));
             Assert.Contains("TokenPruning", e.Message);
         }

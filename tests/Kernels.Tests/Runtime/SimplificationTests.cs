@@ -109,6 +109,53 @@ public sealed class SimplificationTests
         Assert.Throws<InvalidOperationException>(() => HeadPruner.Remove(model, new[] { (1, 0) }));
     }
 
+    /// <summary>‖W_q rows‖² of each query head: a score that travels with a head when others are removed.</summary>
+    private static double[][] QueryRowEnergy(LlamaModel model) => model.Layers.Select(layer =>
+    {
+        var q = (DenseMatrix)layer.Query;
+        int d = model.Config.HeadDim;
+        var row = new float[q.Columns];
+        return Enumerable.Range(0, layer.Heads).Select(h =>
+        {
+            double e = 0;
+            for (int r = h * d; r < (h + 1) * d; r++)
+            {
+                q.ReadRow(r, row);
+                e += row.Sum(x => (double)x * x);
+            }
+            return e;
+        }).ToArray();
+    }).ToArray();
+
+    /// <summary>
+    /// A score that does not depend on which heads are gone makes iterative pruning pick the
+    /// one-shot set, so the original-numbering bookkeeping is checked exactly: the units it returns,
+    /// removed from a fresh copy, give the working model's logits. A score that does (re-scored
+    /// after each step) is called once per step on the shrinking model.
+    /// </summary>
+    [Fact]
+    public void Iterative_head_pruning_returns_original_units_and_rescores_each_step()
+    {
+        using var working = TinyModel();
+        var calls = new List<int>();
+        var steps = HeadPruner.Iterative(working, [0.25, 0.5], m =>
+        {
+            calls.Add(m.Layers.Sum(l => l.KvHeads));
+            return QueryRowEnergy(m);
+        });
+        Assert.Equal([16, 12], calls); // 4 units removed per step, scored again on the pruned model
+        Assert.Equal(4, steps[0].Length);
+        Assert.Equal(8, steps[1].Length);
+        Assert.Equal(steps[0], steps[1][..4]);
+        using var fresh = TinyModel();
+        var oneShot = HeadPruner.SelectLeastImportant(fresh, QueryRowEnergy(fresh), 0.5).Select(g => (g.Layer, g.KvHead)).Order().ToArray();
+        Assert.Equal(oneShot, steps[1].Order().ToArray());
+        HeadPruner.Remove(fresh, steps[1]);
+        var tokens = Tokens(24, Tiny.Vocab);
+        Assert.Equal(Logits(working, tokens), Logits(fresh, tokens));
+        Assert.Throws<ArgumentOutOfRangeException>(() => HeadPruner.Iterative(TinyModel(), [0.5, 0.25], QueryRowEnergy));
+    }
+
     [Fact]
     public void A_head_that_writes_nothing_has_zero_importance_on_both_metrics()
     {

@@ -14,20 +14,60 @@ public class H2OPolicy(KvCacheOptions options) : KvEvictionPolicy(options)
     /// <summary>Positions below this are never evicted.</summary>
     protected virtual int ProtectedTokens => 0;
 
+    /// <summary>Attention × the configured value norm (VATP), or plain attention under the ‖v‖ = 1 test hook.</summary>
+    protected static KvScoring ValueAwareScoring(KvCacheOptions options) =>
+        options.UnitValueNorms ? KvScoring.Attention : options.ValueNorm switch
+        {
+            ValueNormKind.L2 => KvScoring.AttentionTimesValueL2Norm,
+            ValueNormKind.Max => KvScoring.AttentionTimesValueMaxNorm,
+            _ => KvScoring.AttentionTimesValueNorm,
+        };
+
     protected override int RecentFor(int budget) => Math.Max(1, (int)Math.Round(budget * Options.RecentFraction));
 
     protected override void ChooseOlder(IKvMemory cache, int layer, int kvHead, bool[] keep, int room)
     {
         var positions = cache.Positions(layer, kvHead).ToArray();
         var scores = cache.Scores(layer, kvHead).ToArray();
+        int rows = positions.Length == 0 ? 1 : scores.Length / positions.Length;
         int protect = ProtectedTokens;
-        // Protected positions first (score +inf), then by score, ties to the older token.
-        var candidates = Enumerable.Range(0, positions.Length).Where(s => !keep[s])
-            .OrderByDescending(s => positions[s] < protect ? float.PositiveInfinity : scores[s])
-            .ThenBy(s => positions[s]);
-        foreach (int s in candidates.Take(room))
+        // Protected positions first, older first.
+        foreach (int s in Enumerable.Range(0, positions.Length).Where(s => !keep[s] && positions[s] < protect).OrderBy(s => positions[s]))
         {
+            if (room == 0)
+            {
+                return;
+            }
             keep[s] = true;
+            room--;
+        }
+        // Then by score, ties to the older token; with one score per query head, the heads nominate their best in turn.
+        var rankings = Enumerable.Range(0, rows)
+            .Select(j => Enumerable.Range(0, positions.Length).Where(s => !keep[s])
+                .OrderByDescending(s => scores[s * rows + j]).ThenBy(s => positions[s]).ToArray())
+            .ToArray();
+        var next = new int[rows];
+        while (room > 0)
+        {
+            bool any = false;
+            for (int j = 0; j < rows && room > 0; j++)
+            {
+                var ranking = rankings[j];
+                while (next[j] < ranking.Length && keep[ranking[next[j]]])
+                {
+                    next[j]++;
+                }
+                if (next[j] < ranking.Length)
+                {
+                    keep[ranking[next[j]++]] = true;
+                    room--;
+                    any = true;
+                }
+            }
+            if (!any)
+            {
+                return;
+            }
         }
     }
 
@@ -36,6 +76,10 @@ public class H2OPolicy(KvCacheOptions options) : KvEvictionPolicy(options)
     {
         var positions = cache.Positions(layer, kvHead);
         var scores = cache.Scores(layer, kvHead);
+        if (scores.Length != positions.Length)
+        {
+            return -1; // one score per query head: the general path lets the heads nominate
+        }
         int protect = ProtectedTokens;
         int victim = -1;
         float best = float.PositiveInfinity;

@@ -34,11 +34,9 @@ public abstract class KvEvictionPolicy
         KvPolicyKind.Vatp => new VatpPolicy(options),
         KvPolicyKind.Scissorhands => new ScissorhandsPolicy(options),
         KvPolicyKind.Streaming => new StreamingLlmPolicy(options),
+        KvPolicyKind.VatpScissorhands => new VatpScissorhandsPolicy(options),
         _ => throw new ArgumentOutOfRangeException(nameof(options), $"unknown KV policy {options.Policy}"),
     };
-
-    /// <summary>Backend features beyond <see cref="BackendFeature.KvMemory"/> this policy needs.</summary>
-    protected virtual BackendFeature RequiredFeatures => BackendFeature.None;
 
     /// <summary>What the cache must accumulate for this policy.</summary>
     protected abstract KvScoring Scoring { get; }
@@ -49,9 +47,10 @@ public abstract class KvEvictionPolicy
     /// <summary>A cache on the transformer's backend that accumulates what this policy scores.</summary>
     public IKvMemory CreateCache(Transformer transformer, int capacity)
     {
-        transformer.Ops.Require(BackendFeature.KvMemory | RequiredFeatures, $"--kv-policy {Options.Policy}");
+        transformer.Ops.Require(BackendFeature.KvMemory | Options.RequiredFeatures, $"--kv-policy {KvCacheOptions.PolicyName(Options.Policy)}");
         var cache = (IKvMemory)transformer.CreateCache(capacity); // KvMemory: the backend's caches are IKvMemory
         cache.Scoring = Scoring;
+        cache.ScorePerQueryHead = Options.PerQueryHead && Scoring != KvScoring.None;
         Attach(transformer);
         return cache;
     }

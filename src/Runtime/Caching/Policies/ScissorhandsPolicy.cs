@@ -6,11 +6,9 @@ namespace Kernels.Runtime.Caching.Policies;
 /// Scissorhands: heavy hitters by the mean attention over the last W prompt queries (the
 /// "persistence of importance" window), a fixed recent window, then H2O-style accumulation.
 /// </summary>
-public sealed class ScissorhandsPolicy(KvCacheOptions options) : H2OPolicy(options)
+public class ScissorhandsPolicy(KvCacheOptions options) : H2OPolicy(options)
 {
     protected override int RecentFor(int budget) => Math.Min(Options.ScissorhandsRecent, budget - 1);
-
-    protected override BackendFeature RequiredFeatures => BackendFeature.KvScoreWindow;
 
     /// <summary>Only the last W prompt queries add to the scores.</summary>
     protected override void OnBeforePrompt(IKvMemory cache, int promptLength) =>
@@ -35,4 +33,15 @@ public sealed class ScissorhandsPolicy(KvCacheOptions options) : H2OPolicy(optio
         });
         cache.ScoreFromPosition = 0;
     }
+}
+
+/// <summary>
+/// VATP's second setting: Scissorhands' window-mean prompt scores and 10-token recent window, with
+/// attention weighted by ‖v‖ and the first tokens protected, as VATP does inside H2O.
+/// </summary>
+public sealed class VatpScissorhandsPolicy(KvCacheOptions options) : ScissorhandsPolicy(options)
+{
+    protected override KvScoring Scoring => ValueAwareScoring(Options);
+
+    protected override int ProtectedTokens => Options.ProtectedTokens;
 }

@@ -18,6 +18,10 @@ public sealed class PromptTokenPruner(TokenPruneOptions options)
     public void Validate(LlamaModel model)
     {
         Options.Validated(model.Layers.Count);
+        if (Options.Saliency == TokenSaliencyKind.Predictor)
+        {
+            Options.Predictor!.Validate(model, Options.StageLayers);
+        }
         for (int i = 0; i < model.Layers.Count; i++)
         {
             int j = model.Layers[i].SharesKvWith;
@@ -42,6 +46,7 @@ public sealed class PromptTokenPruner(TokenPruneOptions options)
         private readonly int _promptLength = positions.Length;
         private readonly int _promptEnd = positions[0] + positions.Length;
         private int _stage;
+        private long _saliencyTicks;
 
         /// <summary>Positions of the rows still running, [n].</summary>
         public ReadOnlySpan<int> Positions(int n) => positions.AsSpan(0, n);
@@ -53,16 +58,19 @@ public sealed class PromptTokenPruner(TokenPruneOptions options)
             while (_stage < stages.Count && stages[_stage] <= layer)
             {
                 _stage++;
-                n = Prune(n, last, x, q);
+                long start = System.Diagnostics.Stopwatch.GetTimestamp();
+                n = Prune(stages[_stage - 1], n, last, x, q);
+                _saliencyTicks += System.Diagnostics.Stopwatch.GetTimestamp() - start;
             }
             return n;
         }
 
         public void Ran(int layer, int n) => _perLayer[layer] = n;
 
-        public TokenPruneTrace Trace => new(_promptLength, _perLayer);
+        public TokenPruneTrace Trace => new(_promptLength, _perLayer) { SaliencySeconds = _saliencyTicks / (double)System.Diagnostics.Stopwatch.Frequency };
 
-        private int Prune(int n, (int CacheLayer, int Heads, int KvHeads)? lastAttention, DeviceTensor x, DeviceTensor q)
+        /// <summary>The stage before <paramref name="layer"/>: scores the n rows and keeps the best (copies included in the trace's saliency time).</summary>
+        private int Prune(int layer, int n, (int CacheLayer, int Heads, int KvHeads)? lastAttention, DeviceTensor x, DeviceTensor q)
         {
             var options = pruner.Options;
             int target = (int)Math.Ceiling(Math.Pow(options.Ratio, _stage) * _promptLength - 1e-9);
@@ -72,12 +80,16 @@ public sealed class PromptTokenPruner(TokenPruneOptions options)
             }
             var ops = transformer.Ops;
             int d = transformer.Model.Config.HeadDim;
-            int w = Math.Min(options.Window, n);
-            int qWidth = last.Heads * d;
-            var queries = new float[w * qWidth];
-            ops.Download(q, (n - w) * qWidth, queries);
+            int dim = transformer.Model.Config.Dim;
             var saliency = new float[n];
-            if (options.Saliency == TokenSaliencyKind.Random)
+            if (options.Saliency == TokenSaliencyKind.Predictor)
+            {
+                // The hidden states entering the stage layer, as the predictor was trained on.
+                var hidden = new float[n * dim];
+                ops.Download(x, 0, hidden);
+                options.Predictor!.Score(layer, hidden, n, saliency);
+            }
+            else if (options.Saliency == TokenSaliencyKind.Random)
             {
                 // Not HashCode.Combine: it is randomized per process, and the baseline must repeat.
                 var rng = new Random(unchecked(options.Seed * 1_000_003 + _stage * 7_919 + n));
@@ -88,11 +100,14 @@ public sealed class PromptTokenPruner(TokenPruneOptions options)
             }
             else
             {
+                int w = Math.Min(options.Window, n);
+                int qWidth = last.Heads * d;
+                var queries = new float[w * qWidth];
+                ops.Download(q, (n - w) * qWidth, queries);
                 var memory = (IKvMemory)cache; // Start checked TokenPruning | KvMemory: this backend's caches are IKvMemory
                 TokenSaliency.Score(memory, last.CacheLayer, queries, n, last.Heads, last.KvHeads, options.Saliency == TokenSaliencyKind.AttentionValueNorm, saliency);
             }
             var kept = TokenSaliency.SelectKept(saliency, positions.AsSpan(0, n), _promptLength, _promptEnd, target, options.SinkTokens, options.RecentFraction);
-            int dim = transformer.Model.Config.Dim;
             for (int i = 0; i < kept.Length; i++)
             {
                 if (kept[i] != i)
@@ -109,6 +124,9 @@ public sealed class PromptTokenPruner(TokenPruneOptions options)
 /// <summary>Tokens each layer processed in a pruned prefill of <paramref name="PromptTokens"/> tokens (0 for skipped layers).</summary>
 public sealed record TokenPruneTrace(int PromptTokens, IReadOnlyList<int> TokensPerLayer)
 {
+    /// <summary>Time spent in the stages: scoring (attention proxy, predictor or random), selection and row compaction.</summary>
+    public double SaliencySeconds { get; init; }
+
     /// <summary>Σ tokens per layer / (layers · prompt tokens): the fraction of dense per-layer work done.</summary>
     public double LayerTokenFraction => TokensPerLayer.Count == 0 ? 1 : TokensPerLayer.Sum(t => (double)t) / (TokensPerLayer.Count * (double)PromptTokens);
 }
