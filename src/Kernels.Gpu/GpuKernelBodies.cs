@@ -111,7 +111,9 @@ internal static class GpuKernelBodies
     }
 
     /// <summary>Sparse counterpart of <see cref="DenseLanes"/>: one lane per (row, token) item.</summary>
-    public static void SparseLanes(SparseView w, ArrayView<float> x, ArrayView<float> y, int n)
+    public static void SparseLanes(SparseView w, ArrayView<float> x, ArrayView<float> y, int n) => NmLanes(w, x, y, n);
+
+    private static void NmLanes<TWeights>(TWeights w, ArrayView<float> x, ArrayView<float> y, int n) where TWeights : struct, INmWeights
     {
         var s = w.Shape;
         for (int item = GlobalThread; item < s.Rows * n; item += ThreadCount)
@@ -213,15 +215,17 @@ internal static class GpuKernelBodies
     /// y[t, r] for an input-axis N:M matrix: one warp per (row, token) item (grid-stride); lanes walk
     /// the kept values, gather x[group·M + index], and add the dense tail.
     /// </summary>
-    public static void SparseRows(SparseView w, ArrayView<float> x, ArrayView<float> y, int n)
+    public static void SparseRows(SparseView w, ArrayView<float> x, ArrayView<float> y, int n) => NmRows(w, x, y, n);
+
+    private static void NmRows<TWeights>(TWeights w, ArrayView<float> x, ArrayView<float> y, int n) where TWeights : struct, INmWeights
     {
         for (int item = GlobalWarp; item < w.Shape.Rows * n; item += WarpCount)
         {
-            SparseRow(w, x, y, n, item % w.Shape.Rows, item / w.Shape.Rows);
+            NmRow(w, x, y, n, item % w.Shape.Rows, item / w.Shape.Rows);
         }
     }
 
-    private static void SparseRow(SparseView w, ArrayView<float> x, ArrayView<float> y, int n, int r, int t)
+    private static void NmRow<TWeights>(TWeights w, ArrayView<float> x, ArrayView<float> y, int n, int r, int t) where TWeights : struct, INmWeights
     {
         var s = w.Shape;
         int lane = ILGPU.Warp.LaneIdx;
@@ -241,6 +245,60 @@ internal static class GpuKernelBodies
             y[(long)t * s.Rows + r] = acc;
         }
     }
+
+    // ---------------------------------------------------------------- block-quantized (Q8_0, Q4_0), dense or N:M
+
+    /// <summary>
+    /// y[t, r] for a Q8_0 / Q4_0 matrix: one warp per (row, token) item, lanes over the columns, so a
+    /// warp reads one block's scale and values together (the blocks are dequantized in registers;
+    /// the matrix stays at its GGUF size on the device).
+    /// </summary>
+    public static void QuantizedRows(QuantizedView w, ArrayView<float> x, ArrayView<float> y, int n)
+    {
+        int lane = ILGPU.Warp.LaneIdx, rows = w.Rows, cols = w.Columns;
+        for (int item = GlobalWarp; item < rows * n; item += WarpCount)
+        {
+            int r = item % rows, t = item / rows;
+            long rowByte = r * w.RowBytes, xBase = (long)t * cols;
+            float acc = 0f;
+            for (int c = lane; c < cols; c += Warp)
+            {
+                acc += w.Blocks.Element(rowByte, c) * x[xBase + c];
+            }
+            acc = WarpSum(acc);
+            if (lane == 0)
+            {
+                y[(long)t * rows + r] = acc;
+            }
+        }
+    }
+
+    /// <summary><see cref="QuantizedRows"/> with one lane per (row, token) item (the CPU accelerator's fast path).</summary>
+    public static void QuantizedLanes(QuantizedView w, ArrayView<float> x, ArrayView<float> y, int n)
+    {
+        int rows = w.Rows, cols = w.Columns;
+        for (int item = GlobalThread; item < rows * n; item += ThreadCount)
+        {
+            int r = item % rows, t = item / rows;
+            long rowByte = r * w.RowBytes, xBase = (long)t * cols;
+            float acc = 0f;
+            for (int c = 0; c < cols; c++)
+            {
+                acc += w.Blocks.Element(rowByte, c) * x[xBase + c];
+            }
+            y[(long)t * rows + r] = acc;
+        }
+    }
+
+    /// <summary>The tiled GEMM over a block-quantized matrix (prefill): each element is dequantized once per tile.</summary>
+    public static void QuantizedTiled(QuantizedView w, ArrayView<float> x, ArrayView<float> y, int n) => Tiled(w, x, y, w.Rows, w.Columns, n);
+
+    /// <summary>N:M with Q8_0 / Q4_0 kept values: one warp per (row, token) item, as <see cref="SparseRows"/>.</summary>
+    public static void NmQuantizedRows(NmQuantizedView w, ArrayView<float> x, ArrayView<float> y, int n) => NmRows(w, x, y, n);
+
+    public static void NmQuantizedLanes(NmQuantizedView w, ArrayView<float> x, ArrayView<float> y, int n) => NmLanes(w, x, y, n);
+
+    public static void NmQuantizedTiled(NmQuantizedView w, ArrayView<float> x, ArrayView<float> y, int n) => Tiled(w, x, y, w.Shape.Rows, w.Shape.Columns, n);
 
     /// <summary>Global thread index and thread count of a 1-D launch (grid-stride loops).</summary>
     public static int GlobalThread => Grid.IdxX * Group.DimX + Group.IdxX;
@@ -671,4 +729,16 @@ public struct KvShape
 internal interface ITileWeights
 {
     float At(int r, int c);
+}
+
+/// <summary>An input-axis N:M matrix as the row kernels walk it: kept value k of a row, the column it multiplies, the dense tail.</summary>
+internal interface INmWeights
+{
+    SparseShape Shape { get; }
+
+    float Kept(int r, int k);
+
+    int Column(int r, int k);
+
+    float TailAt(int r, int c);
 }

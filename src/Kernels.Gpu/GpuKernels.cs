@@ -20,6 +20,8 @@ public sealed class GpuKernels
     private readonly Action<KernelConfig, SparseView, ArrayView<float>, ArrayView<float>, int> _sparseLanes;
     private readonly Action<KernelConfig, SparseView, ArrayView<float>, ArrayView<float>, int> _sparseRows;
     private readonly Action<KernelConfig, SparseView, ArrayView<float>, ArrayView<float>, int> _sparseTokens;
+    private readonly Action<KernelConfig, QuantizedView, ArrayView<float>, ArrayView<float>, int> _quantizedRows, _quantizedLanes, _quantizedTiled;
+    private readonly Action<KernelConfig, NmQuantizedView, ArrayView<float>, ArrayView<float>, int> _nmQuantizedRows, _nmQuantizedLanes, _nmQuantizedTiled;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _transpose;
     private readonly Action<KernelConfig, DenseView, ArrayView<int>, ArrayView<float>, int> _embed;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int> _rmsNorm;
@@ -49,6 +51,12 @@ public sealed class GpuKernels
         _sparseTiled = accelerator.LoadStreamKernel<SparseView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.SparseTiled);
         _sparseRows = accelerator.LoadStreamKernel<SparseView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.SparseRows);
         _sparseTokens = accelerator.LoadStreamKernel<SparseView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.SparseTokens);
+        _quantizedRows = accelerator.LoadStreamKernel<QuantizedView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.QuantizedRows);
+        _quantizedLanes = accelerator.LoadStreamKernel<QuantizedView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.QuantizedLanes);
+        _quantizedTiled = accelerator.LoadStreamKernel<QuantizedView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.QuantizedTiled);
+        _nmQuantizedRows = accelerator.LoadStreamKernel<NmQuantizedView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.NmQuantizedRows);
+        _nmQuantizedLanes = accelerator.LoadStreamKernel<NmQuantizedView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.NmQuantizedLanes);
+        _nmQuantizedTiled = accelerator.LoadStreamKernel<NmQuantizedView, ArrayView<float>, ArrayView<float>, int>(GpuKernelBodies.NmQuantizedTiled);
         _transpose = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(GpuKernelBodies.Transpose);
         _embed = accelerator.LoadStreamKernel<DenseView, ArrayView<int>, ArrayView<float>, int>(GpuKernelBodies.Embed);
         _rmsNorm = accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int>(GpuKernelBodies.RmsNorm);
@@ -145,6 +153,42 @@ public sealed class GpuKernels
         else
         {
             _sparseRows(WarpItems((long)w.Shape.Rows * n), v, x, y, n);
+        }
+    }
+
+    /// <summary>y = x·Wᵀ for a Q8_0 / Q4_0 matrix: warp (or, on the CPU accelerator, lane) per row for decode, the tiled GEMM for prefill.</summary>
+    public void Quantized(GpuQuantizedMatrix w, ArrayView<float> x, ArrayView<float> y, int n)
+    {
+        var v = w.View;
+        if (LanePerRow)
+        {
+            _quantizedLanes(Flat((long)w.Rows * n), v, x, y, n);
+        }
+        else if (n >= TiledMinTokens)
+        {
+            _quantizedTiled(new KernelConfig(new Index2D((w.Rows + 63) / 64, (n + 63) / 64), new Index2D(256, 1)), v, x, y, n);
+        }
+        else
+        {
+            _quantizedRows(WarpItems((long)w.Rows * n), v, x, y, n);
+        }
+    }
+
+    /// <summary>y = x·Wᵀ for an N:M matrix with Q8_0 / Q4_0 kept values.</summary>
+    public void NmQuantized(GpuNmQuantizedMatrix w, ArrayView<float> x, ArrayView<float> y, int n)
+    {
+        var v = w.View;
+        if (LanePerRow)
+        {
+            _nmQuantizedLanes(Flat((long)w.Shape.Rows * n), v, x, y, n);
+        }
+        else if (n >= TiledMinTokens)
+        {
+            _nmQuantizedTiled(new KernelConfig(new Index2D((w.Shape.Rows + 63) / 64, (n + 63) / 64), new Index2D(256, 1)), v, x, y, n);
+        }
+        else
+        {
+            _nmQuantizedRows(WarpItems((long)w.Shape.Rows * n), v, x, y, n);
         }
     }
 

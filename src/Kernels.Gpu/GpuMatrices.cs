@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using Kernels.Simd.Matrices;
+using Kernels.Simd.Quantized;
 
 namespace Kernels.Gpu;
 
@@ -177,5 +178,100 @@ public sealed class GpuKvStorage : IDisposable
         Values.Dispose();
         Norms.Dispose();
         Received.Dispose();
+    }
+}
+
+/// <summary>A Q8_0 or Q4_0 matrix on the device, its blocks copied as they are in memory (and in the GGUF): no widening at upload.</summary>
+public sealed unsafe class GpuQuantizedMatrix : IDisposable
+{
+    private readonly MemoryBuffer1D<byte, Stride1D.Dense> _blocks;
+
+    public GpuQuantizedMatrix(Accelerator a, QuantizedMatrix m)
+    {
+        Kind = KindOf(m.Name, m.Type);
+        Rows = m.Rows;
+        Columns = m.Columns;
+        RowBytes = m.RowStrideBytes;
+        Bytes = Rows * RowBytes;
+        _blocks = a.Allocate1D<byte>(Math.Max(1, Bytes));
+        if (Bytes > 0)
+        {
+            _blocks.View.SubView(0, Bytes).CopyFromCPU(ref *m.Data, Bytes);
+        }
+    }
+
+    /// <summary>Whether <paramref name="type"/> has a device kernel (other formats are widened to F32 at upload).</summary>
+    public static bool Supports(QuantType type) => type is QuantType.Q8_0 or QuantType.Q4_0;
+
+    internal static int KindOf(string name, QuantType type) => type switch
+    {
+        QuantType.Q8_0 => QuantBlocks.Q8_0,
+        QuantType.Q4_0 => QuantBlocks.Q4_0,
+        _ => throw new NotSupportedException($"{name}: {type} has no GPU kernel (Q8_0 and Q4_0 do)"),
+    };
+
+    public int Kind { get; }
+    public int Rows { get; }
+    public int Columns { get; }
+    public long RowBytes { get; }
+    public long Bytes { get; }
+
+    /// <summary>What kernels take.</summary>
+    public QuantizedView View => new(new QuantBlocks(_blocks.View, Kind), Rows, Columns, RowBytes);
+
+    public void Dispose() => _blocks.Dispose();
+}
+
+/// <summary>An input-axis N:M matrix with Q8_0 / Q4_0 kept values on the device (<see cref="NmQuantizedMatrix"/>'s layout: value blocks, index bits, F32 tail).</summary>
+public sealed unsafe class GpuNmQuantizedMatrix : IDisposable
+{
+    private readonly MemoryBuffer1D<byte, Stride1D.Dense> _values;
+    private readonly MemoryBuffer1D<uint, Stride1D.Dense> _meta;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _tail;
+    private readonly int _kind;
+    private readonly long _valueRowBytes;
+
+    public GpuNmQuantizedMatrix(Accelerator a, NmQuantizedMatrix m)
+    {
+        _kind = GpuQuantizedMatrix.KindOf(m.Name, m.ValueType);
+        Shape = new SparseShape
+        {
+            Rows = m.Rows, Columns = m.Columns, M = m.Pattern.M, Kept = m.KeptPerRow,
+            ValueStride = m.ValueStride, MetaStride = m.MetaStride, TailColumns = m.TailColumns, Grouped = m.Groups * m.Pattern.M,
+        };
+        _valueRowBytes = m.ValueRowBytes;
+        var parts = m.Parts;
+        long values = m.Rows * m.ValueRowBytes;
+        _values = a.Allocate1D<byte>(Math.Max(1, values));
+        if (values > 0)
+        {
+            _values.View.SubView(0, values).CopyFromCPU(ref *(byte*)parts.Values.Pointer, values);
+        }
+        long metaWords = (long)m.Rows * m.MetaStride / 4;
+        _meta = a.Allocate1D<uint>(Math.Max(1, metaWords));
+        if (metaWords > 0)
+        {
+            _meta.View.SubView(0, metaWords).CopyFromCPU(ref *(uint*)parts.Index.Pointer, metaWords);
+        }
+        long tail = (long)m.Rows * m.TailColumns;
+        _tail = a.Allocate1D<float>(Math.Max(1, tail));
+        if (tail > 0)
+        {
+            _tail.CopyFromCPU(parts.Tail!.ToDenseArray());
+        }
+        Bytes = m.ByteSize;
+    }
+
+    public SparseShape Shape { get; }
+    public long Bytes { get; }
+
+    /// <summary>What kernels take.</summary>
+    public NmQuantizedView View => new(new QuantBlocks(_values.View, _kind), _valueRowBytes, _meta.View, _tail.View, Shape);
+
+    public void Dispose()
+    {
+        _values.Dispose();
+        _meta.Dispose();
+        _tail.Dispose();
     }
 }

@@ -31,6 +31,7 @@ public sealed class GpuOps : ITransformerOps
 {
     private readonly GpuDevice _device;
     private readonly Dictionary<object, IDisposable> _weights = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<object, GpuMatrix> _embeddings = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<float[], MemoryBuffer1D<float, Stride1D.Dense>> _vectors = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<RopeTable, (MemoryBuffer1D<float, Stride1D.Dense> Cos, MemoryBuffer1D<float, Stride1D.Dense> Sin)> _ropes = new(ReferenceEqualityComparer.Instance);
     private MemoryBuffer1D<int, Stride1D.Dense>? _ints;
@@ -58,14 +59,42 @@ public sealed class GpuOps : ITransformerOps
     private static GpuTensor G(DeviceTensor t) => t as GpuTensor ?? throw new ArgumentException("tensor belongs to another backend");
 
     /// <summary>Bytes of weights uploaded so far.</summary>
-    public long WeightBytes => _weights.Values.Sum(w => w switch { GpuMatrix m => m.Bytes, GpuSparseMatrix s => s.Bytes, _ => 0 });
+    public long WeightBytes => _weights.Values.Concat(_embeddings.Values).Sum(w => w switch
+    {
+        GpuMatrix m => m.Bytes, GpuSparseMatrix s => s.Bytes, GpuQuantizedMatrix q => q.Bytes, GpuNmQuantizedMatrix nq => nq.Bytes, _ => 0,
+    });
 
+    /// <summary>A linear's device copy in the format a kernel reads: N:M (F32/F16 or Q8_0/Q4_0 values), Q8_0/Q4_0 blocks, else dense (BF16 and K-quants widened to F32).</summary>
     private object Upload(WeightMatrix w)
     {
         if (!_weights.TryGetValue(w, out var d))
         {
-            d = w is NmSparseMatrix { ValueType: not ElementType.BF16 } s ? new GpuSparseMatrix(A, s) : new GpuMatrix(A, w);
+            d = w switch
+            {
+                NmSparseMatrix { ValueType: not ElementType.BF16 } s => new GpuSparseMatrix(A, s),
+                NmQuantizedMatrix nq => new GpuNmQuantizedMatrix(A, nq),
+                QuantizedMatrix q when GpuQuantizedMatrix.Supports(q.Type) => new GpuQuantizedMatrix(A, q),
+                _ => _embeddings.Remove(w, out var table) ? table : new GpuMatrix(A, w), // a tied embedding's table serves as is
+            };
             _weights[w] = d;
+        }
+        return d;
+    }
+
+    /// <summary>
+    /// The token embedding as a dense table (rows are gathered, not multiplied). A tied classifier
+    /// stored dense shares the copy; a quantized one keeps its blocks and the table is separate.
+    /// </summary>
+    private GpuMatrix UploadEmbedding(WeightMatrix w)
+    {
+        if (_weights.TryGetValue(w, out var shared) && shared is GpuMatrix dense)
+        {
+            return dense;
+        }
+        if (!_embeddings.TryGetValue(w, out var d))
+        {
+            d = new GpuMatrix(A, w);
+            _embeddings[w] = d;
         }
         return d;
     }
@@ -112,7 +141,7 @@ public sealed class GpuOps : ITransformerOps
                 throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} outside the vocabulary of {embedding.Rows}");
             }
         }
-        K.Embed((GpuMatrix)Upload(embedding), Ints(tokens), tokens.Length, G(x).View);
+        K.Embed(UploadEmbedding(embedding), Ints(tokens), tokens.Length, G(x).View);
     }
 
     public void RmsNorm(DeviceTensor x, float[] weight, float epsilon, int n, DeviceTensor y) =>
@@ -127,6 +156,12 @@ public sealed class GpuOps : ITransformerOps
                 break;
             case GpuMatrix d:
                 K.Dense(d, G(x).View, G(y).View, n);
+                break;
+            case GpuQuantizedMatrix q:
+                K.Quantized(q, G(x).View, G(y).View, n);
+                break;
+            case GpuNmQuantizedMatrix nq:
+                K.NmQuantized(nq, G(x).View, G(y).View, n);
                 break;
         }
     }
@@ -264,7 +299,7 @@ public sealed class GpuOps : ITransformerOps
 
     public void Dispose()
     {
-        foreach (var w in _weights.Values)
+        foreach (var w in _weights.Values.Concat<IDisposable>(_embeddings.Values))
         {
             w.Dispose();
         }

@@ -57,7 +57,7 @@ internal static class GpuCommands
         var device = new Option<string>("--device") { Description = "cuda | opencl | ilgpu-cpu", DefaultValueFactory = _ => "cuda" };
         var json = new Option<string?>("--json") { Description = "Write the results as JSON" };
         var small = new Option<bool>("--small") { Description = "Small shapes (for the CPU accelerator)" };
-        var command = new Command("gpu-bench", "Dense vs 2:4 vs 4:8 GEMM/GEMV timings on the GPU backend (TFLOP/s, GB/s)") { device, json, small };
+        var command = new Command("gpu-bench", "Dense vs 2:4 vs 4:8 GEMM/GEMV timings on the GPU backend, F32/F16 values and Q8_0/Q4_0 blocks (TFLOP/s, GB/s)") { device, json, small };
         command.SetAction(parse =>
         {
             try
@@ -66,21 +66,21 @@ internal static class GpuCommands
                 Console.WriteLine($"device: {d.Description}");
                 var shapes = parse.GetValue(small)
                     ? new[] { (256, 256, 1), (256, 256, 64) }
-                    : new[] { (4096, 4096, 4096), (11008, 4096, 1), (11008, 4096, 512), (4096, 11008, 1) };
+                    : new[] { (4096, 4096, 4096), (8192, 8192, 4096), (11008, 4096, 1), (11008, 4096, 512), (4096, 11008, 1) };
                 var rows = new List<Dictionary<string, object>>();
                 var table = new Table().AddColumns("M x K", "n", "format", "median ms", "TFLOP/s (dense-eq)", "weight GB/s");
+                // F32/F16 values dense, 2:4 and 4:8; llama.cpp's Q8_0/Q4_0 blocks dense and 2:4 (not on the 4096³ GEMM: decode and batched shapes).
+                var variants = (from type in new[] { "F32", "F16" } from format in new[] { "dense", "2:4", "4:8" } select (Type: type, Format: format))
+                    .Concat(from type in new[] { "Q8_0", "Q4_0" } from format in new[] { "dense", "2:4" } select (Type: type, Format: format)).ToArray();
                 foreach (var (m, k, n) in shapes)
                 {
-                    foreach (var type in new[] { ElementType.F32, ElementType.F16 })
+                    foreach (var (type, format) in variants.Where(v => v.Type is "F32" or "F16" || n < 4096))
                     {
-                        foreach (var format in new[] { "dense", "2:4", "4:8" })
-                        {
-                            var (ms, bytes) = Time(d, m, k, n, type, format);
-                            double tflops = 2.0 * m * k * n / (ms * 1e-3) / 1e12;
-                            double gbps = bytes / (ms * 1e-3) / 1e9;
-                            table.AddRow($"{m}x{k}", $"{n}", $"{format} {type}", $"{ms:F3}", $"{tflops:F2}", $"{gbps:F0}");
-                            rows.Add(new() { ["m"] = m, ["k"] = k, ["n"] = n, ["type"] = type.ToString(), ["format"] = format, ["median_ms"] = ms, ["tflops_dense_equivalent"] = tflops, ["weight_gbps"] = gbps });
-                        }
+                        var (ms, bytes) = Time(d, m, k, n, type, format);
+                        double tflops = 2.0 * m * k * n / (ms * 1e-3) / 1e12;
+                        double gbps = bytes / (ms * 1e-3) / 1e9;
+                        table.AddRow($"{m}x{k}", $"{n}", $"{format} {type}", $"{ms:F3}", $"{tflops:F2}", $"{gbps:F0}");
+                        rows.Add(new() { ["m"] = m, ["k"] = k, ["n"] = n, ["type"] = type, ["format"] = format, ["median_ms"] = ms, ["tflops_dense_equivalent"] = tflops, ["weight_gbps"] = gbps });
                     }
                 }
                 CliConsole.Out.Write(table);
@@ -99,7 +99,8 @@ internal static class GpuCommands
     }
 
     /// <summary>Median of timed launches (synchronised) and the weight bytes one launch reads.</summary>
-    private static (double Ms, long Bytes) Time(GpuDevice d, int m, int k, int n, ElementType type, string format)
+    /// <param name="type">F32 or F16 values, or Q8_0 / Q4_0 blocks.</param>
+    private static (double Ms, long Bytes) Time(GpuDevice d, int m, int k, int n, string type, string format)
     {
         var a = d.Accelerator;
         using var dense = SyntheticModel.RandomDense("w", m, k, ElementType.F32, format == "dense" ? null : NmPattern.Parse(format), 1);
@@ -107,9 +108,30 @@ internal static class GpuCommands
         Action<ILGPU.ArrayView<float>, ILGPU.ArrayView<float>> run;
         long bytes;
         using var scratch = a.Allocate1D<float>((long)k * n);
-        if (format == "dense")
+        if (type is "Q8_0" or "Q4_0")
         {
-            using var typed = type == ElementType.F32 ? null : DenseMatrix.FromSingle("w", m, k, dense.ToDenseArray(), type);
+            var quantType = type == "Q8_0" ? Kernels.Simd.Quantized.QuantType.Q8_0 : Kernels.Simd.Quantized.QuantType.Q4_0;
+            if (format == "dense")
+            {
+                using var q = SyntheticModel.RandomQuantized("w", quantType, m, k, 1);
+                var g = new GpuQuantizedMatrix(a, q);
+                weight = g;
+                bytes = g.Bytes;
+                run = (x, y) => d.Kernels.Quantized(g, x, y, n);
+            }
+            else
+            {
+                using var q = NmQuantizedMatrix.Compress(dense, NmPattern.Parse(format), quantType);
+                var g = new GpuNmQuantizedMatrix(a, q);
+                weight = g;
+                bytes = g.Bytes;
+                run = (x, y) => d.Kernels.NmQuantized(g, x, y, n);
+            }
+        }
+        else if (format == "dense")
+        {
+            var elementType = Enum.Parse<ElementType>(type);
+            using var typed = elementType == ElementType.F32 ? null : DenseMatrix.FromSingle("w", m, k, dense.ToDenseArray(), elementType);
             var g = new GpuMatrix(a, typed ?? (WeightMatrix)dense);
             weight = g;
             bytes = g.Bytes;
@@ -117,7 +139,7 @@ internal static class GpuCommands
         }
         else
         {
-            using var s = NmSparseMatrix.Compress(dense, NmPattern.Parse(format), type);
+            using var s = NmSparseMatrix.Compress(dense, NmPattern.Parse(format), Enum.Parse<ElementType>(type));
             var g = new GpuSparseMatrix(a, s);
             weight = g;
             bytes = g.Bytes;

@@ -4,6 +4,7 @@ using Kernels.Gpu;
 using Kernels.Runtime.Model;
 using Kernels.Simd;
 using Kernels.Simd.Matrices;
+using Kernels.Simd.Quantized;
 using Kernels.Simd.Reference;
 
 namespace Kernels.Runtime.Gpu;
@@ -26,6 +27,8 @@ public static class GpuSelfTest
         ("sparse 2:4 F16", d => Sparse(d, NmPattern.TwoFour, ElementType.F16)),
         ("sparse 4:8 F32", d => Sparse(d, NmPattern.FourEight, ElementType.F32)),
         ("sparse 4:8 F16", d => Sparse(d, NmPattern.FourEight, ElementType.F16)),
+        ("quantized Q8_0 and Q4_0", QuantizedCheck),
+        ("N:M quantized (2:4, 4:8 x Q8_0, Q4_0)", NmQuantizedCheck),
         ("rmsnorm, rope, swiglu, add, copy", Elementwise),
         ("softmax and argmax", SoftmaxArgMax),
         ("attention + value-norm-weighted accumulation (GQA)", AttentionCheck),
@@ -120,24 +123,30 @@ public static class GpuSelfTest
         return All($"dense {type}", cases);
     }
 
+    /// <summary>Zeroes the M − N smallest of every input group of M (a whole-group tail stays dense).</summary>
+    private static float[] MagnitudeNm(float[] w, int rows, int cols, NmPattern p)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            for (int g = 0; g + p.M <= cols; g += p.M)
+            {
+                var order = Enumerable.Range(0, p.M).OrderBy(i => Math.Abs(w[r * cols + g + i])).ToArray();
+                for (int i = 0; i < p.M - p.N; i++)
+                {
+                    w[r * cols + g + order[i]] = 0;
+                }
+            }
+        }
+        return w;
+    }
+
     private static GpuCheck Sparse(GpuDevice d, NmPattern p, ElementType type)
     {
         var cases = new List<GpuCheck>();
         foreach (var (rows, cols, n) in new[] { (5, 64, 1), (33, 172, 3), (40, 260, 8), (17, 512, 40), (70, 172, 9), (65, 96, 10) })
         {
-            var w = Random(rows * cols, rows * cols);
-            // Magnitude N:M along the input, rounded through the storage type.
-            for (int r = 0; r < rows; r++)
-            {
-                for (int g = 0; g + p.M <= cols; g += p.M)
-                {
-                    var order = Enumerable.Range(0, p.M).OrderBy(i => Math.Abs(w[r * cols + g + i])).ToArray();
-                    for (int i = 0; i < p.M - p.N; i++)
-                    {
-                        w[r * cols + g + order[i]] = 0;
-                    }
-                }
-            }
+            var w = MagnitudeNm(Random(rows * cols, rows * cols), rows, cols, p);
+            // Rounded through the storage type.
             using var tmp = DenseMatrix.FromSingle("w", rows, cols, w, type);
             using var dense = DenseMatrix.FromSingle("w", rows, cols, tmp.ToDenseArray());
             using var s = NmSparseMatrix.Compress(dense, p, type);
@@ -153,6 +162,56 @@ public static class GpuSelfTest
             }
         }
         return All($"sparse {p} {type}", cases);
+    }
+
+    /// <summary>Q8_0 / Q4_0 blocks of random bytes (every bit of the layout) against the host's dequantized reference, decode and prefill shapes.</summary>
+    private static GpuCheck QuantizedCheck(GpuDevice d)
+    {
+        var cases = new List<GpuCheck>();
+        foreach (var type in new[] { QuantType.Q8_0, QuantType.Q4_0 })
+        {
+            foreach (var (rows, cols, n) in new[] { (1, 32, 1), (33, 64, 1), (70, 256, 3), (65, 96, 70), (17, 160, 2) })
+            {
+                using var m = Kernels.Runtime.Model.SyntheticModel.RandomQuantized("w", type, rows, cols, rows * cols + n);
+                var x = Random(n * cols, 3 * n);
+                var expected = new float[n * rows];
+                ScalarReference.MatMul(m, x, expected, n);
+                using var g = new GpuQuantizedMatrix(d.Accelerator, m);
+                foreach (bool lanes in new[] { false, true })
+                {
+                    var y = Run(d.Accelerator, x, (xv, yv) => WithLanes(d, lanes, () => d.Kernels.Quantized(g, xv, yv, n)), n * rows);
+                    cases.Add(Compare($"{type} {rows}x{cols} n={n}{(lanes ? " lanes" : "")}", expected, y, 1e-5, i => 1 + cols * 0.1));
+                }
+            }
+        }
+        return All("quantized Q8_0 and Q4_0", cases);
+    }
+
+    /// <summary>N:M matrices with Q8_0 / Q4_0 kept values (a dense tail included) against the host's dequantized reference.</summary>
+    private static GpuCheck NmQuantizedCheck(GpuDevice d)
+    {
+        var cases = new List<GpuCheck>();
+        foreach (var p in new[] { NmPattern.TwoFour, NmPattern.FourEight })
+        {
+            foreach (var type in new[] { QuantType.Q8_0, QuantType.Q4_0 })
+            {
+                foreach (var (rows, cols, n) in new[] { (5, 64, 1), (33, 172, 3), (17, 512, 40), (70, 100, 9) })
+                {
+                    using var dense = DenseMatrix.FromSingle("w", rows, cols, MagnitudeNm(Random(rows * cols, rows * cols + 1), rows, cols, p));
+                    using var m = NmQuantizedMatrix.Compress(dense, p, type);
+                    var x = Random(n * cols, 5 * n);
+                    var expected = new float[n * rows];
+                    ScalarReference.MatMul(m, x, expected, n);
+                    using var g = new GpuNmQuantizedMatrix(d.Accelerator, m);
+                    foreach (bool lanes in new[] { false, true })
+                    {
+                        var y = Run(d.Accelerator, x, (xv, yv) => WithLanes(d, lanes, () => d.Kernels.NmQuantized(g, xv, yv, n)), n * rows);
+                        cases.Add(Compare($"{p} {type} {rows}x{cols} n={n}{(lanes ? " lanes" : "")}", expected, y, 1e-5, i => 1 + cols * 0.1));
+                    }
+                }
+            }
+        }
+        return All("N:M quantized", cases);
     }
 
     private static GpuCheck Elementwise(GpuDevice d)

@@ -43,6 +43,65 @@ public sealed class GpuEndToEndTests
         }
     }
 
+    /// <summary>
+    /// llama.cpp's Q8_0 and Q4_0 files keep their blocks on the device (no F32 widening), and prefill
+    /// and decode logits match the scalar reference backend, which multiplies the same dequantized
+    /// values in F32. A 2:4 N:M-quantized copy of the Q8_0 model does too.
+    /// </summary>
+    [DataTheory]
+    [InlineData("tiny-Q8_0.gguf", false)]
+    [InlineData("tiny-Q4_0.gguf", false)]
+    [InlineData("tiny-Q8_0.gguf", true)]
+    public void Quantized_models_keep_their_blocks_and_match_the_reference_backend(string file, bool twoFour)
+    {
+        using var device = GpuDevice.TryCreate(GpuKind.IlgpuCpu, out string reason) ?? throw new InvalidOperationException(reason);
+        using var model = ModelLoader.Load(Path.Combine(TestData.Folder, "quant", file));
+        if (twoFour)
+        {
+            foreach (var layer in model.Layers)
+            {
+                layer.Gate = NmQuantized(layer.Gate);
+                layer.Up = NmQuantized(layer.Up);
+                layer.Down = NmQuantized(layer.Down);
+            }
+        }
+        int[] tokens = Enumerable.Range(0, 12).Select(i => (i * 37 + 5) % model.Config.VocabSize).ToArray();
+        using var reference = new ReferenceOps();
+        using var gpu = new GpuOps(device);
+        var positions = Enumerable.Range(0, tokens.Length).ToArray();
+        foreach (bool batched in new[] { true, false })
+        {
+            var expected = ModelFixtures.TeacherForcedLogits(model, reference, tokens, positions, batched);
+            var actual = ModelFixtures.TeacherForcedLogits(model, gpu, tokens, positions, batched);
+            foreach (int p in positions)
+            {
+                Tolerance.AllClose(expected[p], actual[p], 1e-4f, 1e-4f, $"{file}{(twoFour ? " 2:4" : "")} pos {p} batched {batched}");
+            }
+        }
+        // The linears stay at their file size: no F32 copy of a Q8_0 / Q4_0 / N:M-quantized matrix.
+        long quantized = model.Layers.Sum(l => l.Linears().Sum(x => x.Matrix.ByteSize));
+        long tables = 4L * (model.TokenEmbedding.Rows * (long)model.TokenEmbedding.Columns + model.Classifier.Rows * (long)model.Classifier.Columns);
+        Assert.True(gpu.WeightBytes <= quantized + tables, $"{gpu.WeightBytes} bytes on the device for {quantized} bytes of quantized linears and {tables} of F32 tables");
+    }
+
+    private static Kernels.Simd.Matrices.WeightMatrix NmQuantized(Kernels.Simd.Matrices.WeightMatrix w)
+    {
+        var dense = w.ToDenseArray();
+        int rows = w.Rows, cols = w.Columns;
+        for (int r = 0; r < rows; r++)
+        {
+            for (int g = 0; g + 4 <= cols; g += 4)
+            {
+                foreach (int i in Enumerable.Range(0, 4).OrderBy(i => Math.Abs(dense[r * cols + g + i])).Take(2))
+                {
+                    dense[r * cols + g + i] = 0;
+                }
+            }
+        }
+        using var pruned = Kernels.Simd.Matrices.DenseMatrix.FromSingle(w.Name, rows, cols, dense);
+        return Kernels.Simd.Matrices.NmQuantizedMatrix.Compress(pruned, Kernels.Simd.Matrices.NmPattern.TwoFour, Kernels.Simd.Quantized.QuantType.Q8_0);
+    }
+
     [Fact]
     public void Backend_selection_reports_missing_devices_clearly()
     {

@@ -43,13 +43,15 @@ public abstract class GpuKernelTests(GpuFixture fixture)
     [SkippableFact] public void Sparse_2_4_F16() => Check("sparse 2:4 F16");
     [SkippableFact] public void Sparse_4_8_F32() => Check("sparse 4:8 F32");
     [SkippableFact] public void Sparse_4_8_F16() => Check("sparse 4:8 F16");
+    [SkippableFact] public void Quantized_Q8_0_Q4_0() => Check("quantized Q8_0 and Q4_0");
+    [SkippableFact] public void Nm_quantized() => Check("N:M quantized (2:4, 4:8 x Q8_0, Q4_0)");
     [SkippableFact] public void Elementwise() => Check("rmsnorm, rope, swiglu, add, copy");
     [SkippableFact] public void Softmax_ArgMax() => Check("softmax and argmax");
     [SkippableFact] public void Attention_with_value_norm_weighted_accumulation() => Check("attention + value-norm-weighted accumulation (GQA)");
     [SkippableFact] public void TopK_and_masked_SwiGlu() => Check("top-k and masked swiglu");
 
     [Fact]
-    public void Every_self_test_check_has_a_test() => Assert.Equal(10, GpuSelfTest.Checks.Count);
+    public void Every_self_test_check_has_a_test() => Assert.Equal(12, GpuSelfTest.Checks.Count);
 }
 
 [Collection("ilgpu-cpu")]
