@@ -49,17 +49,17 @@ case "$mode" in
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$results/gpu.txt" || true
     status=0
     "$k" gpu-selftest --device "$device" 2>&1 | tee "$results/selftest.txt" || status=1
-    "$k" gpu-bench --device "$device" "${small[@]}" --json "$results/gpu-bench.json" 2>&1 | tee "$results/gpu-bench.txt" || status=1
-    "$k" bench --device "$device" "${shape[@]}" --types f32,f16 --decode-tokens 16 --prefill-tokens 256 \
+    "$k" gpu-bench --device "$device" ${small[@]+"${small[@]}"} --json "$results/gpu-bench.json" 2>&1 | tee "$results/gpu-bench.txt" || status=1
+    "$k" bench --device "$device" ${shape[@]+"${shape[@]}"} --types f32,f16 --decode-tokens 16 --prefill-tokens 256 \
       --json "$results/bench-cuda.json" --chart "$results/bench-cuda.png" 2>&1 | tee "$results/bench-cuda.txt" || status=1
     # The same TinyLlama shape as files: F16, Q8_0, 2:4 F16, 2:4 Q8_0 (decode timed round-robin).
     models=/tmp/kernels-gpu/models
     mkdir -p "$models"
     vocab=/tmp/kernels-gpu/kernels/vocab/tokenizer.model
-    "$k" synth "${shape[@]}" --type f16 --vocab "$vocab" -o "$models/tl-f16.gguf" || status=1
-    "$k" synth "${shape[@]}" --type f16 --quantize q8 --vocab "$vocab" -o "$models/tl-q8_0.gguf" || status=1
-    "$k" synth "${shape[@]}" --type f16 --sparse 2:4 --vocab "$vocab" -o "$models/tl-2_4-f16.gguf" || status=1
-    "$k" synth "${shape[@]}" --type f16 --sparse 2:4 --quantize q8 --vocab "$vocab" -o "$models/tl-2_4-q8_0.gguf" || status=1
+    "$k" synth ${shape[@]+"${shape[@]}"} --type f16 --vocab "$vocab" -o "$models/tl-f16.gguf" || status=1
+    "$k" synth ${shape[@]+"${shape[@]}"} --type f16 --quantize q8 --vocab "$vocab" -o "$models/tl-q8_0.gguf" || status=1
+    "$k" synth ${shape[@]+"${shape[@]}"} --type f16 --sparse 2:4 --vocab "$vocab" -o "$models/tl-2_4-f16.gguf" || status=1
+    "$k" synth ${shape[@]+"${shape[@]}"} --type f16 --sparse 2:4 --quantize q8 --vocab "$vocab" -o "$models/tl-2_4-q8_0.gguf" || status=1
     "$k" bench --device "$device" -m "$models/tl-f16.gguf" -m "$models/tl-q8_0.gguf" -m "$models/tl-2_4-f16.gguf" -m "$models/tl-2_4-q8_0.gguf" \
       --decode-tokens 32 --prefill-tokens 128 --profile --json "$results/bench-files-cuda.json" --chart "$results/bench-files-cuda.png" 2>&1 | tee "$results/bench-files-cuda.txt" || status=1
     python3 /tmp/kernels-gpu/kernels/torch_matmul.py "$results/torch-matmul.json" 2>&1 | tee "$results/torch-matmul.txt" || status=1

@@ -19,11 +19,12 @@ internal sealed class HwOptions
     public readonly Option<double> FlashBandwidth = new Option<double>("--flash-gbps") { Description = "Flash bandwidth, GB/s (UFS 4.0 ~4)", DefaultValueFactory = _ => 4 }.InRange(0.0, 1e5, minExclusive: true);
     public readonly Option<int> Bits = new Option<int>("--weight-bits") { Description = "Bits per weight on the device", DefaultValueFactory = _ => 16 }.InRange(1, 32);
     public readonly Option<bool> Serial = new("--serial-io") { Description = "DRAM and flash transfers add instead of overlapping" };
+    public readonly Option<string> KvReserve = new("--kv-reserve") { Description = "DRAM the simulated KV cache holds: average (the paper's (prompt + seq)/2) | max (the full sequence, reserved up front)", DefaultValueFactory = _ => "average" };
     public readonly Option<string> Policy = new("--sim-cache") { Description = "Simulator cache policy: lru | lfu | belady", DefaultValueFactory = _ => "lru" };
 
     public void AddTo(Command c)
     {
-        foreach (var o in new Option[] { DramGb, DramFraction, DramBandwidth, FlashBandwidth, Bits, Serial, Policy })
+        foreach (var o in new Option[] { DramGb, DramFraction, DramBandwidth, FlashBandwidth, Bits, Serial, Policy, KvReserve })
         {
             c.Options.Add(o);
         }
@@ -43,6 +44,12 @@ internal sealed class HwOptions
             Policy = DipOptions.ParseCache(parse.GetValue(Policy)!),
             PromptLength = prompt,
             SequenceLength = sequence,
+            KvReservation = parse.GetValue(KvReserve)!.ToLowerInvariant() switch
+            {
+                "average" => KvReservation.AverageLength,
+                "max" => KvReservation.MaxLength,
+                var other => throw new ArgumentException($"--kv-reserve: unknown '{other}' (average, max)"),
+            },
         };
         return parse.GetValue(DramGb) is { } gb ? hw with { DramCapacity = (long)(gb * 1e9), Name = $"{gb} GB DRAM" } : hw;
     }

@@ -27,6 +27,13 @@ public sealed record HwConfig
     public int PromptLength { get; init; } = 128;
     public int SequenceLength { get; init; } = 256;
 
+    /// <summary>
+    /// DRAM held for the KV cache: the paper's simulator charges the average length (prompt + seq)/2;
+    /// a runtime that must not run out mid-sequence reserves the full length. Reads are at the
+    /// average length either way (generation grows the cache from prompt to seq).
+    /// </summary>
+    public KvReservation KvReservation { get; init; } = KvReservation.AverageLength;
+
     /// <summary>Phone-class device: LPDDR5 ~50 GB/s, UFS 4.0 ~4 GB/s, DRAM = a fraction of the model's weight bytes.</summary>
     public static HwConfig Phone(long modelBytes, double dramFraction = 0.5) => new()
     {
@@ -37,6 +44,16 @@ public sealed record HwConfig
     };
 
     public double Combine(double dramSeconds, double flashSeconds) => ConcurrentIo ? Math.Max(dramSeconds, flashSeconds) : dramSeconds + flashSeconds;
+}
+
+/// <summary>How much DRAM the simulated KV cache holds.</summary>
+public enum KvReservation
+{
+    /// <summary>(prompt + seq) / 2 tokens, as the DIP paper's simulator charges it.</summary>
+    AverageLength,
+
+    /// <summary>seq tokens: the most the cache holds, reserved up front.</summary>
+    MaxLength,
 }
 
 /// <summary>How the MLP is treated by the simulator.</summary>
@@ -79,20 +96,25 @@ public static class HwSimulator
         double kvShare = (double)c.KvHeads / c.Heads;
         double head = (double)d * c.VocabSize * wb;
         double attention = (2 + 2 * kvShare) * d * (double)d * L * wb;
-        double kv = (hw.PromptLength + hw.SequenceLength) / 2.0 * d * 2 * L * kvShare * kb;
+        double kvPerToken = d * 2.0 * L * kvShare * kb;
+        double kv = (hw.PromptLength + hw.SequenceLength) / 2.0 * kvPerToken;
+        double kvHeld = hw.KvReservation == KvReservation.MaxLength ? Math.Max(hw.PromptLength, hw.SequenceLength) * kvPerToken : kv;
         double mlp = 3.0 * d * F * L * wb;
         double mlpIndex = 3.0 * d * F * L * staticIndexBitsPerWeight / 8;
-        double staticBytes = head + attention + kv + mode switch { MlpMode.Dense => mlp, MlpMode.StaticPruned => mlp * staticDensity + mlpIndex, _ => 0 };
+        double others = head + attention + mode switch { MlpMode.Dense => mlp, MlpMode.StaticPruned => mlp * staticDensity + mlpIndex, _ => 0 };
+        // Placement uses what is held; each token reads the static modules and the KV at its average length.
+        double staticBytes = others + kvHeld;
         double capacity = hw.DramCapacity;
         double staticInDram = Math.Min(staticBytes, capacity);
         double staticFromFlash = staticBytes - staticInDram;
-        double tStatic = hw.Combine(staticInDram / hw.DramBandwidth, staticFromFlash / hw.FlashBandwidth);
+        double readShare = (others + kv) / staticBytes;
+        double tStatic = hw.Combine(staticInDram * readShare / hw.DramBandwidth, staticFromFlash * readShare / hw.FlashBandwidth);
         double dynamicCapacity = Math.Max(0, capacity - staticBytes);
         double perLinear = dynamicCapacity / (3.0 * L);
         int gateUpColumns = (int)Math.Min(d, Math.Floor(perLinear / (F * wb)));
         int downColumns = (int)Math.Min(F, Math.Floor(perLinear / (d * wb)));
         // Prompt encoding: every weight once, the dynamic MLP with an empty cache (all flash).
-        double ttft = mode == MlpMode.Dynamic ? hw.Combine(staticInDram / hw.DramBandwidth, (staticFromFlash + mlp) / hw.FlashBandwidth) : tStatic;
+        double ttft = mode == MlpMode.Dynamic ? hw.Combine(staticInDram * readShare / hw.DramBandwidth, (staticFromFlash * readShare + mlp) / hw.FlashBandwidth) : tStatic;
         if (mode != MlpMode.Dynamic)
         {
             return new SimulationResult(tStatic, ttft, 1.0, (long)staticBytes, (long)staticFromFlash, 0, 0, 0, tStatic, 0);

@@ -131,6 +131,30 @@ public sealed class DipTests
         Assert.Equal(noDram.StaticBytes / hw.FlashBandwidth, noDram.SecondsPerToken, 12);
     }
 
+    /// <summary>
+    /// Reserving the KV cache at the full sequence (not the paper's average length) holds
+    /// (seq − avg) tokens' more K/V in DRAM, which the column caches lose; per-token reads stay at
+    /// the average length, so with DRAM to spare the time is unchanged.
+    /// </summary>
+    [Fact]
+    public void Kv_reserved_at_the_full_length_takes_dram_from_the_column_caches()
+    {
+        var c = LlamaConfig.Create(64, 160, 2, 4, 2, 100, 1024);
+        var hw = new HwConfig { DramBandwidth = 50e9, FlashBandwidth = 4e9, DramCapacity = 200_000, WeightBits = 16, KvBits = 16, PromptLength = 128, SequenceLength = 512 };
+        var masks = Enumerable.Range(0, 4).Select(t => Enumerable.Range(0, c.Layers)
+            .Select(_ => new TokenLayerMask(Enumerable.Range(t, 8).ToArray(), Enumerable.Range(t, 16).ToArray())).ToArray()).ToList();
+        var average = HwSimulator.Simulate(c, hw, MlpMode.Dynamic, masks);
+        var max = HwSimulator.Simulate(c, hw with { KvReservation = KvReservation.MaxLength }, MlpMode.Dynamic, masks);
+        double kvPerToken = c.Dim * 2.0 * c.Layers * c.KvHeads / c.Heads * 2; // K and V, 16-bit
+        Assert.Equal((512 - (128 + 512) / 2.0) * kvPerToken, max.StaticBytes - average.StaticBytes, 6);
+        Assert.InRange(max.DynamicCapacityBytes, average.DynamicCapacityBytes - (max.StaticBytes - average.StaticBytes) - 1, average.DynamicCapacityBytes - (max.StaticBytes - average.StaticBytes) + 1);
+        Assert.True(max.GateUpCacheColumns < average.GateUpCacheColumns);
+        // Everything in DRAM: reads are at the average length either way.
+        var roomy = hw with { DramCapacity = 100_000_000 };
+        Assert.Equal(HwSimulator.Simulate(c, roomy, MlpMode.Dense).SecondsPerToken,
+            HwSimulator.Simulate(c, roomy with { KvReservation = KvReservation.MaxLength }, MlpMode.Dense).SecondsPerToken, 15);
+    }
+
     [Fact]
     public void Column_caches_evict_by_policy()
     {
