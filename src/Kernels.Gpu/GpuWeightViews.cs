@@ -74,32 +74,13 @@ public readonly struct SparseView : ITileWeights, INmWeights
         Values[(long)r * Shape.ValueStride + (Values.Half == 0 ? k : Kernels.Simd.Matrices.NmLayout.StorageIndex(k, Shape.Kept))];
 
     /// <summary>The input column kept value k of row r multiplies.</summary>
-    public int Column(int r, int k) => k / (Shape.M / 2) * Shape.M + IndexOf((long)r * (Shape.MetaStride / 4), k);
+    public int Column(int r, int k) => k / (Shape.M / 2) * Shape.M + NmIndex.Of(Meta, (long)r * (Shape.MetaStride / 4), Shape.M, k);
 
     /// <summary>Dense tail element c (column Grouped + c) of row r.</summary>
     public float TailAt(int r, int c) => Tail[(long)r * Shape.TailColumns + c];
 
     /// <summary>W[r, c] (0 for a pruned position).</summary>
-    public float At(int r, int c)
-    {
-        if (c >= Shape.Grouped)
-        {
-            return TailAt(r, c - Shape.Grouped);
-        }
-        int n2 = Shape.M / 2, g = c / Shape.M, i = c % Shape.M;
-        long metaWord = (long)r * (Shape.MetaStride / 4);
-        for (int j = 0; j < n2; j++)
-        {
-            int k = g * n2 + j;
-            if (IndexOf(metaWord, k) == i)
-            {
-                return Kept(r, k);
-            }
-        }
-        return 0f;
-    }
-
-    private int IndexOf(long rowWord, int k) => NmIndex.Of(Meta, rowWord, Shape.M, k);
+    public float At(int r, int c) => NmIndex.Element(this, Meta, r, c);
 }
 
 /// <summary>The N:M index bits shared by every input-axis N:M format (<see cref="Kernels.Simd.Matrices.NmSparseMatrix"/>'s layout).</summary>
@@ -117,6 +98,27 @@ internal static class NmIndex
         uint low = meta[rowWord + (bit >> 5)] >> offset;
         uint high = offset > 29 ? meta[rowWord + (bit >> 5) + 1] << (32 - offset) : 0u;
         return (int)((low | high) & 7u);
+    }
+
+    /// <summary>W[r, c] of an N:M matrix (0 for a pruned position): the dense tail, or the kept value whose index is c's place in its group.</summary>
+    public static float Element<TWeights>(TWeights w, ArrayView<uint> meta, int r, int c) where TWeights : struct, INmWeights
+    {
+        var s = w.Shape;
+        if (c >= s.Grouped)
+        {
+            return w.TailAt(r, c - s.Grouped);
+        }
+        int n2 = s.M / 2, g = c / s.M, i = c % s.M;
+        long metaWord = (long)r * (s.MetaStride / 4);
+        for (int j = 0; j < n2; j++)
+        {
+            int k = g * n2 + j;
+            if (Of(meta, metaWord, s.M, k) == i)
+            {
+                return w.Kept(r, k);
+            }
+        }
+        return 0f;
     }
 }
 
@@ -218,22 +220,5 @@ public readonly struct NmQuantizedView : ITileWeights, INmWeights
     public float TailAt(int r, int c) => Tail[(long)r * Shape.TailColumns + c];
 
     /// <summary>W[r, c] (0 for a pruned position).</summary>
-    public float At(int r, int c)
-    {
-        if (c >= Shape.Grouped)
-        {
-            return TailAt(r, c - Shape.Grouped);
-        }
-        int n2 = Shape.M / 2, g = c / Shape.M, i = c % Shape.M;
-        long metaWord = (long)r * (Shape.MetaStride / 4);
-        for (int j = 0; j < n2; j++)
-        {
-            int k = g * n2 + j;
-            if (NmIndex.Of(Meta, metaWord, Shape.M, k) == i)
-            {
-                return Kept(r, k);
-            }
-        }
-        return 0f;
-    }
+    public float At(int r, int c) => NmIndex.Element(this, Meta, r, c);
 }
