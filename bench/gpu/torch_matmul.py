@@ -6,6 +6,7 @@ Shapes are (M, K, n): Y[n, M] = X[n, K] @ W[M, K]^T, as in gpu-bench. Median of 
 after a warm-up, each synchronised, as gpu-bench does.
 """
 import json
+import os
 import sys
 import time
 
@@ -62,8 +63,11 @@ def main():
                 rows.append({"m": m, "k": k, "n": n, "format": "2:4 F16", "error": f"{type(e).__name__}: {e}"})
     for r in rows:
         print(r)
-    with open(out, "w") as f:
+    # Written whole or not at all: a temp file beside the target, then a rename.
+    tmp = out + ".tmp"
+    with open(tmp, "w") as f:
         json.dump({"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "rows": rows}, f, indent=2)
+    os.replace(tmp, out)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ internal static class ArchReportCommand
                 int[] tokens = tok.Encode(TextSource.Read(parse.GetValue(eval)!, es, ee, true), false, false);
                 int layers = probe.Layers.Count;
                 var rows = new List<Row>();
+                var sdtpCost = new List<StageCostRow>();
                 var sdtpReports = new List<(string Name, IReadOnlyList<SaliencyStageReport> Stages, long PredictorMacs, long ModelMacs)>();
                 string dir = parse.GetValue(outDir)!;
                 Directory.CreateDirectory(dir);
@@ -222,6 +223,7 @@ internal static class ArchReportCommand
                             Measure("sdtp", name, keep, _ => $"r {o.Ratio:F4} at layers {string.Join(",", stages)}", o, pf);
                         }
                     }
+                    sdtpCost.AddRange(StageCost(path, tokens, ctx, stages, kinds, ct));
                     progress.Report(1f);
                     return 0;
                 });
@@ -229,12 +231,13 @@ internal static class ArchReportCommand
                 string title = $"{Path.GetFileName(path)}: perplexity on {tokens.Length} tokens of {Path.GetFileName(parse.GetValue(eval))} bytes {parse.GetValue(evalBytes)} " +
                                $"(windows of {ctx}); calibration {data.Windows.Count} x {data.Windows[0].Length} tokens of {Path.GetFileName(parse.GetValue(calib.Calibration))} bytes {parse.GetValue(calib.CalibrationBytes)}. " +
                                $"SDTP rows score only each window's continuation after a {parse.GetValue(promptFraction):P0} prompt (its own dense baseline: 'no pruning').";
-                string markdown = Markdown(title, rows) + PredictorMarkdown(sdtpReports, parse.GetValue(sdtpWindows));
+                string markdown = Markdown(title, rows) + PredictorMarkdown(sdtpReports, parse.GetValue(sdtpWindows)) + CostMarkdown(sdtpCost);
                 Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "arch-report.md"), markdown);
                 Kernels.Runtime.IO.AtomicFile.WriteAllText(Path.Combine(dir, "arch-report.json"), JsonSerializer.Serialize(new
                 {
                     title, rows,
                     sdtpPredictors = sdtpReports.Select(r => new { r.Name, stages = r.Stages, r.PredictorMacs, r.ModelMacs }),
+                    sdtpStageCost = sdtpCost,
                 }, AnalyzeCommand.Json));
                 foreach (var (study, xLabel) in new[] { ("heads", "fraction of KV-head units removed"), ("layers", "layers removed"), ("kv-share", "layers reading another layer's KV cache"), ("sdtp", "cumulative token keep ratio") })
                 {
@@ -258,6 +261,82 @@ internal static class ArchReportCommand
 
     private static double[] Parse(string list) =>
         list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+
+    internal sealed record StageCostRow(string Saliency, int Rounds, double MedianStageMs, double MedianPrefillMs, double MedianStageToProxy);
+
+    /// <summary>
+    /// What the SDTP stages cost (scoring, selection, compaction) in one pruned prefill of the first
+    /// window at cumulative keep 0.5: every saliency once per round, rounds interleaved so host drift
+    /// hits them alike; medians, and the median per-round ratio to the attention proxy.
+    /// </summary>
+    private static List<StageCostRow> StageCost(string path, int[] tokens, int ctx, IReadOnlyList<int> stages,
+        List<(string Name, TokenSaliencyKind Kind, SaliencyPredictor? Predictor)> kinds, CancellationToken ct, int rounds = 9)
+    {
+        using var m = ModelLoader.Load(path);
+        using var ops = new HostOps();
+        int window = Math.Min(ctx, tokens.Length);
+        var transformers = kinds.Select(k => new Transformer(m, ops, maxBatch: window)
+        {
+            Plan = new ForwardPlan
+            {
+                TokenPruning = new PromptTokenPruner(new TokenPruneOptions
+                {
+                    StageLayers = stages, Ratio = TokenPruneOptions.RatioForFinalKeep(0.5, stages.Count), Saliency = k.Kind, Predictor = k.Predictor,
+                }),
+            },
+        }).ToArray();
+        try
+        {
+            var samples = kinds.Select(_ => new List<(double Stage, double Prefill)>()).ToArray();
+            for (int round = -1; round < rounds; round++) // round -1 warms up
+            {
+                for (int i = 0; i < kinds.Count; i++)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    using var cache = transformers[i].CreateCache(window);
+                    long start = System.Diagnostics.Stopwatch.GetTimestamp();
+                    transformers[i].Forward(tokens.AsSpan(0, window), 0, cache, LogitsMode.Last);
+                    double prefill = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                    if (round >= 0)
+                    {
+                        samples[i].Add((transformers[i].LastTokenPruning!.SaliencySeconds * 1e3, prefill));
+                    }
+                }
+            }
+            static double Median(IEnumerable<double> values)
+            {
+                var sorted = values.Order().ToArray();
+                return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+            }
+            int proxy = kinds.FindIndex(k => k.Kind == TokenSaliencyKind.Attention);
+            return kinds.Select((k, i) => new StageCostRow(k.Name, rounds, Median(samples[i].Select(s => s.Stage)), Median(samples[i].Select(s => s.Prefill)),
+                proxy < 0 ? double.NaN : Median(samples[i].Zip(samples[proxy], (a, b) => a.Stage / b.Stage)))).ToList();
+        }
+        finally
+        {
+            foreach (var t in transformers)
+            {
+                t.Dispose();
+            }
+        }
+    }
+
+    private static string CostMarkdown(List<StageCostRow> cost)
+    {
+        if (cost.Count == 0)
+        {
+            return "";
+        }
+        var sb = new StringBuilder("## sdtp stage cost (interleaved rounds)\n\n");
+        sb.AppendLine($"One pruned prefill of the first evaluation window at cumulative keep 0.5 per saliency and round, {cost[0].Rounds} rounds interleaved after a warm-up; medians. Stage time is scoring, selection and row compaction.").AppendLine();
+        sb.AppendLine("| saliency | stage ms | prefill ms | stage share | stage time / attention proxy's (median of rounds) |");
+        sb.AppendLine("|---|---:|---:|---:|---:|");
+        foreach (var c in cost)
+        {
+            sb.AppendLine($"| {c.Saliency} | {c.MedianStageMs:F2} | {c.MedianPrefillMs:F1} | {c.MedianStageMs / c.MedianPrefillMs:P0} | {c.MedianStageToProxy:F2} |");
+        }
+        return sb.AppendLine().ToString();
+    }
 
     private static string PredictorMarkdown(List<(string Name, IReadOnlyList<SaliencyStageReport> Stages, long PredictorMacs, long ModelMacs)> reports, int windows)
     {

@@ -76,6 +76,7 @@ internal static class KvReportCommand
                     return ConstrainedPerplexity.Evaluate(ppl, tokens, ctx, tok.Bos, null, ct);
                 }
                 var rows = new List<Row>();
+                var evaluated = new Dictionary<KvCacheOptions, ConstrainedPerplexity.Result>(); // the ablations' default row is a policy row
                 var (dense, denseNeedle) = Evaluate(new KvCacheOptions { Policy = KvPolicyKind.None });
                 rows.Add(new Row("none", 1.0, dense.Perplexity.Perplexity, denseNeedle.Accuracy, dense.PeakKvBytes, dense.DenseKvBytes, dense.PeakStatisticsBytes));
                 var grid = (from p in parse.GetValue(policies)!.Split(',') from b in parse.GetValue(budgets)!.Split(',')
@@ -86,6 +87,7 @@ internal static class KvReportCommand
                     {
                         var options = new KvCacheOptions { Policy = grid[i].Policy, BudgetFraction = grid[i].Budget };
                         var (r, n) = Evaluate(options);
+                        evaluated[options] = r;
                         rows.Add(new Row(grid[i].Policy.ToString(), grid[i].Budget, r.Perplexity.Perplexity, n.Accuracy, r.PeakKvBytes, r.DenseKvBytes, r.PeakStatisticsBytes));
                         progress.Report((i + 1f) / grid.Count);
                     }
@@ -100,7 +102,7 @@ internal static class KvReportCommand
                     {
                         for (int i = 0; i < ablations.Count; i++)
                         {
-                            var r = Perplexity(ablations[i].Options);
+                            var r = evaluated.TryGetValue(ablations[i].Options, out var known) ? known : Perplexity(ablations[i].Options);
                             ablationRows.Add(new AblationRow(ablations[i].Name, ablations[i].Budget, r.Perplexity.Perplexity, r.PeakKvBytes, r.PeakStatisticsBytes));
                             progress.Report((i + 1f) / ablations.Count);
                         }

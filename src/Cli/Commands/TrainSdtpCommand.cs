@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Globalization;
 using Kernels.Runtime.Inference;
 using Kernels.Runtime.Simplification;
 
@@ -24,9 +23,19 @@ internal static class TrainSdtpCommand
             "Model the predictors are trained for", "Tokenizer", output,
             (c, parse, ct) =>
             {
-                var stageLayers = parse.GetValue(stages) is { } list
-                    ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray()
-                    : TokenPruneOptions.DefaultStages(c.Model.Layers.Count);
+                IReadOnlyList<int> stageLayers = parse.GetValue(stages) is { } list ? TokenPruneOptions.ParseLayers(list, "--stages") : TokenPruneOptions.DefaultStages(c.Model.Layers.Count);
+                try
+                {
+                    new TokenPruneOptions { StageLayers = stageLayers }.Validated(c.Model.Layers.Count);
+                }
+                catch (ArgumentOutOfRangeException e)
+                {
+                    throw new ArgumentException($"--stages: {e.Message}", e);
+                }
+                if (stageLayers.Count == 0)
+                {
+                    throw new ArgumentException($"--stages: a {c.Model.Layers.Count}-layer model has no layer to prune before (stages need layers 1..{c.Model.Layers.Count - 1})");
+                }
                 var options = new SaliencyTrainingOptions
                 {
                     Hidden = parse.GetValue(hidden), Steps = parse.GetValue(steps), PairsPerStep = parse.GetValue(pairs),

@@ -188,8 +188,6 @@ public static class SaliencyPredictorTrainer
         var parameters = new[] { w1, b1, w2 };
         var adam = parameters.Select(p => (M: new float[p.Length], V: new float[p.Length])).ToArray();
         var grads = parameters.Select(p => new float[p.Length]).ToArray();
-        var z = new float[hidden];
-        var a = new float[hidden];
         double emaLoss = double.NaN;
         var usable = train.Where(w => Candidates(w.Length, o) is var c && c.To - c.From >= 2).ToList();
         if (usable.Count == 0)
@@ -207,10 +205,18 @@ public static class SaliencyPredictorTrainer
             var (from, to) = Candidates(window.Length, o);
             var teacher = window.Teacher[s];
             var inputs = window.Inputs[s];
-            // Each token's π once, then the pair losses' dL/dπ per token, then one backward per token.
-            var pi = new Dictionary<int, float>();
+            // Each token's forward once (π and the activations the backward needs), then the pair losses' dL/dπ per token, then one backward per token.
+            var forward = new Dictionary<int, (float Pi, float[] Z, float[] A)>();
             var dpi = new Dictionary<int, float>();
-            float Pi(int i) => pi.TryGetValue(i, out float v) ? v : pi[i] = stage.Forward(inputs.AsSpan(i * dim, dim), z, a);
+            float Pi(int i)
+            {
+                if (!forward.TryGetValue(i, out var f))
+                {
+                    var (zi, ai) = (new float[hidden], new float[hidden]);
+                    forward[i] = f = (stage.Forward(inputs.AsSpan(i * dim, dim), zi, ai), zi, ai);
+                }
+                return f.Pi;
+            }
             double loss = 0;
             int pairs = 0;
             for (int p = 0; p < o.PairsPerStep; p++)
@@ -236,7 +242,7 @@ public static class SaliencyPredictorTrainer
             {
                 float gradient = d / pairs;
                 var u = inputs.AsSpan(i * dim, dim);
-                stage.Forward(u, z, a);
+                var (_, z, a) = forward[i];
                 for (int k = 0; k < hidden; k++)
                 {
                     grads[2][k] += gradient * a[k];

@@ -159,6 +159,10 @@ public sealed class SaliencyPredictor
     /// <summary>Reads a predictor GGUF; anything missing, mis-shaped or non-finite is a <see cref="ModelFormatException"/> naming the file and tensor.</summary>
     public static SaliencyPredictor Load(string path)
     {
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"saliency predictor {path} not found (`kernels train-sdtp --out FILE` writes one)", path);
+        }
         if (!GgufFile.LooksLikeGguf(path))
         {
             throw new ModelFormatException(path, "not a GGUF file (a saliency predictor is written by `kernels train-sdtp`)");

@@ -75,14 +75,25 @@ public sealed record TokenPruneOptions
         return this;
     }
 
+    /// <summary>"4,7,10" → [4, 7, 10]; anything else is an <see cref="ArgumentException"/> naming <paramref name="option"/>.</summary>
+    public static int[] ParseLayers(string text, string option)
+    {
+        var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (parts.Length == 0)
+        {
+            throw new ArgumentException($"{option}: '{text}' lists no layer (expected e.g. 4,7,10)");
+        }
+        return parts.Select(p => int.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out int layer) ? layer
+            : throw new ArgumentException($"{option}: '{p}' is not a layer index (expected e.g. 4,7,10)")).ToArray();
+    }
+
     /// <summary>Parses "--token-prune 0.9" plus an optional "4,7,10" stage list (default <see cref="DefaultStages"/>).</summary>
     /// <remarks>With a <paramref name="predictor"/> and no stage list, the stages are the predictor's.</remarks>
     public static TokenPruneOptions Parse(string ratio, string? stages, int layers, int window = 32, TokenSaliencyKind saliency = TokenSaliencyKind.Attention,
         SaliencyPredictor? predictor = null) => new TokenPruneOptions
     {
         Ratio = double.Parse(ratio, CultureInfo.InvariantCulture),
-        StageLayers = !string.IsNullOrWhiteSpace(stages)
-            ? stages.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray()
+        StageLayers = !string.IsNullOrWhiteSpace(stages) ? ParseLayers(stages, "--token-prune-layers")
             : predictor is not null && saliency == TokenSaliencyKind.Predictor ? predictor.StageLayers : DefaultStages(layers),
         Window = window,
         Saliency = saliency,

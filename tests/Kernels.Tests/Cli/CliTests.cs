@@ -101,6 +101,11 @@ public sealed class CliTests
             "--max-bytes", "3000", "--token-prune", "0.9", "--token-prune-saliency", "predictor");
         Assert.NotEqual(0, code);
         Assert.Contains("--token-prune-predictor", stderr);
+        (code, _, stderr) = Run("train-sdtp", "--model", TestData.Stories260KBin, "--tokenizer", TestData.Tok512, "--calibration", TestData.File_("tinystories_valid_sample.txt"),
+            "--calibration-bytes", "0:60000", "--calibration-windows", "2", "--stages", "2,9", "--out", predictor + ".bad");
+        Assert.NotEqual(0, code);
+        Assert.Contains("--stages", stderr);
+        Assert.False(File.Exists(predictor + ".bad"));
     }
 
     /// <summary>kernels serve on a free port answers /health and /v1/models, and a SIGTERM stops it cleanly.</summary>

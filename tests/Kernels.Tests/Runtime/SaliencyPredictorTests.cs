@@ -202,6 +202,18 @@ public sealed class SaliencyPredictorTests
         Assert.Equal([1], parsed.StageLayers);
     }
 
+    [Fact]
+    public void Stage_lists_parse_or_name_the_option()
+    {
+        Assert.Equal([4, 7, 10], TokenPruneOptions.ParseLayers(" 4, 7,10 ", "--stages"));
+        Assert.Contains("--stages: 'x' is not a layer index", Assert.Throws<ArgumentException>(() => TokenPruneOptions.ParseLayers("1,x", "--stages")).Message);
+        Assert.Contains("--token-prune-layers: ',' lists no layer", Assert.Throws<ArgumentException>(() => TokenPruneOptions.ParseLayers(",", "--token-prune-layers")).Message);
+        Assert.Contains("--token-prune-layers", Assert.Throws<ArgumentException>(() => TokenPruneOptions.Parse("0.9", "2,q", 4)).Message);
+        using var tmp = new TempDir();
+        string missing = Path.Combine(tmp.Path, "none.gguf");
+        Assert.Contains(missing, Assert.Throws<FileNotFoundException>(() => SaliencyPredictor.Load(missing)).Message);
+    }
+
     private sealed class BlockInput(ITransformerOps ops, int layer, float[] into) : IForwardObserver
     {
         public void OnBlockInput(int l, DeviceTensor x, int n)
