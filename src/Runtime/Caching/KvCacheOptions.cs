@@ -76,6 +76,20 @@ public sealed record KvCacheOptions
     /// <summary>Whether the policy accumulates attention × ‖v‖ (VATP and VATP-in-Scissorhands).</summary>
     public bool ValueAware => Policy is KvPolicyKind.Vatp or KvPolicyKind.VatpScissorhands;
 
+    /// <summary>Refuses settings the policy would silently ignore: a value norm without a value-aware policy, per-query-head scoring without scores.</summary>
+    public KvCacheOptions Validated()
+    {
+        if (ValueNorm != ValueNormKind.L1 && !ValueAware)
+        {
+            throw new ArgumentException($"the value norm ({ValueNorm}, --kv-norm) applies to vatp and vatp-scissorhands, not {PolicyName(Policy)}");
+        }
+        if (PerQueryHead && Policy is KvPolicyKind.None or KvPolicyKind.Streaming)
+        {
+            throw new ArgumentException($"per-query-head scoring (--kv-per-query-head) needs a scored policy; {PolicyName(Policy)} keeps no scores");
+        }
+        return this;
+    }
+
     /// <summary>Backend features this configuration needs beyond none.</summary>
     public BackendFeature RequiredFeatures =>
         Policy == KvPolicyKind.None ? BackendFeature.None

@@ -44,6 +44,7 @@ public sealed class InferenceSession : IDisposable
     public static InferenceSession Create(LlamaModel model, ITransformerOps ops, InferenceOptions options)
     {
         ObjectDisposedException.ThrowIf(model.IsDisposed, model);
+        options.Kv?.Validated();
         var needs = (options.Kv?.RequiredFeatures ?? BackendFeature.None)
                     | (options.Dip is not null ? BackendFeature.DynamicInputPruning : BackendFeature.None)
                     | (options.TokenPruning is not null ? BackendFeature.TokenPruning : BackendFeature.None);

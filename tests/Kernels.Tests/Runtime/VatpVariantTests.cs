@@ -206,7 +206,12 @@ public sealed class VatpVariantTests
         Assert.Equal(BackendFeature.KvMemory | BackendFeature.KvScoreVariants, (vatp with { ValueNorm = ValueNormKind.L2 }).RequiredFeatures);
         Assert.Equal(BackendFeature.KvMemory | BackendFeature.KvScoreVariants, (vatp with { PerQueryHead = true }).RequiredFeatures);
         Assert.Equal(BackendFeature.KvMemory | BackendFeature.KvScoreWindow, (vatp with { Policy = KvPolicyKind.VatpScissorhands }).RequiredFeatures);
-        // H2O ignores the norm: no variant feature needed.
-        Assert.Equal(BackendFeature.KvMemory, new KvCacheOptions { Policy = KvPolicyKind.H2O, ValueNorm = ValueNormKind.L2 }.RequiredFeatures);
+        // Settings a policy would ignore are refused, naming the option.
+        Assert.Contains("--kv-norm", Assert.Throws<ArgumentException>(() => new KvCacheOptions { Policy = KvPolicyKind.H2O, ValueNorm = ValueNormKind.L2 }.Validated()).Message);
+        Assert.Contains("--kv-per-query-head", Assert.Throws<ArgumentException>(() => new KvCacheOptions { Policy = KvPolicyKind.Streaming, PerQueryHead = true }.Validated()).Message);
+        Assert.Same(vatp, vatp.Validated());
+        using var model = SyntheticModel.Create(Gqa, ElementType.F32, null, seed: 1);
+        using var ops = new HostOps();
+        Assert.Throws<ArgumentException>(() => InferenceSession.Create(model, ops, new InferenceOptions { Kv = new KvCacheOptions { Policy = KvPolicyKind.H2O, ValueNorm = ValueNormKind.Max } }));
     }
 }
