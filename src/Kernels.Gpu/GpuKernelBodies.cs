@@ -30,6 +30,34 @@ internal static class GpuKernelBodies
     /// <summary>Σ over the warp, in every lane.</summary>
     private static float WarpSum(float v) => WarpExtensions.AllReduce<float, AddFloat>(v);
 
+    /// <summary>Most warps in a group (1024 threads).</summary>
+    private const int MaxWarpsPerGroup = 1024 / Warp;
+
+    /// <summary>
+    /// Σ over the group, in every thread, in a fixed order: each warp's sum, then the warps' sums in
+    /// warp order. ILGPU.Algorithms' group AllReduce combines the warps with atomic adds, whose order
+    /// (and so the float result's last bits) varies from run to run; a near-tie downstream (argmax,
+    /// top-k) then flips between runs.
+    /// </summary>
+    private static float GroupSum(float v)
+    {
+        var partial = SharedMemory.Allocate<float>(MaxWarpsPerGroup);
+        float warpSum = WarpSum(v);
+        if (ILGPU.Warp.LaneIdx == 0)
+        {
+            partial[ILGPU.Warp.WarpIdx] = warpSum;
+        }
+        Group.Barrier();
+        int warps = (Group.DimX + Warp - 1) / Warp;
+        float total = 0f;
+        for (int i = 0; i < warps; i++)
+        {
+            total += partial[i];
+        }
+        Group.Barrier(); // every thread has read the partials before a next call overwrites them
+        return total;
+    }
+
     // ---------------------------------------------------------------- dense
 
     /// <summary>The global warp index and warp count of a 1-D launch (grid-stride loops over work items).</summary>
@@ -374,7 +402,7 @@ internal static class GpuKernelBodies
                 float v = x[b + i];
                 ss += v * v;
             }
-            float scale = 1f / XMath.Sqrt(GroupExtensions.AllReduce<float, AddFloat>(ss) / dim + eps);
+            float scale = 1f / XMath.Sqrt(GroupSum(ss) / dim + eps);
             for (int i = tid; i < dim; i += size)
             {
                 y[b + i] = w[i] * (scale * x[b + i]);
@@ -621,7 +649,7 @@ internal static class GpuKernelBodies
             x[offset + i] = e;
             sum += e;
         }
-        sum = GroupExtensions.AllReduce<float, AddFloat>(sum);
+        sum = GroupSum(sum);
         for (int i = tid; i < count; i += size)
         {
             x[offset + i] /= sum;
